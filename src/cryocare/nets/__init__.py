@@ -1,0 +1,84 @@
+"""Registry of restoration networks.
+
+A network is registered with a builder, which turns a
+:class:`~cryocare.config.CareConfig` into a Keras model with one input and one
+output channel (channels last, spatial sizes left open), and a ``halo``
+function, which gives the radius of the network's receptive field in voxels.
+Tiled prediction overlaps tiles by the halo, so tiled and untiled outputs
+are equal.
+
+Only this package and :mod:`cryocare.model` import Keras, and only through
+``keras.layers`` / ``keras.ops``, so every Keras backend works.
+
+Examples
+--------
+>>> from cryocare.config import CareConfig
+>>> from cryocare import nets
+>>> nets.halo(CareConfig(unet_n_depth=2))
+26
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+    from ..config import CareConfig
+
+__all__ = ["Network", "register", "get", "build", "halo", "names"]
+
+
+@dataclass(frozen=True)
+class Network:
+    """A registered network: how to build it and how far it sees."""
+
+    name: str
+    build: Callable[[CareConfig], keras.Model]
+    halo: Callable[[CareConfig], int]
+
+
+_REGISTRY: dict[str, Network] = {}
+
+
+def register(name: str, *, halo: Callable[[CareConfig], int]):
+    """Decorator that registers a network builder under ``name``."""
+
+    def decorate(build: Callable[[CareConfig], keras.Model]):
+        _REGISTRY[name] = Network(name=name, build=build, halo=halo)
+        return build
+
+    return decorate
+
+
+def names() -> list[str]:
+    """Names of all registered networks."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> Network:
+    """The registered network called ``name``."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(
+            f"unknown network {name!r}; known networks are {', '.join(names())}"
+        ) from None
+
+
+def build(config: CareConfig) -> keras.Model:
+    """Build the Keras model that ``config`` describes."""
+    return get(config.network).build(config)
+
+
+def halo(config: CareConfig) -> int:
+    """Receptive-field radius in voxels of the network that ``config`` describes."""
+    return get(config.network).halo(config)
+
+
+from . import unet  # noqa: E402,F401  (registers "unet")

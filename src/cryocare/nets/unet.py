@@ -1,0 +1,80 @@
+"""CSBDeep-style residual U-Net, written in plain Keras 3.
+
+The architecture, layer names and defaults follow CSBDeep's ``common_unet``
+(Weigert et al., Nat. Methods 2018), which cryoCARE uses: per level
+``unet_n_conv_per_depth`` ReLU convolutions, max-pooling by 2, nearest-neighbour
+up-sampling with skip connections, a 1×1 linear output convolution and, when
+``unet_residual`` is set, the input added to the output.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import keras
+
+from . import register
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import CareConfig
+
+__all__ = ["unet", "unet_halo"]
+
+
+def unet_halo(config: CareConfig) -> int:
+    """Upper bound of the U-Net's receptive-field radius, in voxels.
+
+    At level ``l`` (scale ``s = 2**l``) every convolution widens the field by
+    ``(k // 2) * s`` on each side, and pooling and up-sampling by ``s`` each.
+    """
+    k, n_conv, depth = config.unet_kern_size, config.unet_n_conv_per_depth, config.unet_n_depth
+    radius = n_conv * (k // 2) * 2**depth  # bottom level
+    for level in range(depth):
+        scale = 2**level
+        radius += 2 * n_conv * (k // 2) * scale  # convolutions on the way down and up
+        radius += 2 * scale  # pooling and up-sampling
+    return radius
+
+
+@register("unet", halo=unet_halo)
+def unet(config: CareConfig) -> keras.Model:
+    """Build the U-Net that ``config`` describes (input and output: one channel)."""
+    n_dim, depth = config.n_dim, config.unet_n_depth
+    conv = keras.layers.Conv2D if n_dim == 2 else keras.layers.Conv3D
+    pool = keras.layers.MaxPooling2D if n_dim == 2 else keras.layers.MaxPooling3D
+    upsample = keras.layers.UpSampling2D if n_dim == 2 else keras.layers.UpSampling3D
+    kernel = (config.unet_kern_size,) * n_dim
+    seeds = iter(range(config.seed * 1000, config.seed * 1000 + 1000))
+
+    def block(filters: int, name: str, activation: str = "relu"):
+        init = keras.initializers.GlorotUniform(seed=next(seeds))
+        return conv(filters, kernel, padding="same", activation=activation,
+                    kernel_initializer=init, name=name)
+
+    def width(level: int) -> int:
+        return config.unet_n_first * 2**level
+
+    n_conv = config.unet_n_conv_per_depth
+    inputs = keras.Input(shape=(None,) * n_dim + (1,), name="input")
+    layer = inputs
+    skips = []
+    for level in range(depth):
+        for i in range(n_conv):
+            layer = block(width(level), f"down_level_{level}_no_{i}")(layer)
+        skips.append(layer)
+        layer = pool((2,) * n_dim, name=f"max_{level}")(layer)
+    for i in range(n_conv - 1):
+        layer = block(width(depth), f"middle_{i}")(layer)
+    layer = block(width(max(0, depth - 1)), f"middle_{n_conv}")(layer)
+    for level in reversed(range(depth)):
+        up = upsample((2,) * n_dim, name=f"up_{level}")(layer)
+        layer = keras.layers.Concatenate(axis=-1, name=f"concat_{level}")([up, skips[level]])
+        for i in range(n_conv - 1):
+            layer = block(width(level), f"up_level_{level}_no_{i}")(layer)
+        layer = block(width(max(0, level - 1)), f"up_level_{level}_no_{n_conv}")(layer)
+    init = keras.initializers.GlorotUniform(seed=next(seeds))
+    outputs = conv(1, (1,) * n_dim, activation="linear", kernel_initializer=init,
+                   name="final_conv")(layer)
+    if config.unet_residual:
+        outputs = keras.layers.Add(name="residual")([outputs, inputs])
+    return keras.Model(inputs, outputs, name=f"unet{n_dim}d")

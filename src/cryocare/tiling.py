@@ -1,0 +1,221 @@
+"""Seam-free tiled prediction, planned as data.
+
+A :class:`TilePlan` cuts an image into *cores* that tile it without overlap.
+Each core is read with a margin (the *halo*) at least as wide as the
+network's receptive-field radius, so that the network's output on the core
+does not depend on where the tile was cut. All reads start on multiples of
+``multiple_of`` (the network's total pooling factor), which keeps the pooling
+grid aligned with that of the whole image. Together these make tiled output
+equal to untiled output up to floating-point rounding.
+
+Images whose sizes are not multiples of ``multiple_of`` are extended at the
+far end by reflection (tile by tile, never as a copy of the whole image), so
+every voxel of the input gets a prediction: no zero slices at the edges.
+
+This module is NumPy-only; the network enters as a function that maps a batch
+``(n, *tile_shape)`` to an array of the same shape.
+
+Examples
+--------
+>>> import numpy as np
+>>> plan = plan_tiles((100, 70), tile_shape=(64, 64), halo=8, multiple_of=4)
+>>> len(plan.tiles)
+4
+>>> out = predict_tiled(lambda batch: 2 * batch, np.ones((100, 70), np.float32), plan=plan)
+>>> float(out.min()), float(out.max())
+(2.0, 2.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .errors import InputError
+
+__all__ = ["Tile", "TilePlan", "plan_tiles", "predict_tiled"]
+
+log = logging.getLogger(__name__)
+
+BatchFunction = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: where to read, which part of the prediction to keep, where to write it.
+
+    Attributes
+    ----------
+    read : tuple of slice
+        Region of the (virtually padded) image fed to the network.
+    crop : tuple of slice
+        Part of the network's output on ``read`` that is kept.
+    write : tuple of slice
+        Region of the output image that the kept part fills.
+    """
+
+    read: tuple[slice, ...]
+    crop: tuple[slice, ...]
+    write: tuple[slice, ...]
+
+    @property
+    def read_shape(self) -> tuple[int, ...]:
+        return tuple(s.stop - s.start for s in self.read)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image of ``shape`` is cut into tiles."""
+
+    shape: tuple[int, ...]
+    padded_shape: tuple[int, ...]
+    tile_shape: tuple[int, ...]
+    halo: int
+    tiles: tuple[Tile, ...]
+
+    @property
+    def n_tiles(self) -> tuple[int, ...]:
+        """Number of tiles along each axis."""
+        return tuple(-(-p // t) for p, t in zip(self.padded_shape, self.tile_shape, strict=True))
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    *,
+    tile_shape: Sequence[int] | None = None,
+    halo: int,
+    multiple_of: int = 1,
+) -> TilePlan:
+    """Plan tiles for an image of ``shape``.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        Spatial shape of the image.
+    tile_shape : sequence of int, optional
+        Size of the cores (rounded up to multiples of ``multiple_of``). None
+        means a single tile holding the whole image.
+    halo : int
+        Margin read around each core, at least the receptive-field radius
+        (rounded up to a multiple of ``multiple_of``).
+    multiple_of : int
+        Every read region starts at and spans multiples of this.
+
+    Returns
+    -------
+    TilePlan
+    """
+    shape = tuple(int(n) for n in shape)
+    if not shape or min(shape) < 1:
+        raise InputError(f"tiling: expected a non-empty image shape, got {shape}")
+    if multiple_of < 1 or halo < 0:
+        raise InputError(f"tiling: expected multiple_of >= 1 and halo >= 0, got {multiple_of}, {halo}")
+    padded = tuple(_round_up(n, multiple_of) for n in shape)
+    if tile_shape is None:
+        tile_shape = padded
+    tile_shape = tuple(int(t) for t in tile_shape)
+    if len(tile_shape) != len(shape) or min(tile_shape) < 1:
+        raise InputError(
+            f"tiling: expected {len(shape)} positive tile sizes for an image of shape {shape}, "
+            f"got {tile_shape}"
+        )
+    tile_shape = tuple(
+        min(_round_up(t, multiple_of), p) for t, p in zip(tile_shape, padded, strict=True)
+    )
+    # Reflection padding needs at least ``multiple_of`` real voxels in each read.
+    margin = max(_round_up(halo, multiple_of), multiple_of)
+
+    per_axis = []
+    for n, p, t in zip(shape, padded, tile_shape, strict=True):
+        axis = []
+        for start in range(0, p, t):
+            stop = min(start + t, p)
+            read = slice(max(0, start - margin), min(p, stop + margin))
+            crop = slice(start - read.start, min(stop, n) - read.start)
+            axis.append((read, crop, slice(start, min(stop, n))))
+        # A core that lies entirely in the padding writes nothing.
+        per_axis.append([a for a in axis if a[2].stop > a[2].start])
+    tiles = tuple(
+        Tile(read=tuple(c[0] for c in combo), crop=tuple(c[1] for c in combo),
+             write=tuple(c[2] for c in combo))
+        for combo in itertools.product(*per_axis)
+    )
+    return TilePlan(shape=shape, padded_shape=padded, tile_shape=tile_shape,
+                    halo=margin, tiles=tiles)
+
+
+def _read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
+    """The ``read`` region of ``image`` extended beyond its end by reflection."""
+    inside = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(read, image.shape, strict=True))
+    block = np.asarray(image[inside], dtype=np.float32)
+    pad = [(0, s.stop - i.stop) for s, i in zip(read, inside, strict=True)]
+    if any(after for _, after in pad):
+        block = np.pad(block, pad, mode="symmetric")
+    return block
+
+
+def predict_tiled(
+    predict: BatchFunction,
+    image: np.ndarray,
+    *,
+    plan: TilePlan,
+    batch_size: int = 1,
+    out: np.ndarray | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Apply ``predict`` to ``image`` tile by tile and stitch the result.
+
+    Parameters
+    ----------
+    predict : callable
+        Maps a float32 batch ``(n, *read_shape)`` to an array of the same shape.
+    image : ndarray
+        The image (may be a read-only memory map; it is never modified).
+    plan : TilePlan
+        From :func:`plan_tiles` for ``image.shape``.
+    batch_size : int
+        Tiles of equal shape passed to ``predict`` at once.
+    out : ndarray, optional
+        Float32 array of ``image.shape`` to write into (e.g. a memory map).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray
+        float32 prediction, shape of ``image``.
+    """
+    if tuple(image.shape) != plan.shape:
+        raise InputError(f"tiling: plan is for shape {plan.shape}, image has shape {image.shape}")
+    if out is None:
+        out = np.empty(plan.shape, dtype=np.float32)
+    elif out.shape != plan.shape:
+        raise InputError(f"tiling: output has shape {out.shape}, expected {plan.shape}")
+    # Tiles of equal read shape can share a forward pass.
+    groups: dict[tuple[int, ...], list[Tile]] = {}
+    for tile in plan.tiles:
+        groups.setdefault(tile.read_shape, []).append(tile)
+    log.debug("predicting %d tiles in %d shape group(s)", len(plan.tiles), len(groups))
+    with tqdm(total=len(plan.tiles), desc="tiles", unit="tile", disable=not progress) as bar:
+        for tiles in groups.values():
+            for first in range(0, len(tiles), batch_size):
+                chunk = tiles[first:first + batch_size]
+                batch = np.stack([_read_tile(image, t.read) for t in chunk])
+                result = np.asarray(predict(batch))
+                if result.shape != batch.shape:
+                    raise ValueError(
+                        f"network returned shape {result.shape} for input {batch.shape}"
+                    )
+                for tile, pred in zip(chunk, result, strict=True):
+                    out[tile.write] = pred[tile.crop]
+                bar.update(len(chunk))
+    return out
