@@ -11,7 +11,8 @@ Geometry (both functions use it, angles in degrees): with centred
 coordinates ``x_c = x - (X - 1) / 2`` and ``z_c = z - (Z - 1) / 2``, the voxel
 ``(z, x)`` projects at tilt ``θ`` onto the detector coordinate
 ``u = x_c cos θ + z_c sin θ`` (measured from the detector centre
-``(X - 1) / 2``). At 0° a projection is the plain sum along ``Z``.
+``(X - 1) / 2``). At 0° a projection is the plain sum along ``Z``. With
+``tilt_axis="X"`` read ``y`` for ``x``: ``u = y_c cos θ + z_c sin θ``.
 
 Both operators are sparse linear maps applied to all ``Y`` rows at once
 (:mod:`scipy.sparse` matrix times a dense ``(…, Y)`` block), with one Python
@@ -42,9 +43,10 @@ def project(volume: np.ndarray, angles, *, tilt_axis: str = "Y") -> np.ndarray:
     Line integrals (in voxel units) along the tilted beam, computed with
     Joseph's method: the ray is stepped one voxel at a time along the axis it
     is closest to (``Z`` up to 45°, ``X`` beyond) and the volume is linearly
-    interpolated along the other axis. Material outside the volume counts as
-    zero; rays are not truncated, so at high tilt material near the ``X``
-    edges projects off the detector, as in a real tilt series.
+    interpolated along the other axis. Every ray runs through the whole volume
+    (outside it counts as zero) and the detector is ``X`` pixels wide, so at
+    high tilt material near the ``X`` edges projects off the detector, as in a
+    real tilt series.
 
     Parameters
     ----------
@@ -202,7 +204,11 @@ def weighted_backprojection(
     rec = rec if axis == "X" else rec.transpose(0, 2, 1)
     logger.debug(
         "WBP of %d tilts (%d x %d) to thickness %d, padded width %d",
-        n_tilts, ny, nx, thickness, padded,
+        n_tilts,
+        ny,
+        nx,
+        thickness,
+        padded,
     )
     return np.ascontiguousarray(rec, dtype=np.float32)
 
@@ -281,10 +287,13 @@ def _joseph_matrix(nz: int, nx: int, theta: float) -> scipy.sparse.csr_array:
 
 def _ramp(padded: int, lowpass: float | None) -> np.ndarray:
     """Ram-Lak response for ``rfft`` of length ``padded`` (|f| in cycles per pixel)."""
-    n = np.concatenate([np.arange(1, padded // 2 + 1, 2), np.arange(padded // 2 - 1, 0, -2)])
+    # Spatial Ram-Lak kernel, circularly: 1/4 at 0, -1/(π d)² at odd distances d.
+    k = np.arange(padded)
+    distance = np.minimum(k, padded - k)
     kernel = np.zeros(padded)
+    odd = distance % 2 == 1
+    kernel[odd] = -1.0 / (np.pi * distance[odd]) ** 2
     kernel[0] = 0.25
-    kernel[1::2] = -1.0 / (np.pi * n) ** 2
     response = np.real(scipy.fft.rfft(kernel))
     if lowpass is not None:
         f = scipy.fft.rfftfreq(padded) / 0.5  # fraction of Nyquist
