@@ -24,7 +24,7 @@ def test_unknown_key_is_named():
         ("unet_residual", "False", "true or false"),  # cryoCARE read the string "False" as true
         ("train_learning_rate", 0.0, "0 < rate < 1"),
         ("train_loss", "l3", "mse, mae"),
-        ("network", "resnet", "unet"),
+        ("network", "no such net", "network name"),
     ],
 )
 def test_invalid_values_are_rejected_with_the_key(key, value, message):
@@ -35,6 +35,6 @@ def test_invalid_values_are_rejected_with_the_key(key, value, message):
 
 def test_replace_validates():
     config = CareConfig()
-    assert config.replace(unet_n_depth=3).multiple_of == 8
+    assert config.replace(unet_n_depth=3).unet_n_depth == 3
     with pytest.raises(InputError):
         config.replace(unet_n_depth=-1)

@@ -115,3 +115,8 @@ def test_patches_must_fit_the_pooling(smooth_pair):
     pairs = sample_pairs([even], [odd], patch_shape=(10, 16, 16), n_patches=10)
     with pytest.raises(InputError, match="multiple of 4"):
         CAREModel.train(pairs, TINY)
+
+
+def test_unknown_network_lists_the_registered_ones():
+    with pytest.raises(InputError, match="known networks are .*unet"):
+        nets.build(CareConfig(network="resnet"))

@@ -31,7 +31,6 @@ _INT_BOUNDS = {
     "seed": (0, 2**32 - 1),
 }
 _LOSSES = ("mse", "mae")
-_NETWORKS = ("unet",)
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class CareConfig:
     n_dim : int
         2 for micrographs/projections, 3 for tomograms.
     network : str
-        Name of the network in :mod:`cryocare.nets` (``"unet"``).
+        Name of a network registered in :mod:`cryocare.nets` (``"unet"``).
     unet_n_depth : int
         Number of resolution levels of the U-Net.
     unet_kern_size : int
@@ -115,16 +114,11 @@ class CareConfig:
                 f"config key 'train_loss': expected one of {', '.join(_LOSSES)}, "
                 f"got {self.train_loss!r}"
             )
-        if self.network not in _NETWORKS:
+        if not isinstance(self.network, str) or not self.network.isidentifier():
+            # Whether the name is registered is checked when the network is built.
             raise InputError(
-                f"config key 'network': expected one of {', '.join(_NETWORKS)}, "
-                f"got {self.network!r}"
+                f"config key 'network': expected a network name, got {self.network!r}"
             )
-
-    @property
-    def multiple_of(self) -> int:
-        """Every spatial input size must be a multiple of this (U-Net pooling)."""
-        return 2**self.unet_n_depth
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dictionary of all fields."""

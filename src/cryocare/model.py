@@ -160,11 +160,11 @@ class CAREModel:
         config = CareConfig(n_dim=n_dim) if config is None else config
         if config.n_dim != n_dim:
             raise InputError(f"config.n_dim is {config.n_dim} but the patches are {n_dim}-D")
-        bad = [p for p in pairs.patch_shape if p % config.multiple_of]
-        if bad:
+        multiple = nets.multiple_of(config)
+        if any(p % multiple for p in pairs.patch_shape):
             raise InputError(
                 f"patch shape {pairs.patch_shape}: every size must be a multiple of "
-                f"{config.multiple_of} for a U-Net of depth {config.unet_n_depth}"
+                f"{multiple} for the {config.network} network"
             )
         if len(pairs.x_train) == 0 or len(pairs.x_val) == 0:
             raise InputError("training needs at least one training and one validation pair")
@@ -242,7 +242,7 @@ class CAREModel:
         elif isinstance(tile_shape, int | np.integer):
             tile_shape = (int(tile_shape),) * image.ndim
         plan = plan_tiles(image.shape, tile_shape=tile_shape, halo=nets.halo(self.config),
-                          multiple_of=self.config.multiple_of)
+                          multiple_of=nets.multiple_of(self.config))
         return predict_tiled(self._predict_batch, image, plan=plan, batch_size=batch_size,
                              progress=progress)
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["Network", "register", "get", "build", "halo", "names"]
+__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "names"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +41,23 @@ class Network:
     name: str
     build: Callable[[CareConfig], keras.Model]
     halo: Callable[[CareConfig], int]
+    multiple_of: Callable[[CareConfig], int]
 
 
 _REGISTRY: dict[str, Network] = {}
 
 
-def register(name: str, *, halo: Callable[[CareConfig], int]):
-    """Decorator that registers a network builder under ``name``."""
+def register(name: str, *, halo: Callable[[CareConfig], int],
+             multiple_of: Callable[[CareConfig], int] | None = None):
+    """Decorator that registers a network builder under ``name``.
+
+    ``halo(config)`` bounds the receptive-field radius; ``multiple_of(config)``
+    is the number every spatial input size must be a multiple of (1 if None).
+    """
 
     def decorate(build: Callable[[CareConfig], keras.Model]):
-        _REGISTRY[name] = Network(name=name, build=build, halo=halo)
+        _REGISTRY[name] = Network(name=name, build=build, halo=halo,
+                                  multiple_of=multiple_of or (lambda config: 1))
         return build
 
     return decorate
@@ -79,6 +86,11 @@ def build(config: CareConfig) -> keras.Model:
 def halo(config: CareConfig) -> int:
     """Receptive-field radius in voxels of the network that ``config`` describes."""
     return get(config.network).halo(config)
+
+
+def multiple_of(config: CareConfig) -> int:
+    """Every spatial input size of the network must be a multiple of this."""
+    return get(config.network).multiple_of(config)
 
 
 from . import unet  # noqa: E402,F401  (registers "unet")

@@ -36,7 +36,7 @@ def unet_halo(config: CareConfig) -> int:
     return radius
 
 
-@register("unet", halo=unet_halo)
+@register("unet", halo=unet_halo, multiple_of=lambda config: 2**config.unet_n_depth)
 def unet(config: CareConfig) -> keras.Model:
     """Build the U-Net that ``config`` describes (input and output: one channel)."""
     n_dim, depth = config.n_dim, config.unet_n_depth

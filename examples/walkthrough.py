@@ -1,0 +1,88 @@
+# %% [markdown]
+# # cryocare walk-through
+#
+# From an even/odd pair of half tomograms to a denoised tomogram and a
+# segmentation, one stage at a time. The data are simulated, so we can score
+# every step against the noiseless truth. Run it as a script
+# (`python examples/walkthrough.py`) or cell by cell in Jupyter / VS Code
+# (cells are marked `# %%`). It takes about a minute on two CPU cores.
+
+# %%
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from cryocare import io
+from cryocare.config import CareConfig
+from cryocare.demo import orthoslice_figure
+from cryocare.filters import median
+from cryocare.metrics import psnr
+from cryocare.model import CAREModel
+from cryocare.pairs import sample_pairs
+from cryocare.segment import dice, segment_otsu
+from cryocare.simulate import simulate_tomogram
+
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+out = Path("walkthrough_output")
+out.mkdir(exist_ok=True)
+
+# %% [markdown]
+# ## 1. Data
+# A crowded cell-like phantom (vesicles, filaments, macromolecules) imaged as a
+# ±60° tilt series with a weak-phase CTF and Poisson noise; even and odd frames
+# are reconstructed separately. With real data, read your own halves instead:
+# `even, odd, info = io.read_pair("tomo_even.mrc", "tomo_odd.mrc", mmap=True)`.
+
+# %%
+data = simulate_tomogram((48, 128, 128), seed=7)
+even, odd = data.even, data.odd
+for name in ("even", "odd", "clean"):
+    io.write(out / f"{name}.mrc", getattr(data, name), voxel_size=data.voxel_size,
+             overwrite=True)
+print("even/odd correlation:", np.corrcoef(even.ravel(), odd.ravel())[0, 1].round(3))
+
+# %% [markdown]
+# ## 2. Training pairs
+# Patches at the same place in both halves; validation patches come from the
+# last 10 % of the tilt axis, never overlapping a training patch.
+
+# %%
+pairs = sample_pairs([even], [odd], patch_shape=16, n_patches=600, seed=0)
+print(pairs.x_train.shape, pairs.x_val.shape, pairs.normalization)
+
+# %% [markdown]
+# ## 3. Train Noise2Noise
+# A small U-Net for a short CPU budget; `CareConfig` validates every value.
+
+# %%
+config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=8,
+                    train_steps_per_epoch=30, train_batch_size=16,
+                    train_learning_rate=2e-3, seed=0)
+model = CAREModel.train(pairs, config, progress=True)
+model.save(out / "model", overwrite=True)
+print("validation loss per epoch:", np.round(model.history["val_loss"], 4))
+
+# %% [markdown]
+# ## 4. Denoise both halves and average them (tiled, seam-free)
+
+# %%
+denoised = model.denoise(even, odd, progress=True)
+io.write(out / "denoised.mrc", denoised, voxel_size=data.voxel_size, overwrite=True)
+
+# %% [markdown]
+# ## 5. Compare with the raw average and a median filter, then segment
+
+# %%
+raw = (even + odd) / 2
+filtered = median(raw, size=3)
+for name, volume in (("raw", raw), ("median 3x3x3", filtered), ("CARE", denoised)):
+    mask = segment_otsu(volume, sigma=1.0)
+    print(f"{name:>14}: PSNR {psnr(data.clean, volume):6.2f} dB, "
+          f"Otsu Dice {dice(mask, data.mask):.3f}")
+
+# %%
+orthoslice_figure({"raw": raw, "median": filtered, "CARE": denoised, "noiseless": data.clean},
+                  out / "walkthrough.png",
+                  masks={"Otsu on CARE": segment_otsu(denoised, sigma=1.0)})
+print("figure:", out / "walkthrough.png")

@@ -1,0 +1,125 @@
+"""The command line, end to end on tiny simulated data."""
+
+import numpy as np
+import pytest
+
+from cryocare import io
+from cryocare.cli import main
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    assert main(["simulate", str(folder), "--shape", "32,64,64", "--seed", "3", "-q"]) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained_model(simulated, tmp_path_factory):
+    work = tmp_path_factory.mktemp("work")
+    pairs = work / "pairs.npz"
+    assert main(["extract", "--even", str(simulated / "even.mrc"), "--odd",
+                 str(simulated / "odd.mrc"), "--output", str(pairs), "--patch-shape", "16",
+                 "--n-patches", "60", "-q"]) == 0
+    model = work / "model"
+    assert main(["train", str(pairs), "--output", str(model), "--epochs", "1", "--steps", "3",
+                 "--batch-size", "4", "--n-first", "4", "--depth", "2", "-q"]) == 0
+    return model
+
+
+def test_simulate_writes_the_four_volumes(simulated):
+    for name in ("even", "odd", "clean", "mask"):
+        info = io.read_info(simulated / f"{name}.mrc")
+        assert info.shape == (32, 64, 64)
+        assert info.voxel_size == (10.0, 10.0, 10.0)
+
+
+def test_predict_keeps_odd_shapes_voxel_size_and_fills_every_slice(trained_model, tmp_path):
+    # The acceptance case of the first issue: 97x130x131, no all-zero slice.
+    rng = np.random.default_rng(0)
+    even_path, odd_path = tmp_path / "t_even.mrc", tmp_path / "t_odd.mrc"
+    for path in (even_path, odd_path):
+        io.write(path, rng.normal(size=(97, 130, 131)).astype(np.float32) + 5,
+                 voxel_size=(13.5, 13.5, 13.5))
+    out = tmp_path / "denoised.mrc"
+    assert main(["predict", "--model", str(trained_model), "--even", str(even_path),
+                 "--odd", str(odd_path), "--output", str(out), "-q"]) == 0
+    info = io.read_info(out)
+    assert info.shape == (97, 130, 131)
+    assert info.voxel_size == (13.5, 13.5, 13.5)
+    result = io.read(out)
+    for axis in range(3):
+        assert (np.abs(result).max(axis=tuple(a for a in range(3) if a != axis)) > 0).all()
+
+
+def test_predict_several_pairs_into_a_folder(trained_model, simulated, tmp_path):
+    argv = ["predict", "--model", str(trained_model), "--output", str(tmp_path / "out"),
+            "--tiles", "16,32,32", "-q", "--even"]
+    for stem in ("a", "b"):
+        for half in ("even", "odd"):
+            (tmp_path / f"{stem}_{half}.mrc").write_bytes((simulated / f"{half}.mrc").read_bytes())
+    argv += [str(tmp_path / "a_even.mrc"), str(tmp_path / "b_even.mrc"), "--odd",
+             str(tmp_path / "a_odd.mrc"), str(tmp_path / "b_odd.mrc")]
+    assert main(argv) == 0
+    a = io.read(tmp_path / "out" / "a_even_denoised.mrc")
+    b = io.read(tmp_path / "out" / "b_even_denoised.mrc")
+    # same input, model and tiling: equal up to float32 rounding of oneDNN reductions
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * np.ptp(a))
+
+
+def test_outputs_are_never_replaced_without_overwrite(trained_model, simulated, tmp_path,
+                                                      capsys):
+    out = tmp_path / "d.mrc"
+    args = ["predict", "--model", str(trained_model), "--even", str(simulated / "even.mrc"),
+            "--odd", str(simulated / "odd.mrc"), "--output", str(out), "-q"]
+    assert main(args) == 0
+    before = out.read_bytes()
+    assert main(args) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([*args, "--overwrite"]) == 0
+
+
+def test_segment_reports_dice_against_a_reference(simulated, tmp_path, capsys):
+    out = tmp_path / "mask.mrc"
+    assert main(["segment", str(simulated / "clean.mrc"), "--output", str(out),
+                 "--reference", str(simulated / "mask.mrc"), "-q"]) == 0
+    assert "Dice" in capsys.readouterr().out
+    mask = io.read(out)
+    assert set(np.unique(mask)) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["segment", "missing.mrc", "--output", "x.mrc"], "missing.mrc"),
+        (["predict", "--model", "nowhere", "--even", "a.mrc", "--odd", "b.mrc", "--output",
+          "c.mrc"], "nowhere"),
+        (["train", "nothing.npz", "--output", "m"], "nothing.npz"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert len(err.splitlines()) == 1
+    assert "Traceback" not in err
+
+
+def test_unknown_config_key_is_named(simulated, tmp_path, capsys):
+    config = tmp_path / "config.json"
+    config.write_text('{"unet_depth": 3}')
+    rc = main(["denoise", "--even", str(simulated / "even.mrc"), "--odd",
+               str(simulated / "odd.mrc"), "--output", str(tmp_path / "d.mrc"),
+               "--config", str(config), "-q"])
+    assert rc == 2
+    assert "'unet_depth'" in capsys.readouterr().err
+
+
+def test_every_command_has_help(capsys):
+    for command in ("simulate", "extract", "train", "predict", "denoise", "segment", "demo"):
+        with pytest.raises(SystemExit) as info:
+            main([command, "--help"])
+        assert info.value.code == 0
+    assert "usage: cryocare" in capsys.readouterr().out

@@ -1,0 +1,54 @@
+"""The whole pipeline at a tiny size: CARE must beat the raw average and the median."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cryocare.config import CareConfig
+from cryocare.filters import median
+from cryocare.metrics import psnr
+from cryocare.model import CAREModel
+from cryocare.pairs import sample_pairs
+from cryocare.segment import dice, segment_otsu
+from cryocare.simulate import simulate_tomogram
+
+
+@pytest.mark.slow
+def test_care_beats_raw_and_median_on_simulated_data():
+    data = simulate_tomogram((32, 96, 96), seed=11)
+    pairs = sample_pairs([data.even], [data.odd], patch_shape=16, n_patches=400, seed=0)
+    config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=10,
+                        train_steps_per_epoch=30, train_batch_size=16,
+                        train_learning_rate=2e-3, seed=0)
+    denoised = CAREModel.train(pairs, config).denoise(data.even, data.odd)
+    raw = (data.even + data.odd) / 2
+    scores = {name: psnr(data.clean, volume)
+              for name, volume in (("raw", raw), ("median", median(raw)), ("CARE", denoised))}
+    # Measured when written: raw 18.4 dB, median 27.6 dB, CARE 29.4 dB.
+    assert scores["CARE"] > scores["median"] > scores["raw"], scores
+    # Otsu segmentation on the restored tomogram is closer to the truth than on the raw one.
+    assert dice(segment_otsu(denoised, sigma=1.0), data.mask) > dice(
+        segment_otsu(raw, sigma=1.0), data.mask)
+
+
+@pytest.mark.parametrize("module", ["cryocare", "cryocare.io", "cryocare.simulate",
+                                    "cryocare.reconstruct", "cryocare.pairs", "cryocare.tiling",
+                                    "cryocare.filters", "cryocare.segment", "cryocare.metrics",
+                                    "cryocare.config", "cryocare.cli"])
+def test_numpy_only_modules_do_not_import_tensorflow(module):
+    code = (f"import sys, {module}; "
+            "bad = [m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules]; "
+            "sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_denoised_output_is_finite_and_shaped(tmp_path):
+    data = simulate_tomogram((16, 40, 36), seed=5)
+    config = CareConfig(unet_n_depth=1, unet_n_first=2, train_epochs=1,
+                        train_steps_per_epoch=2, train_batch_size=2)
+    pairs = sample_pairs([data.even], [data.odd], patch_shape=8, n_patches=10, seed=0)
+    out = CAREModel.train(pairs, config).denoise(data.even, data.odd)
+    assert out.shape == data.even.shape and out.dtype == np.float32
+    assert np.isfinite(out).all()
