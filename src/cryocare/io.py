@@ -184,7 +184,7 @@ def read_pair(
             f"{even} and {odd}: expected an even/odd pair of equal shape, "
             f"found {info_e.shape} and {info_o.shape}"
         )
-    if not all(_close(a, b) for a, b in zip(info_e.voxel_size, info_o.voxel_size)):
+    if not all(_close(a, b) for a, b in zip(info_e.voxel_size, info_o.voxel_size, strict=True)):
         raise InputError(
             f"{even} and {odd}: expected an even/odd pair of equal voxel size "
             f"(relative tolerance {_PAIR_RTOL:g}), found {info_e.voxel_size} and "
@@ -342,7 +342,7 @@ def _inspect(path: Path) -> tuple[VolumeInfo, _Layout]:
     if (int(header.mapc), int(header.mapr), int(header.maps)) != (1, 2, 3):
         logger.warning("%s: axis order mapc/mapr/maps ignored; read as X, Y, Z", path)
     voxel_zyx = []
-    for axis, value in zip("ZYX", voxel[::-1]):
+    for axis, value in zip("ZYX", voxel[::-1], strict=True):
         if not (np.isfinite(value) and value > 0):
             logger.warning("%s: voxel size along %s is %s in the header; reported as 0.0 "
                            "(unknown)", path, axis, value)

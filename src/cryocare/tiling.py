@@ -118,7 +118,9 @@ def plan_tiles(
     if not shape or min(shape) < 1:
         raise InputError(f"tiling: expected a non-empty image shape, got {shape}")
     if multiple_of < 1 or halo < 0:
-        raise InputError(f"tiling: expected multiple_of >= 1 and halo >= 0, got {multiple_of}, {halo}")
+        raise InputError(
+            f"tiling: expected multiple_of >= 1 and halo >= 0, got {multiple_of} and {halo}"
+        )
     padded = tuple(_round_up(n, multiple_of) for n in shape)
     if tile_shape is None:
         tile_shape = padded
