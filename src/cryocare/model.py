@@ -18,10 +18,12 @@ Weights are stored in Keras' backend-neutral format.
 
 Examples
 --------
->>> from cryocare.model import CAREModel                        # doctest: +SKIP
->>> model = CAREModel.train(pairs, CareConfig(train_epochs=10))   # doctest: +SKIP
->>> denoised = model.denoise(even, odd)                            # doctest: +SKIP
->>> model.save("my_model")                                          # doctest: +SKIP
+Training takes minutes, so this is shown, not run (``docs/model.md`` has a
+runnable version)::
+
+    model = CAREModel.train(pairs, CareConfig(train_epochs=10))
+    denoised = model.denoise(even, odd)
+    model.save("my_model")
 """
 
 from __future__ import annotations
