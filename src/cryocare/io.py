@@ -63,9 +63,11 @@ class VolumeInfo:
 
     Examples
     --------
-    >>> info = read_info("tomo.mrc")  # doctest: +SKIP
-    >>> info.shape, info.voxel_size  # doctest: +SKIP
-    ((64, 128, 128), (10.0, 10.0, 10.0))
+    >>> import tempfile, numpy as np
+    >>> path = write(Path(tempfile.mkdtemp()) / "tomo.mrc", np.zeros((4, 8, 8)), voxel_size=10.0)
+    >>> info = read_info(path)
+    >>> info.shape, info.voxel_size
+    ((4, 8, 8), (10.0, 10.0, 10.0))
     """
 
     path: Path
@@ -106,8 +108,9 @@ def read_info(path: str | os.PathLike) -> VolumeInfo:
 
     Examples
     --------
-    >>> info = read_info("tomo.mrc")  # doctest: +SKIP
-    >>> info.dtype  # doctest: +SKIP
+    >>> import tempfile, numpy as np
+    >>> path = write(Path(tempfile.mkdtemp()) / "tomo.mrc", np.zeros((4, 8, 8)))
+    >>> read_info(path).dtype
     dtype('float32')
     """
     return _inspect(Path(path))[0]
@@ -138,9 +141,11 @@ def read(path: str | os.PathLike, *, mmap: bool = False) -> np.ndarray:
 
     Examples
     --------
-    >>> volume = read("tomo.mrc")  # doctest: +SKIP
-    >>> volume.dtype  # doctest: +SKIP
-    dtype('float32')
+    >>> import tempfile, numpy as np
+    >>> path = write(Path(tempfile.mkdtemp()) / "tomo.mrc", np.ones((4, 8, 8), np.int16))
+    >>> volume = read(path)
+    >>> volume.dtype, float(volume.sum())
+    (dtype('float32'), 256.0)
     """
     path = Path(path)
     _, layout = _inspect(path)
@@ -174,7 +179,13 @@ def read_pair(
 
     Examples
     --------
-    >>> even, odd, info = read_pair("even.mrc", "odd.mrc")  # doctest: +SKIP
+    >>> import tempfile, numpy as np
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("even.mrc", "odd.mrc"):
+    ...     _ = write(folder / name, np.zeros((4, 8, 8)), voxel_size=10.0)
+    >>> even, odd, info = read_pair(folder / "even.mrc", folder / "odd.mrc", mmap=True)
+    >>> even.shape == odd.shape == info.shape
+    True
     """
     even, odd = Path(even), Path(odd)
     info_e, layout_e = _inspect(even)
@@ -248,9 +259,10 @@ def write(
 
     Examples
     --------
-    >>> import numpy as np
-    >>> write("out.mrc", np.zeros((4, 8, 8)), voxel_size=(12.0, 10.0, 10.0))  # doctest: +SKIP
-    PosixPath('out.mrc')
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "out.mrc"
+    >>> write(path, np.zeros((4, 8, 8)), voxel_size=(12.0, 10.0, 10.0)) == path
+    True
     """
     path = Path(path)
     _check_target(path, overwrite=overwrite)
