@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,torch,jax]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -17,8 +17,15 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/cryocare demo --output demo_output --overwrite
 
+# All tests on TensorFlow, then the tests marked `backend` again on PyTorch (model, networks,
+# backends) and on JAX (networks, backends: JAX compiles every new model, which makes the
+# training/resume tests slow there).
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
+	    tests/test_model.py tests/test_nets.py tests/test_backends.py
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
+	    tests/test_nets.py tests/test_backends.py
 
 clean:
 	rm -rf $(VENV) demo_output

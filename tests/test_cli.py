@@ -123,3 +123,49 @@ def test_every_command_has_help(capsys):
             main([command, "--help"])
         assert info.value.code == 0
     assert "usage: cryocare" in capsys.readouterr().out
+
+
+def test_predict_pairs_a_folder_and_a_glob_by_name(trained_model, simulated, tmp_path):
+    # The halves come as a glob and a folder, listed in different orders; pairing is by name.
+    (tmp_path / "in").mkdir()
+    for stem, scale in (("TS_2", 2.0), ("TS_1", 1.0)):
+        for half in ("EVN", "ODD"):
+            data = io.read(simulated / f"{half.lower().replace('evn', 'even')}.mrc")
+            io.write(tmp_path / "in" / f"{stem}_{half}.mrc", data[:, :32, :40] * scale,
+                     voxel_size=10.0)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(trained_model),
+                 "--even", str(tmp_path / "in" / "TS_*_EVN.mrc"),
+                 "--odd", str(tmp_path / "in" / "TS_2_ODD.mrc"),
+                 str(tmp_path / "in" / "TS_1_ODD.mrc"),
+                 "--output", str(out), "--memory", "1G", "--normalize", "training", "-q"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["TS_1_EVN_denoised.mrc",
+                                                     "TS_2_EVN_denoised.mrc"]
+    one = io.read(out / "TS_1_EVN_denoised.mrc")
+    two = io.read(out / "TS_2_EVN_denoised.mrc")
+    assert one.shape == two.shape == (32, 32, 40)
+    assert np.ptp(two) > 1.5 * np.ptp(one)  # TS_2 (twice the contrast) really came from TS_2
+
+
+def test_predict_on_a_dask_scheduler_equals_single_process(trained_model, simulated, tmp_path):
+    from cryocare.distributed import cluster_client
+
+    single, spread = tmp_path / "single.mrc", tmp_path / "spread.mrc"
+    common = ["predict", "--model", str(trained_model), "--even", str(simulated / "even.mrc"),
+              "--odd", str(simulated / "odd.mrc"), "-q"]
+    assert main([*common, "--output", str(single)]) == 0
+    # A scheduler address, as for a SLURM cluster; the workers are threads of this test.
+    with cluster_client(n_workers=2, processes=False) as client:
+        assert main([*common, "--output", str(spread), "--scheduler",
+                     client.scheduler.address, "--chunk", "8"]) == 0
+    a, b = io.read(single), io.read(spread)
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-5 * np.ptp(a))  # float32 rounding
+
+
+def test_files_without_half_markers_are_refused(trained_model, tmp_path, capsys):
+    for name in ("x.mrc", "y.mrc", "z.mrc"):
+        io.write(tmp_path / name, np.zeros((8, 8, 8)))
+    assert main(["predict", "--model", str(trained_model), "--even", str(tmp_path / "x.mrc"),
+                 str(tmp_path / "y.mrc"), "--odd", str(tmp_path / "z.mrc"),
+                 "--output", str(tmp_path / "o"), "-q"]) == 2
+    assert "cannot tell the half" in capsys.readouterr().err

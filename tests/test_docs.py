@@ -18,6 +18,10 @@ def test_docs_exist():
                          ids=lambda p: p.name)
 def test_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    # Pages may register example networks: keep them out of the other tests.
+    from cryocare import nets
+
+    monkeypatch.setattr(nets, "_REGISTRY", dict(nets._REGISTRY))
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for block in BLOCK.findall(page.read_text()):
         exec(compile(block, str(page), "exec"), namespace)  # noqa: S102

@@ -480,3 +480,62 @@ def test_write_like_missing_file_names_it(tmp_path, rng):
     like = tmp_path / "missing.mrc"
     with _raises(InputError, like):
         write(tmp_path / "v.mrc", _volume(rng), like=like)
+
+
+# --- streaming writer (open_writer) ----------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (7, 9, 11)], ids=["2d", "3d"])
+def test_slab_writer_equals_write_with_the_same_header_stats(tmp_path, rng, shape):
+    from cryocare.io import open_writer
+
+    data = _volume(rng, shape) + 100.0  # an offset tests the stable variance update
+    with open_writer(tmp_path / "s.mrc", shape, voxel_size=(3.0, 2.0, 1.0)) as writer:
+        for start in range(0, shape[0], 3):
+            writer.write(data[start:start + 3])
+    write(tmp_path / "w.mrc", data, voxel_size=(3.0, 2.0, 1.0))
+    np.testing.assert_array_equal(read(tmp_path / "s.mrc"), data)
+    assert read_info(tmp_path / "s.mrc").voxel_size == (3.0, 2.0, 1.0)
+    with mrcfile.open(tmp_path / "s.mrc") as s, mrcfile.open(tmp_path / "w.mrc") as w:
+        assert s.header.dmin == w.header.dmin and s.header.dmax == w.header.dmax
+        # mrcfile sums in float32, the writer in float64: equal to float32 precision
+        np.testing.assert_allclose(s.header.dmean, w.header.dmean, rtol=1e-6)
+        np.testing.assert_allclose(s.header.rms, w.header.rms, rtol=1e-5)
+        assert (s.header.nx, s.header.ny, s.header.nz) == (w.header.nx, w.header.ny, w.header.nz)
+    import io as text_io
+
+    assert mrcfile.validate(str(tmp_path / "s.mrc"), print_file=text_io.StringIO())
+
+
+def test_interrupted_slab_writing_leaves_no_file(tmp_path, rng):
+    from cryocare.io import open_writer
+
+    target = tmp_path / "s.mrc"
+    with pytest.raises(KeyboardInterrupt), open_writer(target, (4, 5, 6)) as writer:
+        writer.write(_volume(rng, (2, 5, 6)))
+        raise KeyboardInterrupt
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_incomplete_or_wrong_slabs_are_refused_and_leave_no_file(tmp_path, rng):
+    from cryocare.io import open_writer
+
+    target = tmp_path / "s.mrc"
+    with _raises(InputError, target), open_writer(target, (4, 5, 6)) as writer:
+        writer.write(_volume(rng, (3, 5, 6)))
+    with _raises(InputError, target), open_writer(target, (4, 5, 6)) as writer:
+        writer.write(_volume(rng, (2, 6, 5)))
+    assert not target.exists() and _leftovers(tmp_path) == []
+
+
+def test_slab_writer_never_replaces_without_overwrite(tmp_path, rng):
+    from cryocare.io import open_writer
+
+    target = write(tmp_path / "s.mrc", _volume(rng, (2, 3, 4)))
+    before = target.read_bytes()
+    with _raises(OutputExistsError, target):
+        open_writer(target, (2, 3, 4))
+    assert target.read_bytes() == before
+    with open_writer(target, (2, 3, 4), overwrite=True) as writer:
+        writer.write(np.zeros((2, 3, 4), np.float32))
+    assert float(np.abs(read(target)).max()) == 0.0

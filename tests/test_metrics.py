@@ -260,3 +260,150 @@ def test_bad_values_rejected(function, bad, match):
         function(bad, good)
     with pytest.raises(InputError, match=match):
         function(good, bad)
+
+
+# --- SSIM after affine fit ------------------------------------------------------
+
+from skimage.metrics import structural_similarity  # noqa: E402
+
+from cryocare.metrics import fsc, halves_score, snr_from_halves, ssim_affine  # noqa: E402
+
+
+def smooth_volume(shape, seed):
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    return gaussian_filter(rng.normal(size=shape), 2.0) * 10
+
+
+def test_ssim_affine_identical_and_rescaled_is_one():
+    clean = smooth_volume((12, 20, 20), 0)
+    assert ssim_affine(clean, clean) == pytest.approx(1.0, abs=1e-12)
+    assert ssim_affine(clean, -3.0 * clean + 7.0) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_ssim_affine_equals_skimage_on_the_fitted_image():
+    clean = smooth_volume((12, 24, 24), 1)
+    noisy = clean + np.random.default_rng(2).normal(size=clean.shape)
+    image = 0.5 * noisy + 3.0
+    slope = np.cov(clean.ravel(), image.ravel(), bias=True)[0, 1] / image.var()
+    fitted = slope * image + (clean.mean() - slope * image.mean())
+    expected = structural_similarity(clean, fitted, data_range=np.ptp(clean),
+                                     gaussian_weights=True, sigma=1.5,
+                                     use_sample_covariance=False)
+    # Same formula, fit computed two ways: equal to float64 rounding.
+    assert ssim_affine(readonly(clean), readonly(image)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_ssim_affine_decreases_with_noise():
+    clean = smooth_volume((12, 24, 24), 3)
+    rng = np.random.default_rng(4)
+    scores = [ssim_affine(clean, clean + rng.normal(scale=s, size=clean.shape))
+              for s in (0.1, 0.5, 2.0)]
+    assert scores[0] > scores[1] > scores[2]
+
+
+@pytest.mark.parametrize("shape", [(9, 20, 20), (100,)])
+def test_ssim_affine_rejects_small_or_1d(shape):
+    with pytest.raises(InputError, match="at least 11"):
+        ssim_affine(np.ones(shape), np.ones(shape))
+
+
+# --- FSC / FRC --------------------------------------------------------------------
+
+
+def test_fsc_identical_volumes_is_one_and_resolution_is_nyquist():
+    volume = np.random.default_rng(5).normal(size=(16, 20, 24))
+    curve = fsc(readonly(volume), readonly(volume), voxel_size=3.0)
+    np.testing.assert_allclose(curve.correlation, 1.0, atol=1e-12)
+    assert curve.frequency[-1] == pytest.approx(1 / 6.0)  # Nyquist 1 / (2 * 3 Å)
+    assert curve.resolution(0.143) == curve.resolution(0.5) == 6.0
+
+
+def test_fsc_of_independent_noise_is_near_zero():
+    rng = np.random.default_rng(6)
+    a, b = rng.normal(size=(2, 32, 32, 32))
+    curve = fsc(a, b)
+    # Each shell correlation of independent noise has standard deviation
+    # ~1/sqrt(count); 5 of those never fails by chance (p < 1e-6 per shell).
+    assert np.all(np.abs(curve.correlation) < 5 / np.sqrt(curve.count))
+    assert curve.resolution(0.143) == pytest.approx(1 / curve.frequency[0])
+
+
+def band_limited(shape, cutoff, seed):
+    """White noise with every Fourier coefficient beyond `cutoff` (cycles/voxel) zeroed."""
+    rng = np.random.default_rng(seed)
+    spectrum = np.fft.fftn(rng.normal(size=shape))
+    grids = np.meshgrid(*[np.fft.fftfreq(n) for n in shape], indexing="ij")
+    spectrum[np.sqrt(sum(g**2 for g in grids)) > cutoff] = 0
+    return np.fft.ifftn(spectrum).real
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 32), (24, 40, 32), (64, 64)])
+def test_fsc_resolution_of_a_band_limited_signal(shape):
+    # Signal up to 0.25 cycles/voxel, noise 100x weaker in amplitude but
+    # white: FSC ~ 1 below the cutoff and ~ 0 beyond, so both thresholds
+    # cross at the cutoff: 1 / (0.25 / 2 Å) = 8 Å, within one shell
+    # (1 / min(shape) cycles/voxel, i.e. 8 Å * 0.25 / (0.25 -/+ 1/min(shape))).
+    signal = band_limited(shape, 0.25, 7)
+    rng = np.random.default_rng(8)
+    scale = 0.01 * signal.std() * 5  # noise power beyond the cutoff still dominates there
+    a = signal + rng.normal(scale=scale, size=shape)
+    b = signal + rng.normal(scale=scale, size=shape)
+    curve = fsc(a, b, voxel_size=2.0)
+    step = 1 / min(shape)
+    low, high = 2.0 / (0.25 + step), 2.0 / (0.25 - step)
+    for threshold in (0.143, 0.5):
+        assert low <= curve.resolution(threshold) <= high
+
+
+def test_fsc_bad_inputs():
+    good = np.random.default_rng(9).normal(size=(8, 8, 8))
+    with pytest.raises(InputError, match=r"\(8, 8, 8\).*\(8, 8, 9\)"):
+        fsc(good, np.zeros((8, 8, 9)))
+    with pytest.raises(InputError, match="constant"):
+        fsc(good, np.ones((8, 8, 8)))
+    bad = good.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="finite"):
+        fsc(good, bad)
+    with pytest.raises(InputError, match="voxel_size"):
+        fsc(good, good, voxel_size=0)
+    with pytest.raises(InputError, match="threshold"):
+        fsc(good, good).resolution(1.5)
+
+
+# --- reference-free scores ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signal_power", "noise_power"), [(4.0, 1.0), (1.0, 4.0)])
+def test_snr_from_halves_analytic(signal_power, noise_power):
+    rng = np.random.default_rng(10)
+    shape = (64, 64, 64)
+    signal = rng.normal(scale=math.sqrt(signal_power), size=shape)
+    even = signal + rng.normal(scale=math.sqrt(noise_power), size=shape)
+    odd = signal + rng.normal(scale=math.sqrt(noise_power), size=shape)
+    # 262144 voxels: r has a standard error ~0.002, so the SNR within 5 %.
+    assert snr_from_halves(even, odd) == pytest.approx(signal_power / noise_power, rel=0.05)
+
+
+def test_snr_from_halves_limits():
+    rng = np.random.default_rng(11)
+    a, b = rng.normal(size=(2, 16, 16))
+    assert snr_from_halves(a, -a) == 0.0
+    assert snr_from_halves(a, a) == math.inf
+    assert snr_from_halves(a, b) < 0.05
+
+
+def test_halves_score_ranks_like_correlation_with_the_truth():
+    from scipy.ndimage import gaussian_filter
+
+    clean = smooth_volume((24, 32, 32), 12)
+    rng = np.random.default_rng(13)
+    even = clean + rng.normal(scale=2.0, size=clean.shape)
+    odd = clean + rng.normal(scale=2.0, size=clean.shape)
+    candidates = {"raw": even, "s1": gaussian_filter(even, 1.0), "s2": gaussian_filter(even, 2.0),
+                  "s6": gaussian_filter(even, 6.0)}
+    truth_order = sorted(candidates, key=lambda n: pearson(candidates[n], clean))
+    score_order = sorted(candidates, key=lambda n: halves_score(candidates[n], odd))
+    assert truth_order == score_order

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from cryocare.errors import InputError
-from cryocare.reconstruct import project, weighted_backprojection
+from cryocare.reconstruct import (
+    bin_projections,
+    project,
+    reconstruct,
+    weighted_backprojection,
+)
 from cryocare.simulate import phantom
 
 FULL = np.arange(-90.0, 90.0, 2.0)  # 180° of views: no missing wedge
@@ -229,3 +234,90 @@ def test_wbp_rejects_bad_input(kwargs, match):
 def test_project_rejects_bad_input(volume, angles, match):
     with pytest.raises(InputError, match=match):
         project(volume, angles)
+
+
+# --- reconstruct: binning, voxel size, simulated data --------------------------------
+
+
+def test_binned_reconstruction_matches_the_binned_full_reconstruction():
+    ph = phantom((32, 64, 64), seed=1)
+    series = project(ph.density, LIMITED)
+    full = reconstruct(series, LIMITED, thickness=32, pixel_size=4.0)
+    binned = reconstruct(series, LIMITED, thickness=32, binning=2, pixel_size=4.0)
+    assert (full.voxel_size, binned.voxel_size) == (4.0, 8.0)
+    assert binned.volume.shape == (16, 32, 32)
+    reference = full.volume.reshape(16, 2, 32, 2, 32, 2).mean(axis=(1, 3, 5))
+    # Same density units (the mean ratio is 1 within 5 %), same structure up to
+    # the blur of binning before rather than after filtering (measured: ratio 0.971,
+    # correlation 0.998).
+    ratio = float(np.abs(binned.volume).mean() / np.abs(reference).mean())
+    assert ratio == pytest.approx(1.0, rel=0.05)
+    assert _corr(binned.volume, reference) > 0.9
+
+
+def test_bin_projections_drops_partial_blocks_and_keeps_line_integral_units():
+    series = np.arange(2 * 5 * 7, dtype=np.float32).reshape(2, 5, 7)
+    binned = bin_projections(series, 2)
+    assert binned.shape == (2, 2, 3)
+    assert binned[0, 0, 0] == pytest.approx(np.mean([0, 1, 7, 8]) / 2)
+
+
+def test_reconstructing_the_simulated_clean_series_gives_the_simulated_tomogram():
+    from cryocare.simulate import simulate_tilt_series, simulate_tomogram
+
+    shape = (24, 48, 48)
+    ts = simulate_tilt_series(shape, seed=2)
+    tomo = simulate_tomogram(shape, seed=2)
+    rec = reconstruct(ts.clean, ts.angles, thickness=shape[0], pixel_size=ts.voxel_size)
+    assert rec.voxel_size == ts.voxel_size
+    assert _corr(rec.volume, tomo.clean) > 0.95
+
+
+def test_even_and_odd_series_reconstruct_to_a_working_t2t_pair():
+    from cryocare.simulate import simulate_tilt_series
+
+    shape = (24, 48, 48)
+    ts = simulate_tilt_series(shape, seed=3)
+    even, odd, clean = (reconstruct(s, ts.angles, thickness=shape[0]).volume
+                        for s in (ts.even, ts.odd, ts.clean))
+    # Independent noise: the two noise fields are uncorrelated (|r| < 0.05; 55k
+    # voxels, but WBP correlates neighbours, so the band is wider than 3/sqrt(n)).
+    assert abs(_corr(even - clean, odd - clean)) < 0.05
+    # Same signal: averaging the halves brings the result closer to the clean tomogram.
+    assert _corr((even + odd) / 2, clean) > max(_corr(even, clean), _corr(odd, clean))
+    assert _corr(even, odd) > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"binning": 0}, "binning"), ({"binning": 100}, "larger"), ({"thickness": 0}, "thickness"),
+     ({"pixel_size": -1.0}, "pixel_size")],
+)
+def test_reconstruct_rejects_bad_input(kwargs, match):
+    args = {"thickness": 8} | kwargs
+    with pytest.raises(InputError, match=match):
+        reconstruct(np.ones((3, 8, 8), np.float32), [-10.0, 0.0, 10.0], **args)
+
+
+def test_cli_reconstruct_finds_the_tilt_file_and_carries_the_voxel_size(tmp_path):
+    from cryocare import io
+    from cryocare.cli import main
+    from cryocare.tiltseries import write_tilt_angles
+
+    ph = phantom((16, 16, 32), seed=0)
+    for half in ("EVN", "ODD"):
+        io.write(tmp_path / f"TS_01_{half}.st", project(ph.density, LIMITED), voxel_size=5.0)
+    write_tilt_angles(tmp_path / "TS_01.tlt", LIMITED)
+    out = tmp_path / "rec"
+    assert main(["reconstruct", str(tmp_path / "TS_01_EVN.st"), str(tmp_path / "TS_01_ODD.st"),
+                 "--thickness", "16", "--binning", "2", "--output", str(out), "-q"]) == 0
+    rec = io.read(out / "TS_01_EVN_rec.mrc")
+    assert rec.shape == (8, 8, 16)
+    assert io.read_info(out / "TS_01_ODD_rec.mrc").voxel_size == (10.0, 10.0, 10.0)
+    expected = reconstruct(project(ph.density, LIMITED), LIMITED, thickness=16, binning=2)
+    np.testing.assert_allclose(rec, expected.volume, rtol=1e-5, atol=1e-5)
+    # A tilt file of the wrong length: one line, exit status 2.
+    write_tilt_angles(tmp_path / "short.tlt", LIMITED[:3])
+    assert main(["reconstruct", str(tmp_path / "TS_01_EVN.st"), "--angles",
+                 str(tmp_path / "short.tlt"), "--thickness", "16",
+                 "--output", str(tmp_path / "x.mrc"), "-q"]) == 2

@@ -193,3 +193,101 @@ def test_scores_reject_bad_masks(score, mask, match):
         score(mask, good)
     with pytest.raises(InputError, match=match):
         score(good, mask)
+
+
+# --- multi-Otsu, clean-up, labels, precision/recall -----------------------------
+
+from cryocare.segment import (  # noqa: E402
+    clean_mask,
+    label_components,
+    multi_otsu_thresholds,
+    precision,
+    recall,
+    segment_multi_otsu,
+)
+
+
+def test_otsu_of_a_two_level_image_separates_the_levels():
+    # Two levels, any proportions: the threshold lies between them, so the
+    # dark mask is exactly the low level.
+    image = np.full((10, 12), 7.0)
+    image[:3, :5] = 2.0
+    t = otsu_threshold(image)
+    assert 2.0 <= t < 7.0
+    np.testing.assert_array_equal(segment_otsu(image), image == 2.0)
+
+
+def test_multi_otsu_three_levels_exact():
+    image = np.zeros((6, 9, 9))
+    image[:, 3:6] = 5.0
+    image[:, 6:] = 10.0
+    low, high = multi_otsu_thresholds(image, classes=3)
+    assert 0.0 <= low < 5.0 <= high < 10.0
+    labels = segment_multi_otsu(image, classes=3)
+    np.testing.assert_array_equal(labels, (image / 5).astype(np.uint8))
+
+
+def test_multi_otsu_two_classes_matches_otsu():
+    image = np.random.default_rng(0).normal(size=(20, 20)) + np.eye(20) * 5
+    assert multi_otsu_thresholds(image, classes=2)[0] == pytest.approx(otsu_threshold(image),
+                                                                       rel=0.02)
+
+
+@pytest.mark.parametrize(
+    ("image", "options", "match"),
+    [
+        (np.ones((5, 5)), {}, "constant"),
+        (np.array([[0.0, 1.0] * 4] * 2), {"classes": 3}, "at least 3 distinct"),
+        (np.arange(25.0).reshape(5, 5), {"classes": 7}, "classes"),
+    ],
+)
+def test_multi_otsu_bad_input(image, options, match):
+    with pytest.raises(InputError, match=match):
+        segment_multi_otsu(image, **options)
+
+
+def test_multi_otsu_rejects_nan():
+    image = np.arange(25.0).reshape(5, 5)
+    image[0, 0] = np.nan
+    with pytest.raises(InputError, match="finite"):
+        multi_otsu_thresholds(image)
+
+
+def test_label_components_counts_objects_by_connectivity():
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[0, 0] = mask[1, 1] = True     # diagonal neighbours
+    mask[4:6, 4:6] = True
+    labels, count = label_components(mask, connectivity=1)
+    assert count == 3 and labels.dtype == np.int32
+    assert label_components(mask, connectivity=2)[1] == 2
+    with pytest.raises(InputError, match="connectivity"):
+        label_components(mask, connectivity=3)
+
+
+def test_clean_mask_removes_small_objects_and_fills_holes():
+    mask = np.zeros((9, 9, 9), dtype=bool)
+    mask[1:8, 1:8, 1:8] = True
+    mask[3:6, 3:6, 3:6] = False        # an enclosed cavity of 27 voxels
+    mask[0, 0, 8] = True               # a one-voxel speck
+    frozen = mask.copy()
+    frozen.flags.writeable = False
+    cleaned = clean_mask(frozen, min_size=2, fill_holes=True)
+    expected = np.zeros_like(mask)
+    expected[1:8, 1:8, 1:8] = True
+    np.testing.assert_array_equal(cleaned, expected)
+    # min_size=0 keeps the speck, fill_holes=False keeps the cavity.
+    np.testing.assert_array_equal(clean_mask(mask), mask)
+
+
+def test_precision_recall_hand_made_and_relations():
+    a = np.array([[1, 1, 1, 1, 0, 0]], dtype=bool)
+    b = np.array([[0, 0, 1, 1, 1, 0]], dtype=bool)
+    assert precision(a, b) == 2 / 4 and recall(a, b) == 2 / 3
+    # Dice is the harmonic mean of precision and recall.
+    p, r = precision(a, b), recall(a, b)
+    assert dice(a, b) == pytest.approx(2 * p * r / (p + r))
+    empty = np.zeros_like(a)
+    assert precision(empty, empty) == recall(empty, empty) == 1.0
+    assert precision(empty, b) == 0.0 and recall(a, empty) == 0.0
+    with pytest.raises(InputError, match=r"\(1, 6\).*\(1, 5\)"):
+        precision(a, b[:, :5])

@@ -62,3 +62,19 @@ def test_plan_for_the_wrong_shape_is_refused():
 def test_bad_tile_shape_is_refused():
     with pytest.raises(InputError, match="tile sizes"):
         plan_tiles((10, 10, 10), tile_shape=(4, 4), halo=1)
+
+
+@pytest.mark.parametrize("shape", [(29, 31, 37), (53, 47)])
+def test_split_tiles_cover_their_tile_and_keep_tiled_equal_untiled(shape):
+    from cryocare.tiling import read_tile, split_tile
+
+    image = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    plan = plan_tiles(shape, tile_shape=(16,) * len(shape), halo=2, multiple_of=4)
+    untiled = predict_tiled(_local_mean, image, plan=plan_tiles(shape, halo=2, multiple_of=4))
+    out = np.full(shape, np.nan, np.float32)
+    for tile in plan.tiles:
+        for half in split_tile(tile, plan):
+            for read in half.read:
+                assert read.start % 4 == 0 and (read.stop - read.start) % 4 == 0
+            out[half.write] = _local_mean(read_tile(image, half.read)[None])[0][half.crop]
+    np.testing.assert_allclose(out, untiled, rtol=0, atol=1e-6)  # float32 rounding only

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from .backends import BACKENDS
 from .errors import InputError
 
 __all__ = ["CareConfig"]
@@ -28,6 +29,14 @@ _INT_BOUNDS = {
     "train_steps_per_epoch": (1, 1_000_000),
     "train_batch_size": (1, 4096),
     "train_reduce_lr_patience": (1, 10_000),
+    "train_early_stopping_patience": (0, 100_000),
+    "rednet_n_layers": (1, 50),
+    "rednet_n_filters": (1, 512),
+    "rednet_kern_size": (1, 9),
+    "diffusion_stages": (1, 30),
+    "diffusion_filters": (1, 256),
+    "diffusion_kernel_size": (3, 7),
+    "diffusion_n_rbf": (3, 255),
     "seed": (0, 2**32 - 1),
 }
 _LOSSES = ("mse", "mae")
@@ -53,6 +62,25 @@ class CareConfig:
         Predict the residual to the input (CSBDeep's default).
     unet_n_conv_per_depth : int
         Convolutions per level.
+    rednet_n_layers : int
+        Convolutions (and as many transposed convolutions) of the ``"rednet"``
+        network (Mao et al. 2016: 10, 15, 20 or 30).
+    rednet_n_filters : int
+        Filters of every ``"rednet"`` layer but the last (the paper uses 64).
+    rednet_kern_size : int
+        Odd kernel size of the ``"rednet"`` layers.
+    diffusion_stages : int
+        Gradient steps (stages) of the ``"diffusion"`` network (learned
+        reaction-diffusion, Chen & Pock 2017).
+    diffusion_filters : int
+        Zero-mean filters per ``"diffusion"`` stage.
+    diffusion_kernel_size : int
+        Odd filter size of the ``"diffusion"`` network: 3, 5 or 7.
+    diffusion_n_rbf : int
+        Gaussian radial basis functions of each learned influence function.
+    diffusion_guide_sigma : float
+        Width (voxels, 0 to 10) of the Gaussian that smooths the guide before
+        its gradient sets the edge weights; 0 does not smooth.
     train_loss : str
         ``"mse"`` (Noise2Noise's loss for zero-mean noise) or ``"mae"``.
     train_epochs, train_steps_per_epoch, train_batch_size : int
@@ -62,6 +90,18 @@ class CareConfig:
     train_reduce_lr_patience : int
         Epochs without improvement of the validation loss before the learning
         rate is halved.
+    train_early_stopping_patience : int
+        Stop after this many epochs without improvement of the validation
+        loss; 0 (default) never stops early.
+    train_mixed_precision : bool
+        Compute in float16 with float32 weights (``mixed_float16``), for GPUs
+        with tensor cores; slower on CPUs.
+    backend : str or None
+        Keras backend the model must be trained on (``"tensorflow"``,
+        ``"torch"`` or ``"jax"``); None (default) takes the one Keras runs on.
+        Keras picks its backend when it is first imported (``KERAS_BACKEND``),
+        so a mismatch is an error, never a silent switch. Saved weights are
+        backend-neutral: a model loads and predicts on any backend.
     seed : int
         Seed of weight initialisation and batch sampling.
 
@@ -79,12 +119,23 @@ class CareConfig:
     unet_n_first: int = 16
     unet_residual: bool = True
     unet_n_conv_per_depth: int = 2
+    rednet_n_layers: int = 10
+    rednet_n_filters: int = 64
+    rednet_kern_size: int = 3
+    diffusion_stages: int = 5
+    diffusion_filters: int = 24
+    diffusion_kernel_size: int = 3
+    diffusion_n_rbf: int = 31
+    diffusion_guide_sigma: float = 1.0
     train_loss: str = "mse"
     train_epochs: int = 20
     train_steps_per_epoch: int = 50
     train_batch_size: int = 16
     train_learning_rate: float = 4e-4
     train_reduce_lr_patience: int = 5
+    train_early_stopping_patience: int = 0
+    train_mixed_precision: bool = False
+    backend: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,13 +147,26 @@ class CareConfig:
                 raise InputError(
                     f"config key {name!r}: expected a value in [{low}, {high}], got {value}"
                 )
-        if self.unet_kern_size % 2 == 0:
+        for name in ("unet_kern_size", "rednet_kern_size", "diffusion_kernel_size"):
+            if getattr(self, name) % 2 == 0:
+                raise InputError(
+                    f"config key {name!r}: expected an odd number, got {getattr(self, name)}"
+                )
+        for name in ("unet_residual", "train_mixed_precision"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(
+                    f"config key {name!r}: expected true or false, got {getattr(self, name)!r}"
+                )
+        if self.backend is not None and self.backend not in BACKENDS:
             raise InputError(
-                f"config key 'unet_kern_size': expected an odd number, got {self.unet_kern_size}"
+                f"config key 'backend': expected one of {', '.join(BACKENDS)} or null, "
+                f"got {self.backend!r}"
             )
-        if not isinstance(self.unet_residual, bool):
+        sigma = self.diffusion_guide_sigma
+        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or \
+                not math.isfinite(sigma) or not 0 <= sigma <= 10:
             raise InputError(
-                f"config key 'unet_residual': expected true or false, got {self.unet_residual!r}"
+                f"config key 'diffusion_guide_sigma': expected a number in [0, 10], got {sigma!r}"
             )
         rate = self.train_learning_rate
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):

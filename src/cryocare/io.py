@@ -4,7 +4,8 @@ Layers, from the bottom up: the header is read with :mod:`mrcfile`
 (:func:`read_info`), the data block is mapped with :class:`numpy.memmap` at
 the header's data offset (``read(..., mmap=True)``) or copied from it as
 float32 (:func:`read`), and files are written through :mod:`mrcfile` to a
-temporary file that atomically replaces the target (:func:`write`).
+temporary file that atomically replaces the target (:func:`write`). Volumes
+larger than memory are written slab by slab with :func:`open_writer`.
 
 Arrays are indexed (Z, Y, X), as in :mod:`mrcfile`. Voxel sizes and origins
 are given in (Z, Y, X) order, in Å; the MRC header stores them as (x, y, z).
@@ -31,7 +32,7 @@ from mrcfile.mrcfile import MrcFile
 from . import __version__
 from .errors import InputError, OutputExistsError
 
-__all__ = ["VolumeInfo", "read_info", "read", "read_pair", "write"]
+__all__ = ["VolumeInfo", "SlabWriter", "read_info", "read", "read_pair", "write", "open_writer"]
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +303,169 @@ def write(
             _fsync(path.parent)
     logger.info("wrote %s: shape %s, voxel size %s Å", path, array.shape, (vz, vy, vx))
     return path
+
+
+class SlabWriter:
+    """Write an MRC file slab by slab (along the first axis), atomically.
+
+    Made by :func:`open_writer`; use it as a context manager. Slabs are
+    appended in order with :meth:`write` and go straight to a temporary file
+    in the target's folder, so memory holds at most one slab. Header
+    statistics (dmin, dmax, dmean, rms) are accumulated slab by slab (rms is
+    the standard deviation, as :mod:`mrcfile` computes it) and written when
+    the last slab is in; only then is the file renamed onto the target. If
+    the ``with`` block fails, or ends before every slab was written, the
+    temporary file is removed and the target is left untouched.
+    """
+
+    _CHUNK = 2**18  # values per step of the statistics
+
+    def __init__(self, path: Path, tmp: Path, shape: tuple[int, ...], offset: int):
+        self.path, self.shape = path, shape
+        self._tmp, self._offset = tmp, offset
+        self._file = open(tmp, "r+b")  # noqa: SIM115  (closed in close/abort)
+        self._file.seek(offset)
+        self.written = 0  # slabs (indices along the first axis) written so far
+        self._count, self._mean, self._m2 = 0, 0.0, 0.0
+        self._min, self._max = np.inf, -np.inf
+
+    def write(self, slab: np.ndarray) -> None:
+        """Append ``slab``, shape ``(k, *shape[1:])`` (or ``shape[1:]`` for one), as float32."""
+        block = np.asarray(slab)
+        if block.shape == self.shape[1:]:
+            block = block[None]
+        if block.ndim == 2:  # rows of a 2-D image
+            block = _as_float32(self.path, block)
+        elif block.ndim == 3:
+            block = _as_float32(self.path, block)
+        if block.shape[1:] != self.shape[1:] or self.written + len(block) > self.shape[0]:
+            raise InputError(
+                f"{self.path}: expected slabs of shape (k, {', '.join(map(str, self.shape[1:]))})"
+                f" filling {self.shape[0]} along the first axis, found {block.shape} after "
+                f"{self.written} written"
+            )
+        flat = block.reshape(-1)
+        for start in range(0, flat.size, self._CHUNK):  # float64 in chunks: memory stays small
+            values = flat[start:start + self._CHUNK].astype(np.float64)
+            n, mean = values.size, float(values.mean())
+            values -= mean
+            m2 = float(np.dot(values, values))
+            total = self._count + n
+            delta = mean - self._mean
+            self._m2 += m2 + delta * delta * self._count * n / total  # Chan et al. (1979)
+            self._mean += delta * n / total
+            self._count = total
+        self._min = min(self._min, float(block.min()))
+        self._max = max(self._max, float(block.max()))
+        np.ascontiguousarray(block, dtype="<f4").tofile(self._file)
+        self.written += len(block)
+
+    def close(self) -> Path:
+        """Finish: header statistics, sync, rename onto the target. Returns the path."""
+        if self.written != self.shape[0]:
+            self.abort()
+            raise InputError(f"{self.path}: expected {self.shape[0]} slices, "
+                             f"{self.written} were written; nothing written")
+        try:
+            header = np.zeros(1, dtype=mrcfile.dtypes.HEADER_DTYPE)
+            self._file.seek(0)
+            header_bytes = bytearray(self._file.read(header.itemsize))
+            header = np.frombuffer(header_bytes, dtype=mrcfile.dtypes.HEADER_DTYPE)
+            header = header.copy()
+            header["dmin"], header["dmax"] = self._min, self._max
+            header["dmean"] = self._mean
+            header["rms"] = np.sqrt(self._m2 / self._count)
+            self._file.seek(0)
+            self._file.write(header.tobytes())
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        if os.name == "posix":
+            with contextlib.suppress(OSError):
+                _fsync(self.path.parent)
+        logger.info("wrote %s slab by slab: shape %s", self.path, self.shape)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the temporary file; the target is not touched."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SlabWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def open_writer(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    *,
+    voxel_size: float | tuple[float, float, float] | None = None,
+    origin: tuple[float, float, float] | None = None,
+    like: VolumeInfo | str | os.PathLike | None = None,
+    overwrite: bool = False,
+    label: str | None = None,
+) -> SlabWriter:
+    """Start writing a float32 MRC file of ``shape`` slab by slab (see :class:`SlabWriter`).
+
+    Options are those of :func:`write`. The existence of ``path`` is checked
+    now and again nothing is replaced unless ``overwrite``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "big.mrc"
+    >>> with open_writer(path, (4, 8, 8), voxel_size=10.0) as writer:
+    ...     for z in range(0, 4, 2):
+    ...         writer.write(np.full((2, 8, 8), z, np.float32))
+    >>> float(read(path).mean()), mrcfile.open(path).header.dmax.item()
+    (1.0, 2.0)
+    """
+    path = Path(path)
+    _check_target(path, overwrite=overwrite)
+    shape = tuple(int(n) for n in shape)
+    if len(shape) not in (2, 3) or min(shape) < 1:
+        raise InputError(f"{path}: expected a non-empty 2-D or 3-D shape, found {shape}")
+    if isinstance(like, (str, os.PathLike)):
+        like = read_info(like)
+    if voxel_size is None:
+        voxel_size = like.voxel_size if like is not None else 0.0
+    if origin is None:
+        origin = like.origin if like is not None else (0.0, 0.0, 0.0)
+    vz, vy, vx = _triple(path, "voxel_size", voxel_size, scalar_ok=True)
+    if min(vz, vy, vx) < 0:
+        raise InputError(f"{path}: expected voxel_size >= 0 Å, found {(vz, vy, vx)}")
+    oz, oy, ox = _triple(path, "origin", origin, scalar_ok=False)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        with mrcfile.new(tmp) as mrc:  # header only; the data block is appended below
+            mrc.set_data(np.zeros((1,) * len(shape), np.float32))
+            header = mrc.header
+            header.nx, header.ny = shape[-1], shape[-2]
+            header.nz = header.mz = shape[0] if len(shape) == 3 else 1
+            header.mx, header.my = shape[-1], shape[-2]
+            if len(shape) == 3 and path.suffix.lower() in _STACK_SUFFIXES:
+                mrc.set_image_stack()
+            mrc.voxel_size = (vx, vy, vz)
+            header.origin = (ox, oy, oz)
+            header.nlabl = 0
+            header.label = b""
+            mrc.add_label(_label(label))
+        size = _HEADER_BYTES + 4 * int(np.prod(shape))
+        os.truncate(tmp, size)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return SlabWriter(path, tmp, shape, _HEADER_BYTES)
 
 
 def _inspect(path: Path) -> tuple[VolumeInfo, _Layout]:

@@ -6,22 +6,35 @@ way from pairs of independently noisy images of the same content: each
 training sample maps the even half to the odd half or, chosen at random,
 the odd half to the even half. The best weights by validation loss are kept.
 
+Training can write checkpoints after every epoch (``checkpoint_dir``) and
+continue from the last of them after an interruption (``resume=True``)::
+
+    checkpoints/
+      checkpoint.json         state: epochs done, history, learning rate, file names
+      last-e0007.weights.h5   weights after the last finished epoch
+      best-e0005.weights.h5   weights with the lowest validation loss so far
+      optimizer-e0007.npz     Adam's moments and step counter
+      history.png             learning curve so far
+
 A model is saved as a self-describing folder::
 
     model/
       config.json            format version, CareConfig, normalisation, versions
       weights.weights.h5     best weights (by validation loss)
       weights_last.weights.h5
-      history.json           loss and val_loss per epoch
+      history.json           loss, val_loss and learning_rate per epoch
+      history.png            learning curve
 
-Weights are stored in Keras' backend-neutral format.
+Weights are stored in Keras' backend-neutral format: a model trained on one
+Keras backend loads and predicts on any other.
 
 Examples
 --------
 Training takes minutes, so this is shown, not run (``docs/model.md`` has a
 runnable version)::
 
-    model = CAREModel.train(pairs, CareConfig(train_epochs=10))
+    model = CAREModel.train(pairs, CareConfig(train_epochs=10),
+                            checkpoint_dir="checkpoints", resume=True)
     denoised = model.denoise(even, odd)
     model.save("my_model")
 """
@@ -30,10 +43,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,31 +56,45 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__, nets
+from . import __version__, backends, nets
+from . import predict as engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
 from .pairs import Normalization, PairSet
-from .tiling import plan_tiles, predict_tiled
 
-__all__ = ["CAREModel", "DEFAULT_TILE"]
+__all__ = ["CAREModel", "DEFAULT_TILE", "plot_history"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "cryocare-model"
 FORMAT_VERSION = 1
+CHECKPOINT_FORMAT = "cryocare-checkpoint"
+CHECKPOINT_VERSION = 1
 DEFAULT_TILE = 128  # core size per axis of a prediction tile (3-D); 2-D uses 4x that
 _WEIGHTS = "weights.weights.h5"
 _WEIGHTS_LAST = "weights_last.weights.h5"
+_HISTORY_KEYS = ("loss", "val_loss", "learning_rate")
 
 
 class _PairBatches(keras.utils.PyDataset):
-    """Random batches of pairs, each pair in a random direction (even→odd or odd→even)."""
+    """Random batches of pairs, each pair in a random direction (even→odd or odd→even).
 
-    def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, steps: int, seed: int):
-        super().__init__()
+    Batch ``index`` of epoch ``epoch`` depends only on ``(seed, epoch, index)``,
+    so training is reproducible and a resumed run sees the batches an
+    uninterrupted run would have seen.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, steps: int, seed: int,
+                 epoch: int = 0, tilt_axis: str = "Y", augment: Callable | None = None,
+                 workers: int = 1):
+        # Several workers prefetch batches in threads; TensorFlow's tf.data
+        # prefetches on its own, so one worker is enough there.
+        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
         self.x, self.y = x, y
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
-        self.epoch = 0
+        self.epoch = epoch
+        self.tilt_axis = tilt_axis
+        self.augment = augment
 
     def __len__(self) -> int:
         return self.steps
@@ -73,9 +102,18 @@ class _PairBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         pick = rng.integers(0, len(self.x), size=self.batch_size)
-        swap = rng.random(self.batch_size) < 0.5
-        x = np.where(_expand(swap, self.x.ndim), self.y[pick], self.x[pick])
-        y = np.where(_expand(swap, self.x.ndim), self.x[pick], self.y[pick])
+        swap = _expand(rng.random(self.batch_size) < 0.5, self.x.ndim)
+        xs, ys = self.x[pick], self.y[pick]
+        x, y = np.where(swap, ys, xs), np.where(swap, xs, ys)
+        # ---- AUGMENTATION HOOK ----------------------------------------------------
+        # Data augmentation goes here: the lead wires in pairs.augment_batch as
+        #     CAREModel.train(..., augment=augment_batch)  ->  self.augment, called as
+        #     x, y = augment_batch(x, y, rng=rng, tilt_axis=self.tilt_axis)
+        # Every random choice must come from ``rng`` (seeded per epoch and step),
+        # so that training stays reproducible and a resumed run stays identical.
+        if self.augment is not None:
+            x, y = self.augment(x, y, rng=rng, tilt_axis=self.tilt_axis)
+        # ---------------------------------------------------------------------------
         return x[..., None], y[..., None]
 
     def on_epoch_end(self) -> None:
@@ -89,9 +127,10 @@ def _expand(flags: np.ndarray, ndim: int) -> np.ndarray:
 class _Progress(keras.callbacks.Callback):
     """tqdm progress bar over all training steps, and one log line per epoch."""
 
-    def __init__(self, total: int, enabled: bool):
+    def __init__(self, total: int, enabled: bool, initial: int = 0):
         super().__init__()
-        self.bar = tqdm(total=total, desc="training", unit="step", disable=not enabled)
+        self.bar = tqdm(total=total, initial=initial, desc="training", unit="step",
+                        disable=not enabled)
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)
@@ -103,23 +142,228 @@ class _Progress(keras.callbacks.Callback):
         log.info("epoch %d: loss %.5f, val_loss %.5f", epoch + 1,
                  float(logs.get("loss", np.nan)), float(logs.get("val_loss", np.nan)))
 
-    def on_train_end(self, logs=None):
+    def close(self):
         self.bar.close()
 
 
-class _KeepBest(keras.callbacks.Callback):
-    """Remember the weights with the lowest validation loss."""
+class _State:
+    """Everything training needs to continue where it stopped (JSON-serialisable)."""
 
-    def __init__(self):
+    def __init__(self, learning_rate: float):
+        self.epoch = 0  # finished epochs
+        self.history: dict[str, list[float]] = {key: [] for key in _HISTORY_KEYS}
+        self.best_loss = math.inf
+        self.best_epoch = 0  # 1-based; 0: none yet
+        self.learning_rate = float(learning_rate)
+        self.plateau_wait = 0  # epochs without improvement since the last change of rate
+        self.stopped_early = False
+        self.best_weights: list[np.ndarray] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: getattr(self, key) for key in (
+            "epoch", "history", "best_loss", "best_epoch", "learning_rate", "plateau_wait",
+            "stopped_early")}
+
+    def update(self, values: dict[str, Any]) -> None:
+        for key, value in self.to_dict().items():
+            setattr(self, key, type(value)(values[key]) if key != "history" else values[key])
+
+    @property
+    def since_best(self) -> int:
+        return self.epoch - self.best_epoch
+
+
+class _Schedule(keras.callbacks.Callback):
+    """Keep the best weights, halve the learning rate on plateaus, stop early.
+
+    Improvement means a validation loss strictly below the best so far. The
+    state lives in a :class:`_State`, so that a resumed run continues it.
+    """
+
+    def __init__(self, state: _State, *, patience: int, stop_patience: int,
+                 on_epoch: Callable[[], None] | None = None):
         super().__init__()
-        self.best_loss = np.inf
-        self.best_weights = None
+        self.state, self.patience, self.stop_patience = state, patience, stop_patience
+        self.on_epoch = on_epoch
 
     def on_epoch_end(self, epoch, logs=None):
-        loss = float((logs or {}).get("val_loss", np.inf))
-        if loss < self.best_loss:
-            self.best_loss = loss
-            self.best_weights = self.model.get_weights()
+        logs, state = logs or {}, self.state
+        loss = float(logs.get("val_loss", np.inf))
+        state.epoch = epoch + 1
+        state.history["loss"].append(float(logs.get("loss", np.nan)))
+        state.history["val_loss"].append(loss)
+        state.history["learning_rate"].append(state.learning_rate)
+        if loss < state.best_loss:
+            state.best_loss, state.best_epoch, state.plateau_wait = loss, epoch + 1, 0
+            state.best_weights = self.model.get_weights()
+        else:
+            state.plateau_wait += 1
+            if state.plateau_wait >= self.patience:
+                state.learning_rate *= 0.5
+                self.model.optimizer.learning_rate = state.learning_rate
+                state.plateau_wait = 0
+                log.info("epoch %d: learning rate halved to %.3g", epoch + 1,
+                         state.learning_rate)
+            if self.stop_patience and state.since_best >= self.stop_patience:
+                log.info("epoch %d: no improvement for %d epochs, stopping early",
+                         epoch + 1, state.since_best)
+                state.stopped_early = True
+                self.model.stop_training = True
+        if self.on_epoch is not None:
+            self.on_epoch()
+
+
+def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
+    """Draw a learning curve (training and validation loss per epoch) as a PNG.
+
+    Written atomically; an existing file is replaced (it is a by-product of
+    training, like the history it draws). Uses Matplotlib's Agg canvas
+    directly, so no global Matplotlib state changes.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    figure = Figure(figsize=(5, 3.5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for key, label in (("loss", "training"), ("val_loss", "validation")):
+        values = history.get(key) or []
+        axes.plot(np.arange(1, len(values) + 1), values, marker=".", label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("loss")
+    if any(v > 0 for v in history.get("loss") or []):
+        axes.set_yscale("log")
+    axes.legend()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    try:
+        figure.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class _Checkpoints:
+    """Checkpoint folder: written after every epoch, each file replaced atomically.
+
+    Weights and optimizer files carry the epoch in their names and
+    ``checkpoint.json`` (replaced last) names the current ones, so an
+    interruption at any moment leaves a consistent checkpoint behind.
+    """
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self.state_path = self.directory / "checkpoint.json"
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def prepare(self, config: CareConfig, normalization: Normalization, *,
+                resume: bool) -> None:
+        """Check the folder (and, to resume, the checkpoint) before anything is built."""
+        if not self.directory.parent.is_dir():
+            raise InputError(f"{self.directory.parent}: folder for the checkpoints does not exist")
+        if self.exists() and not resume:
+            raise OutputExistsError(
+                f"{self.directory}: holds a training checkpoint already (resume training "
+                f"from it, or choose another folder)"
+            )
+        if resume and not self.exists():
+            raise InputError(
+                f"{self.directory}: no checkpoint to resume from (expected checkpoint.json)"
+            )
+        if resume:
+            self.read(config, normalization)
+        self.directory.mkdir(exist_ok=True)
+
+    def write(self, model: CAREModel, state: _State) -> None:
+        tag = f"e{state.epoch:04d}"
+        files = {"last": f"last-{tag}.weights.h5", "optimizer": f"optimizer-{tag}.npz"}
+        model.keras_model.save_weights(self._tmp(files["last"]))
+        os.replace(self._tmp(files["last"]), self.directory / files["last"])
+        optimizer = model.keras_model.optimizer
+        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in
+                  enumerate(optimizer.variables)}
+        with open(self._tmp(files["optimizer"]), "wb") as stream:
+            np.savez(stream, **arrays)
+        os.replace(self._tmp(files["optimizer"]), self.directory / files["optimizer"])
+        if state.best_epoch:
+            files["best"] = f"best-e{state.best_epoch:04d}.weights.h5"
+            if not (self.directory / files["best"]).exists():
+                current = model.keras_model.get_weights()
+                model.keras_model.set_weights(state.best_weights)
+                model.keras_model.save_weights(self._tmp(files["best"]))
+                model.keras_model.set_weights(current)
+                os.replace(self._tmp(files["best"]), self.directory / files["best"])
+        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                "config": model.config.to_dict(),
+                "normalization": model.normalization.to_dict(),
+                "state": state.to_dict(), "files": files}
+        self._tmp("checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
+        os.replace(self._tmp("checkpoint.json"), self.state_path)
+        for old in self.directory.iterdir():
+            if re.fullmatch(r"(last|best|optimizer)-e\d+\..*", old.name) and \
+                    old.name not in files.values():
+                old.unlink(missing_ok=True)
+        try:
+            plot_history(state.history, self.directory / "history.png")
+        except (OSError, ValueError) as error:  # a curve is no reason to stop training
+            log.warning("could not draw the learning curve: %s", error)
+
+    def _tmp(self, name: str) -> Path:
+        # Keras insists on the ".weights.h5" ending: keep the whole name, hide it.
+        return self.directory / f".tmp-{name}"
+
+    def read(self, config: CareConfig, normalization: Normalization) -> dict[str, Any]:
+        try:
+            meta = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{self.state_path}: unreadable checkpoint ({error})") from None
+        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+            raise InputError(f"{self.state_path}: not a cryocare training checkpoint")
+        if meta.get("format_version", 0) > CHECKPOINT_VERSION:
+            raise InputError(
+                f"{self.state_path}: checkpoint format version {meta['format_version']} is "
+                f"newer than this cryocare ({__version__}) understands ({CHECKPOINT_VERSION})"
+            )
+        saved = {k: v for k, v in meta["config"].items() if k != "train_epochs"}
+        given = {k: v for k, v in config.to_dict().items() if k != "train_epochs"}
+        changed = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
+        if changed:
+            raise InputError(
+                f"{self.state_path}: cannot resume, the config differs in "
+                f"{', '.join(map(repr, changed))} (only train_epochs may change)"
+            )
+        if Normalization.from_dict(meta["normalization"]) != normalization:
+            raise InputError(
+                f"{self.state_path}: cannot resume, the training pairs have another "
+                f"normalisation than the checkpoint's"
+            )
+        for name in meta["files"].values():
+            if not (self.directory / name).is_file():
+                raise InputError(f"{self.directory}: incomplete checkpoint, {name} is missing")
+        return meta
+
+    def restore(self, model: CAREModel, state: _State) -> None:
+        meta = self.read(model.config, model.normalization)
+        state.update(meta["state"])
+        files = meta["files"]
+        keras_model = model.keras_model
+        if "best" in files:
+            keras_model.load_weights(self.directory / files["best"])
+            state.best_weights = keras_model.get_weights()
+        keras_model.load_weights(self.directory / files["last"])
+        optimizer = keras_model.optimizer
+        optimizer.build(keras_model.trainable_variables)
+        with np.load(self.directory / files["optimizer"]) as data:
+            values = [data[f"v{i}"] for i in range(len(data.files))]
+        if len(values) != len(optimizer.variables):
+            raise InputError(f"{self.directory}: the optimizer state does not fit this model")
+        for variable, value in zip(optimizer.variables, values, strict=True):
+            variable.assign(value)
+        optimizer.learning_rate = state.learning_rate
+        log.info("resuming from %s after epoch %d", self.directory, state.epoch)
 
 
 class CAREModel:
@@ -146,7 +390,9 @@ class CAREModel:
     # ------------------------------------------------------------------ training
     @classmethod
     def train(cls, pairs: PairSet, config: CareConfig | None = None, *,
-              progress: bool = False) -> CAREModel:
+              progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
+              resume: bool = False, augment: Callable | None = None,
+              callbacks: Sequence[keras.callbacks.Callback] = ()) -> CAREModel:
         """Train a new model Noise2Noise on ``pairs`` and return it with its best weights.
 
         Parameters
@@ -157,11 +403,31 @@ class CAREModel:
             Defaults to ``CareConfig(n_dim=<patch dimensionality>)``.
         progress : bool
             Show a progress bar.
+        checkpoint_dir : path, optional
+            Folder for a checkpoint after every epoch (created if missing; its
+            parent must exist). Refused if it holds a checkpoint already,
+            unless ``resume`` is set.
+        resume : bool
+            Continue from the checkpoint in ``checkpoint_dir`` (same config and
+            pairs; ``train_epochs`` may be raised) up to ``config.train_epochs``
+            epochs in all; the best weights found before the interruption are kept.
+        augment : callable, optional
+            ``augment(x, y, *, rng, tilt_axis) -> (x, y)`` applied to every batch.
+        callbacks : sequence of keras.callbacks.Callback
+            Extra Keras callbacks (run after cryocare's own).
+
+        Returns
+        -------
+        CAREModel
+            With the weights of the lowest validation loss; ``history`` holds
+            ``loss``, ``val_loss`` and ``learning_rate`` per epoch.
         """
         n_dim = len(pairs.patch_shape)
         config = CareConfig(n_dim=n_dim) if config is None else config
         if config.n_dim != n_dim:
             raise InputError(f"config.n_dim is {config.n_dim} but the patches are {n_dim}-D")
+        if config.backend is not None:
+            backends.check(config.backend)
         multiple = nets.multiple_of(config)
         if any(p % multiple for p in pairs.patch_shape):
             raise InputError(
@@ -170,36 +436,52 @@ class CAREModel:
             )
         if len(pairs.x_train) == 0 or len(pairs.x_val) == 0:
             raise InputError("training needs at least one training and one validation pair")
+        if resume and checkpoint_dir is None:
+            raise InputError("resume: expected a checkpoint_dir to resume from")
+        checkpoints = None if checkpoint_dir is None else _Checkpoints(checkpoint_dir)
+        if checkpoints is not None:
+            checkpoints.prepare(config, pairs.normalization, resume=resume)
+
         model = cls(config, pairs.normalization)
-        model.keras_model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=config.train_learning_rate),
-            loss=config.train_loss,
-        )
-        batches = _PairBatches(pairs.x_train, pairs.y_train, batch_size=config.train_batch_size,
-                               steps=config.train_steps_per_epoch, seed=config.seed)
+        optimizer = keras.optimizers.Adam(learning_rate=config.train_learning_rate)
+        if config.train_mixed_precision:
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.keras_model.compile(optimizer=optimizer, loss=config.train_loss)
+        state = _State(config.train_learning_rate)
+        if resume:
+            checkpoints.restore(model, state)
+
+        batches = _PairBatches(
+            pairs.x_train, pairs.y_train, batch_size=config.train_batch_size,
+            steps=config.train_steps_per_epoch, seed=config.seed, epoch=state.epoch,
+            tilt_axis=pairs.tilt_axis, augment=augment,
+            workers=1 if keras.backend.backend() == "tensorflow" else 2)
         # One direction suffices: even→odd and odd→even have the same expected loss,
         # and validation is a sizeable share of a short CPU training run.
         x_val, y_val = pairs.x_val[..., None], pairs.y_val[..., None]
-        keep_best = _KeepBest()
-        callbacks = [
-            keep_best,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=config.train_reduce_lr_patience,
-                                              verbose=0),
-            _Progress(config.train_epochs * config.train_steps_per_epoch, progress),
-        ]
-        log.info("training %s for %d epochs of %d steps (batch %d) on %d pairs",
-                 config.network, config.train_epochs, config.train_steps_per_epoch,
-                 config.train_batch_size, len(pairs.x_train))
-        result = model.keras_model.fit(
-            batches, epochs=config.train_epochs, validation_data=(x_val, y_val),
-            validation_batch_size=config.train_batch_size, callbacks=callbacks, verbose=0,
-        )
-        model.history = {k: [float(v) for v in vals] for k, vals in result.history.items()
-                         if k in ("loss", "val_loss")}
+        steps = config.train_steps_per_epoch
+        bar = _Progress(config.train_epochs * steps, progress, initial=state.epoch * steps)
+        schedule = _Schedule(
+            state, patience=config.train_reduce_lr_patience,
+            stop_patience=config.train_early_stopping_patience,
+            on_epoch=None if checkpoints is None else lambda: checkpoints.write(model, state))
+        todo = 0 if state.stopped_early else config.train_epochs - state.epoch
+        log.info("training %s on %s for %d of %d epochs of %d steps (batch %d) on %d pairs",
+                 config.network, keras.backend.backend(), max(todo, 0), config.train_epochs,
+                 steps, config.train_batch_size, len(pairs.x_train))
+        try:
+            if todo > 0:
+                model.keras_model.fit(
+                    batches, initial_epoch=state.epoch, epochs=config.train_epochs,
+                    validation_data=(x_val, y_val), validation_batch_size=config.train_batch_size,
+                    callbacks=[schedule, bar, *callbacks], verbose=0,
+                )
+        finally:
+            bar.close()
+        model.history = {key: list(values) for key, values in state.history.items()}
         model._last_weights = model.keras_model.get_weights()
-        if keep_best.best_weights is not None:
-            model.keras_model.set_weights(keep_best.best_weights)
+        if state.best_weights is not None:
+            model.keras_model.set_weights(state.best_weights)
         return model
 
     # ---------------------------------------------------------------- prediction
@@ -208,59 +490,80 @@ class CAREModel:
         y = keras.ops.convert_to_numpy(self.keras_model.predict_on_batch(x))[..., 0]
         return self.normalization.denormalize(y)
 
+    def _network(self, batch: np.ndarray) -> np.ndarray:
+        """The network on a normalised float32 batch (compiled once per tile shape)."""
+        return keras.ops.convert_to_numpy(self.keras_model.predict_on_batch(batch[..., None]))[
+            ..., 0]
+
+    def _predict_options(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            "normalization": self.normalization,
+            "halo": nets.halo(config),
+            "multiple_of": nets.multiple_of(config),
+            "bytes_per_voxel": engine.unet_bytes_per_voxel(
+                n_dim=config.n_dim, n_first=config.unet_n_first, depth=config.unet_n_depth,
+                n_conv=config.unet_n_conv_per_depth),
+        }
+
     def predict(self, image: np.ndarray, *, tile_shape: int | Sequence[int] | None | str = "auto",
-                batch_size: int = 1, progress: bool = False) -> np.ndarray:
-        """Restore one image (2-D or 3-D), tile by tile.
+                memory: int | float | str | None = None, batch_size: int | None = None,
+                normalize: str | Normalization = "training", out: Any = None,
+                progress: bool = False) -> np.ndarray | None:
+        """Restore one image (2-D or 3-D), tile by tile (see :mod:`cryocare.predict`).
 
         Parameters
         ----------
         image : ndarray
             Raw image in the intensity scale of the training data (memory map fine).
         tile_shape : "auto", int, sequence of int or None
-            Core size of the tiles; ``"auto"`` uses cores of at most
-            ``DEFAULT_TILE`` voxels per axis (3-D) or 4× that (2-D); None
-            predicts the whole image at once. Tiles overlap by the network's
-            receptive field, so the result does not depend on this choice.
-        batch_size : int
-            Tiles per forward pass.
+            Core size of the tiles; ``"auto"`` (default) the largest that fit
+            ``memory``; None predicts the whole image at once. Tiles overlap by
+            the network's receptive field, so the result does not depend on
+            this choice.
+        memory : int, float, str or None
+            Memory budget in bytes or as ``"4G"``; None is half the free host memory.
+        batch_size : int, optional
+            Tiles per forward pass; default as many as fit ``memory`` (at most 8).
+        normalize : {"training", "image"} or Normalization
+            Intensity statistics: the training data's (default, as cryoCARE)
+            or the image's own.
+        out : ndarray or cryocare.io.SlabWriter, optional
+            Where to put the result; with a slab writer it streams to disk.
         progress : bool
-            Show a progress bar over tiles.
+            Show a progress bar.
 
         Returns
         -------
-        ndarray
-            float32 array with the shape of ``image``.
+        ndarray or None
+            float32 array with the shape of ``image`` (None when ``out`` is a slab writer).
         """
-        if image.ndim != self.config.n_dim:
+        if np.ndim(image) != self.config.n_dim:
             raise InputError(
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
-                f"{image.shape}"
+                f"{np.shape(image)}"
             )
-        if isinstance(tile_shape, str):
-            if tile_shape != "auto":
-                raise InputError(f"tile_shape: expected 'auto', sizes or None, got {tile_shape!r}")
-            core = DEFAULT_TILE if image.ndim == 3 else 4 * DEFAULT_TILE
-            tile_shape = tuple(min(n, core) for n in image.shape)
-        elif isinstance(tile_shape, int | np.integer):
-            tile_shape = (int(tile_shape),) * image.ndim
-        plan = plan_tiles(image.shape, tile_shape=tile_shape, halo=nets.halo(self.config),
-                          multiple_of=nets.multiple_of(self.config))
-        return predict_tiled(self._predict_batch, image, plan=plan, batch_size=batch_size,
-                             progress=progress)
+        return engine.predict_volume(self._network, image, tile_shape=tile_shape, memory=memory,
+                                     batch_size=batch_size, normalize=normalize, out=out,
+                                     progress=progress, **self._predict_options())
 
-    def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray:
+    def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
 
-        ``options`` are passed on to :meth:`predict`.
+        Both halves of each tile go through the network in the same forward
+        pass. ``options`` are those of :meth:`predict`.
         """
-        if even.shape != odd.shape:
+        if np.shape(even) != np.shape(odd):
             raise InputError(
-                f"even and odd halves differ in shape: {even.shape} and {odd.shape}"
+                f"even and odd halves differ in shape: {np.shape(even)} and {np.shape(odd)}"
             )
-        result = self.predict(even, **options)
-        result += self.predict(odd, **options)
-        result *= np.float32(0.5)
-        return result
+        if np.ndim(even) != self.config.n_dim:
+            raise InputError(
+                f"this model restores {self.config.n_dim}-D images, got an image of shape "
+                f"{np.shape(even)}"
+            )
+        return engine.predict_volume(self._network, even, odd, **options,
+                                     **self._predict_options())
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -284,6 +587,8 @@ class CAREModel:
             }
             (staging / "config.json").write_text(json.dumps(meta, indent=2) + "\n")
             (staging / "history.json").write_text(json.dumps(self.history, indent=2) + "\n")
+            if self.history.get("loss"):
+                plot_history(self.history, staging / "history.png")
             self.keras_model.save_weights(staging / _WEIGHTS)
             if self._last_weights is not None:
                 best = self.keras_model.get_weights()
@@ -304,16 +609,28 @@ class CAREModel:
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> CAREModel:
-        """Load a model folder written by :meth:`save`."""
+    def load(cls, directory: str | os.PathLike, *, weights: str = "best") -> CAREModel:
+        """Load a model folder written by :meth:`save`, on any Keras backend.
+
+        Parameters
+        ----------
+        directory : path
+            The model folder.
+        weights : {"best", "last"}
+            The weights with the lowest validation loss (default) or those
+            after the last epoch.
+        """
         directory = Path(directory)
         meta_path = directory / "config.json"
+        if weights not in ("best", "last"):
+            raise InputError(f"weights: expected 'best' or 'last', got {weights!r}")
+        weights_path = directory / (_WEIGHTS if weights == "best" else _WEIGHTS_LAST)
         if not directory.is_dir():
             raise InputError(f"{directory}: no such model folder")
-        if not meta_path.is_file() or not (directory / _WEIGHTS).is_file():
+        if not meta_path.is_file() or not weights_path.is_file():
             raise InputError(
                 f"{directory}: not a complete cryocare model folder "
-                f"(expected config.json and {_WEIGHTS})"
+                f"(expected config.json and {weights_path.name})"
             )
         try:
             meta = json.loads(meta_path.read_text())
@@ -326,9 +643,18 @@ class CAREModel:
                 f"{directory}: model format version {meta['format_version']} is newer than "
                 f"this cryocare ({__version__}) understands ({FORMAT_VERSION}); upgrade cryocare"
             )
-        model = cls(CareConfig.from_dict(meta["config"]),
-                    Normalization.from_dict(meta["normalization"]))
-        model.keras_model.load_weights(directory / _WEIGHTS)
+        try:
+            config = CareConfig.from_dict(meta.get("config"))
+            normalization = Normalization.from_dict(meta.get("normalization"))
+        except InputError as error:
+            raise InputError(f"{meta_path}: {error}") from None
+        model = cls(config, normalization)
+        try:
+            model.keras_model.load_weights(weights_path)
+        except (OSError, ValueError, KeyError) as error:
+            raise InputError(
+                f"{weights_path}: weights do not fit the network in config.json ({error})"
+            ) from None
         history = directory / "history.json"
         if history.is_file():
             model.history = json.loads(history.read_text())

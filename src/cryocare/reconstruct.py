@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.fft
@@ -30,7 +31,8 @@ import scipy.sparse
 
 from .errors import InputError
 
-__all__ = ["project", "weighted_backprojection"]
+__all__ = ["Reconstruction", "bin_projections", "project", "reconstruct",
+           "weighted_backprojection"]
 
 logger = logging.getLogger(__name__)
 
@@ -357,3 +359,108 @@ def _backprojection_matrix(
     return scipy.sparse.csr_array(
         (data.ravel(), indices.ravel(), indptr), shape=(thickness * nx, n * padded)
     )
+
+
+@dataclass(frozen=True, eq=False)
+class Reconstruction:
+    """A reconstructed tomogram and its voxel size.
+
+    Attributes
+    ----------
+    volume : ndarray of float32, shape (Z, Y, X)
+        The tomogram.
+    voxel_size : float
+        Voxel size in Å (the pixel size of the tilt series times the
+        binning); 0.0 if the pixel size was unknown.
+    """
+
+    volume: np.ndarray
+    voxel_size: float
+
+
+def bin_projections(tilt_series: np.ndarray, binning: int) -> np.ndarray:
+    """Average ``binning`` × ``binning`` blocks of every projection.
+
+    Rows and columns beyond the last whole block are dropped. The block mean
+    is divided by ``binning`` so that a line integral measured in binned
+    voxels keeps its value per voxel: the reconstruction of a binned series
+    has the same density units as that of the unbinned one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> series = np.ones((2, 5, 8), np.float32)
+    >>> binned = bin_projections(series, 2)
+    >>> binned.shape, float(binned[0, 0, 0])
+    ((2, 2, 4), 0.5)
+    """
+    series = _as_real_array(tilt_series, "tilt_series", ndim=3)
+    if isinstance(binning, bool) or not isinstance(binning, (int, np.integer)) or binning < 1:
+        raise InputError(f"binning: expected an integer >= 1, found {binning!r}")
+    b = int(binning)
+    n, ny, nx = series.shape
+    if b == 1:
+        return series
+    if ny < b or nx < b:
+        raise InputError(f"binning: {b} is larger than the projections ({ny} x {nx})")
+    blocks = series[:, : ny // b * b, : nx // b * b].reshape(n, ny // b, b, nx // b, b)
+    return (blocks.mean(axis=(2, 4), dtype=np.float64) / b).astype(np.float32)
+
+
+def reconstruct(
+    tilt_series: np.ndarray,
+    angles,
+    *,
+    thickness: int,
+    tilt_axis: str = "Y",
+    lowpass: float | None = None,
+    binning: int = 1,
+    pixel_size: float = 0.0,
+) -> Reconstruction:
+    """Bin a tilt series, reconstruct it by WBP and carry the voxel size through.
+
+    Parameters
+    ----------
+    tilt_series : ndarray, shape (n_tilts, Y, X)
+        Projections (memory maps are fine; they are read once).
+    angles : sequence of float
+        Tilt angle of every projection, in degrees (e.g. from an IMOD
+        ``.tlt`` file, :func:`cryocare.tiltseries.read_tilt_angles`).
+    thickness : int
+        Thickness of the tomogram in *unbinned* pixels; the output has
+        ``max(1, round(thickness / binning))`` slices.
+    tilt_axis : {"Y", "X"}, optional
+        Axis the specimen rotates about.
+    lowpass : float or None, optional
+        Hann taper of the ramp filter, as in :func:`weighted_backprojection`.
+    binning : int, optional
+        Bin the projections by this factor first (:func:`bin_projections`).
+    pixel_size : float, optional
+        Pixel size of the tilt series in Å (0 if unknown).
+
+    Returns
+    -------
+    Reconstruction
+        The tomogram (``Z = thickness / binning``, ``Y`` and ``X`` of the
+        binned projections) and its voxel size ``pixel_size * binning``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryocare.reconstruct import project, reconstruct
+    >>> vol = np.zeros((16, 8, 32), np.float32)
+    >>> vol[6:10, :, 12:20] = 1.0
+    >>> angles = np.arange(-60.0, 61.0, 3.0)
+    >>> rec = reconstruct(project(vol, angles), angles, thickness=16, binning=2, pixel_size=5.0)
+    >>> rec.volume.shape, rec.voxel_size
+    ((8, 4, 16), 10.0)
+    """
+    if not (np.isfinite(pixel_size) and pixel_size >= 0):
+        raise InputError(f"pixel_size: expected a number >= 0 (Å), found {pixel_size!r}")
+    if (isinstance(thickness, bool) or not isinstance(thickness, (int, np.integer))
+            or thickness < 1):
+        raise InputError(f"thickness: expected an integer >= 1, found {thickness!r}")
+    series = bin_projections(tilt_series, binning)
+    volume = weighted_backprojection(series, angles, thickness=max(1, round(thickness / binning)),
+                                     tilt_axis=tilt_axis, lowpass=lowpass)
+    return Reconstruction(volume=volume, voxel_size=float(pixel_size) * int(binning))

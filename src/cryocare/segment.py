@@ -1,10 +1,13 @@
-"""Dense segmentation by Otsu thresholding, and overlap scores of masks.
+"""Dense segmentation by (multi-)Otsu thresholding, clean-up, labels and mask scores.
 
 In a cryo-ET reconstruction (and in a TEM projection) dense material such
 as protein, membranes or gold scatters more electrons and appears *darker*
 than the surrounding vitreous ice, so :func:`segment_otsu` selects dark
 voxels by default. A denoiser is judged by how well the mask computed from
-its output matches a reference mask (:func:`dice`, :func:`iou`).
+its output matches a reference mask (:func:`dice`, :func:`iou`,
+:func:`precision`, :func:`recall`). :func:`segment_multi_otsu` splits an
+image into several intensity classes; :func:`clean_mask` removes specks and
+fills holes; :func:`label_components` numbers the connected objects.
 
 All functions are pure: inputs are never modified (read-only memory maps
 are fine), masks are returned as new ``bool`` arrays and scores as Python
@@ -18,12 +21,24 @@ import numbers
 
 import numpy as np
 import numpy.typing as npt
-from skimage.filters import threshold_otsu
+from scipy import ndimage as ndi
+from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from .errors import InputError
 from .filters import _check_image, gaussian
 
-__all__ = ["dice", "iou", "otsu_threshold", "segment_otsu"]
+__all__ = [
+    "clean_mask",
+    "dice",
+    "iou",
+    "label_components",
+    "multi_otsu_thresholds",
+    "otsu_threshold",
+    "precision",
+    "recall",
+    "segment_multi_otsu",
+    "segment_otsu",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -292,3 +307,293 @@ def iou(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
     if union == 0:
         return 1.0
     return both / union
+
+
+
+def _check_classes(classes: int) -> int:
+    if isinstance(classes, bool) or not isinstance(classes, numbers.Integral) or not (
+        2 <= classes <= 5
+    ):
+        raise InputError(f"classes: expected an integer from 2 to 5, found {classes!r}")
+    return int(classes)
+
+
+def multi_otsu_thresholds(
+    image: npt.ArrayLike, *, classes: int = 3, sigma: float | None = None
+) -> tuple[float, ...]:
+    """Multi-level Otsu thresholds splitting an image into `classes` intensity classes.
+
+    Parameters
+    ----------
+    image : (M, N[, P]) array_like
+        Real-valued 2-D image or 3-D volume with finite values and at least
+        `classes` distinct values. It is not modified.
+    classes : int, optional
+        Number of classes, 2 to 5 (the search is exhaustive over a
+        256-bin histogram, so its cost grows as ``256 ** (classes - 1)``).
+        ``classes=2`` gives Otsu's single threshold.
+    sigma : float, optional
+        Gaussian pre-smoothing in pixels/voxels, as in :func:`otsu_threshold`.
+
+    Returns
+    -------
+    thresholds : tuple of float
+        ``classes - 1`` increasing thresholds maximising the between-class
+        variance; class ``i`` holds the values ``> thresholds[i - 1]`` and
+        ``<= thresholds[i]``.
+
+    Raises
+    ------
+    InputError
+        If `image` is not a finite real 2-D/3-D array, is constant, has too
+        few distinct values for `classes`, or `classes` / `sigma` is invalid.
+
+    References
+    ----------
+    .. [1] P.-S. Liao, T.-S. Chen and P.-C. Chung, "A fast algorithm for
+           multilevel thresholding", J. Inf. Sci. Eng. 17(5):713-727, 2001.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.repeat([0.0, 5.0, 10.0], 12).reshape(6, 6)
+    >>> [round(t, 1) for t in multi_otsu_thresholds(image, classes=3)]
+    [0.0, 5.0]
+    """
+    classes = _check_classes(classes)
+    array = _prepared(image, sigma)
+    try:
+        thresholds = threshold_multiotsu(array.reshape(-1), classes=classes)
+    except ValueError:  # fewer distinct histogram bins than classes
+        raise InputError(
+            f"image: expected at least {classes} distinct intensity levels for {classes} "
+            f"classes, found fewer"
+        ) from None
+    return tuple(float(t) for t in thresholds)
+
+
+def segment_multi_otsu(
+    image: npt.ArrayLike, *, classes: int = 3, sigma: float | None = None
+) -> np.ndarray:
+    """Label each pixel/voxel with its multi-Otsu intensity class, darkest first.
+
+    Parameters
+    ----------
+    image : (M, N[, P]) array_like
+        As for :func:`multi_otsu_thresholds`. It is not modified.
+    classes : int, optional
+        Number of classes, 2 to 5.
+    sigma : float, optional
+        Gaussian pre-smoothing in pixels/voxels; the smoothed image is
+        classified.
+
+    Returns
+    -------
+    labels : ndarray of uint8
+        Class ``0`` (darkest: values ``<=`` the first threshold) to
+        ``classes - 1`` (brightest), same shape as `image`. In cryo-ET,
+        class 0 is the densest material.
+
+    Raises
+    ------
+    InputError
+        As for :func:`multi_otsu_thresholds`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.array([[0.0, 0.0, 5.0, 5.0, 10.0, 10.0]] * 2)
+    >>> segment_multi_otsu(image, classes=3)
+    array([[0, 0, 1, 1, 2, 2],
+           [0, 0, 1, 1, 2, 2]], dtype=uint8)
+    """
+    thresholds = multi_otsu_thresholds(image, classes=classes, sigma=sigma)
+    array = _prepared(image, sigma)
+    labels = np.digitize(array, np.asarray(thresholds, dtype=np.float64), right=True)
+    return labels.astype(np.uint8)
+
+
+def _structure(ndim: int, connectivity: int) -> np.ndarray:
+    if isinstance(connectivity, bool) or not isinstance(connectivity, numbers.Integral) or not (
+        1 <= connectivity <= ndim
+    ):
+        raise InputError(
+            f"connectivity: expected an integer from 1 to {ndim}, found {connectivity!r}"
+        )
+    return ndi.generate_binary_structure(ndim, int(connectivity))
+
+
+def label_components(
+    mask: npt.ArrayLike, *, connectivity: int = 1
+) -> tuple[np.ndarray, int]:
+    """Number the connected components (objects) of a mask.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        2-D or 3-D mask (integer 0/1 accepted). It is not modified.
+    connectivity : int, optional
+        Which neighbours touch: 1 = faces only (4-/6-connectivity), up to
+        ``mask.ndim`` = faces, edges and corners (8-/26-connectivity).
+
+    Returns
+    -------
+    labels : ndarray of int32
+        0 for background, ``1 .. count`` for the objects, in scan order.
+    count : int
+        Number of objects.
+
+    Raises
+    ------
+    InputError
+        If `mask` is not a boolean 2-D/3-D array or `connectivity` is out
+        of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.array([[1, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 1]], dtype=bool)
+    >>> labels, count = label_components(mask)
+    >>> count, labels[2, 3]
+    (2, np.int32(2))
+    """
+    array = _check_mask(mask, name="mask")
+    if array.ndim not in (2, 3):
+        raise InputError(f"mask: expected a 2-D or 3-D mask, found shape {array.shape}")
+    labels = np.zeros(array.shape, dtype=np.int32)
+    count = ndi.label(array, structure=_structure(array.ndim, connectivity), output=labels)
+    return labels, int(count)
+
+
+def clean_mask(
+    mask: npt.ArrayLike,
+    *,
+    min_size: int = 0,
+    fill_holes: bool = False,
+    connectivity: int = 1,
+) -> np.ndarray:
+    """Remove small objects from a mask and optionally fill its holes.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        2-D or 3-D mask (integer 0/1 accepted). It is not modified.
+    min_size : int, optional
+        Objects (connected components) with fewer pixels/voxels than this
+        are removed. 0 keeps everything.
+    fill_holes : bool, optional
+        Fill background regions completely enclosed by foreground (e.g.
+        the lumen of a segmented vesicle wall), after removing small
+        objects. Holes touching the border are not enclosed.
+    connectivity : int, optional
+        Connectivity of objects, as in :func:`label_components`.
+
+    Returns
+    -------
+    cleaned : ndarray of bool
+        The cleaned mask, same shape.
+
+    Raises
+    ------
+    InputError
+        If `mask` is not a boolean 2-D/3-D array, `min_size` is not a
+        non-negative integer, `fill_holes` is not a bool or `connectivity`
+        is out of range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mask = np.zeros((5, 7), dtype=bool)
+    >>> mask[1:4, 1:4] = True
+    >>> mask[2, 2] = False      # a hole
+    >>> mask[0, 6] = True       # a speck
+    >>> clean_mask(mask, min_size=2, fill_holes=True).astype(int)
+    array([[0, 0, 0, 0, 0, 0, 0],
+           [0, 1, 1, 1, 0, 0, 0],
+           [0, 1, 1, 1, 0, 0, 0],
+           [0, 1, 1, 1, 0, 0, 0],
+           [0, 0, 0, 0, 0, 0, 0]])
+    """
+    if isinstance(min_size, bool) or not isinstance(min_size, numbers.Integral) or min_size < 0:
+        raise InputError(f"min_size: expected a non-negative integer, found {min_size!r}")
+    if not isinstance(fill_holes, bool | np.bool_):
+        raise InputError(f"fill_holes: expected True or False, found {fill_holes!r}")
+    labels, count = label_components(mask, connectivity=connectivity)
+    cleaned = labels > 0
+    if min_size > 1 and count:
+        sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+        small = sizes < min_size
+        small[0] = False
+        cleaned[small[labels]] = False
+        logger.debug("removed %d of %d objects below %d voxels",
+                     int(small.sum()), count, min_size)
+    if fill_holes:
+        cleaned = ndi.binary_fill_holes(cleaned, structure=_structure(cleaned.ndim, 1))
+    return cleaned
+
+
+def precision(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Fraction of the mask that lies in the reference: ``|A ∩ B| / |A|``.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape, as for :func:`dice`. Not modified.
+
+    Returns
+    -------
+    score : float
+        Precision in ``[0, 1]`` (1 - false discovery rate). An empty mask
+        scores 1.0 if the reference is empty too, else 0.0 (nothing
+        found).
+
+    Raises
+    ------
+    InputError
+        As for :func:`dice`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 1, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> precision(a, b), precision(a[:, :2], b[:, :2])
+    (0.6666666666666666, 0.5)
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    if size_a == 0:
+        return 1.0 if size_b == 0 else 0.0
+    return both / size_a
+
+
+def recall(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Fraction of the reference found by the mask: ``|A ∩ B| / |B|``.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape, as for :func:`dice`. Not modified.
+
+    Returns
+    -------
+    score : float
+        Recall (sensitivity) in ``[0, 1]``. An empty reference scores 1.0
+        if the mask is empty too, else 0.0.
+
+    Raises
+    ------
+    InputError
+        As for :func:`dice`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 0, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> recall(a, b)
+    0.3333333333333333
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    if size_b == 0:
+        return 1.0 if size_a == 0 else 0.0
+    return both / size_b

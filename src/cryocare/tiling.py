@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .errors import InputError
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "predict_tiled"]
+__all__ = ["Tile", "TilePlan", "plan_tiles", "predict_tiled", "read_tile", "split_tile"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ class TilePlan:
     tile_shape: tuple[int, ...]
     halo: int
     tiles: tuple[Tile, ...]
+    multiple_of: int = 1
 
     @property
     def n_tiles(self) -> tuple[int, ...]:
@@ -152,10 +153,46 @@ def plan_tiles(
         for combo in itertools.product(*per_axis)
     )
     return TilePlan(shape=shape, padded_shape=padded, tile_shape=tile_shape,
-                    halo=margin, tiles=tiles)
+                    halo=margin, tiles=tiles, multiple_of=multiple_of)
 
 
-def _read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
+def split_tile(tile: Tile, plan: TilePlan) -> tuple[Tile, ...]:
+    """Cut ``tile`` in two along its longest core axis, keeping the rules of ``plan``.
+
+    Each half is read with the plan's halo and aligned to its ``multiple_of``,
+    so predictions on the halves equal the prediction on the whole tile. A
+    tile whose core is at most ``multiple_of`` long on every axis cannot be
+    cut and is returned alone.
+
+    Examples
+    --------
+    >>> plan = plan_tiles((40, 24), halo=4, multiple_of=4)
+    >>> [t.write for t in split_tile(plan.tiles[0], plan)]
+    [(slice(0, 20, None), slice(0, 24, None)), (slice(20, 40, None), slice(0, 24, None))]
+    """
+    m = plan.multiple_of
+    lengths = [w.stop - w.start for w in tile.write]
+    axis = int(np.argmax(lengths))
+    if lengths[axis] <= m:
+        return (tile,)
+    start, stop = tile.write[axis].start, tile.write[axis].stop
+    middle = start + _round_up(lengths[axis] // 2, m)
+    if middle >= stop:
+        middle = start + m
+    halves = []
+    for a, b in ((start, middle), (middle, stop)):
+        read = slice(max(0, a - plan.halo),
+                     min(plan.padded_shape[axis], _round_up(b, m) + plan.halo))
+        halves.append(Tile(
+            read=tile.read[:axis] + (read,) + tile.read[axis + 1:],
+            crop=tile.crop[:axis] + (slice(a - read.start, b - read.start),)
+            + tile.crop[axis + 1:],
+            write=tile.write[:axis] + (slice(a, b),) + tile.write[axis + 1:],
+        ))
+    return tuple(halves)
+
+
+def read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
     """The ``read`` region of ``image`` extended beyond its end by reflection."""
     inside = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(read, image.shape, strict=True))
     block = np.asarray(image[inside], dtype=np.float32)
@@ -211,7 +248,7 @@ def predict_tiled(
         for tiles in groups.values():
             for first in range(0, len(tiles), batch_size):
                 chunk = tiles[first:first + batch_size]
-                batch = np.stack([_read_tile(image, t.read) for t in chunk])
+                batch = np.stack([read_tile(image, t.read) for t in chunk])
                 result = np.asarray(predict(batch))
                 if result.shape != batch.shape:
                     raise ValueError(

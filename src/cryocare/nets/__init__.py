@@ -14,8 +14,13 @@ Examples
 --------
 >>> from cryocare.config import CareConfig
 >>> from cryocare import nets
+>>> nets.names()
+['diffusion', 'rednet', 'unet']
 >>> nets.halo(CareConfig(unet_n_depth=2))
 26
+>>> nets.halo(CareConfig(network="rednet", rednet_n_layers=10)), nets.multiple_of(
+...     CareConfig(network="rednet"))
+(20, 1)
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "names"]
+__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "names", "layer_dtype"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,15 @@ def get(name: str) -> Network:
         ) from None
 
 
+def layer_dtype(config: CareConfig) -> str | None:
+    """Dtype policy for a network's hidden layers: ``"mixed_float16"`` or None (default).
+
+    Builders give the last layer (and a residual sum) ``dtype="float32"`` so
+    that outputs and the loss stay in float32 under mixed precision.
+    """
+    return "mixed_float16" if config.train_mixed_precision else None
+
+
 def build(config: CareConfig) -> keras.Model:
     """Build the Keras model that ``config`` describes."""
     return get(config.network).build(config)
@@ -93,4 +107,5 @@ def multiple_of(config: CareConfig) -> int:
     return get(config.network).multiple_of(config)
 
 
-from . import unet  # noqa: E402,F401  (registers "unet")
+from . import diffusion  # noqa: E402,F401,I001  (register "diffusion")
+from . import rednet, unet  # noqa: E402,F401  (register "rednet" and "unet")

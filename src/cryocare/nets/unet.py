@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from . import register
+from . import layer_dtype, register
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import CareConfig
@@ -44,12 +44,13 @@ def unet(config: CareConfig) -> keras.Model:
     pool = keras.layers.MaxPooling2D if n_dim == 2 else keras.layers.MaxPooling3D
     upsample = keras.layers.UpSampling2D if n_dim == 2 else keras.layers.UpSampling3D
     kernel = (config.unet_kern_size,) * n_dim
+    dtype = layer_dtype(config)
     seeds = iter(range(config.seed * 1000, config.seed * 1000 + 1000))
 
     def block(filters: int, name: str, activation: str = "relu"):
         init = keras.initializers.GlorotUniform(seed=next(seeds))
         return conv(filters, kernel, padding="same", activation=activation,
-                    kernel_initializer=init, name=name)
+                    kernel_initializer=init, dtype=dtype, name=name)
 
     def width(level: int) -> int:
         return config.unet_n_first * 2**level
@@ -62,19 +63,20 @@ def unet(config: CareConfig) -> keras.Model:
         for i in range(n_conv):
             layer = block(width(level), f"down_level_{level}_no_{i}")(layer)
         skips.append(layer)
-        layer = pool((2,) * n_dim, name=f"max_{level}")(layer)
+        layer = pool((2,) * n_dim, dtype=dtype, name=f"max_{level}")(layer)
     for i in range(n_conv - 1):
         layer = block(width(depth), f"middle_{i}")(layer)
     layer = block(width(max(0, depth - 1)), f"middle_{n_conv}")(layer)
     for level in reversed(range(depth)):
-        up = upsample((2,) * n_dim, name=f"up_{level}")(layer)
-        layer = keras.layers.Concatenate(axis=-1, name=f"concat_{level}")([up, skips[level]])
+        up = upsample((2,) * n_dim, dtype=dtype, name=f"up_{level}")(layer)
+        layer = keras.layers.Concatenate(axis=-1, dtype=dtype,
+                                         name=f"concat_{level}")([up, skips[level]])
         for i in range(n_conv - 1):
             layer = block(width(level), f"up_level_{level}_no_{i}")(layer)
         layer = block(width(max(0, level - 1)), f"up_level_{level}_no_{n_conv}")(layer)
     init = keras.initializers.GlorotUniform(seed=next(seeds))
     outputs = conv(1, (1,) * n_dim, activation="linear", kernel_initializer=init,
-                   name="final_conv")(layer)
+                   dtype="float32", name="final_conv")(layer)
     if config.unet_residual:
-        outputs = keras.layers.Add(name="residual")([outputs, inputs])
+        outputs = keras.layers.Add(dtype="float32", name="residual")([outputs, inputs])
     return keras.Model(inputs, outputs, name=f"unet{n_dim}d")

@@ -1,0 +1,190 @@
+"""Prediction speed and peak memory, against cryoCARE 0.3.0 when it is installed.
+
+Measures, each in a fresh process (wall time includes start-up and model
+loading, as for a user; peak memory is the process's maximum resident set):
+
+1. voxels/s and peak memory of ``cryocare`` denoising an even/odd pair of
+   ``--shape`` (default 256×512×512) with cryoCARE's default network (U-Net
+   depth 3, 16 first filters, kernel 3; untrained weights: speed and memory
+   do not depend on the weights), and the same for cryoCARE 0.3.0's
+   ``cryoCARE_predict.py`` if ``benchmarks/reference.py`` finds it
+   (``benchmarks/setup_reference.sh`` installs it ``--no-deps`` next to the same
+   TensorFlow); otherwise its columns read "cryoCARE not installed";
+2. peak memory of ``cryocare`` denoising a ``--big-shape`` float32 pair
+   (default 512×1024×1024 = 2 GiB per half) with ``--big-memory``.
+
+Run on a quiet machine::
+
+    python benchmarks/predict_speed.py                       # full size (slow on a CPU)
+    python benchmarks/predict_speed.py --shape 32,64,64 --big-shape 64,128,128  # smoke test
+
+Input files go to ``--workdir`` (default: a temporary folder, removed at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(","))
+
+
+def write_pair(folder: Path, shape: tuple[int, ...], *, seed: int) -> tuple[Path, Path]:
+    """Random even/odd halves, written slab by slab (never the whole volume in memory)."""
+    from cryocare import io
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for half in ("EVN", "ODD"):
+        path = folder / f"tomo_{half}.mrc"
+        with io.open_writer(path, shape, voxel_size=10.0, overwrite=True) as writer:
+            for z in range(0, shape[0], 16):
+                n = min(16, shape[0] - z)
+                writer.write(rng.normal(size=(n, *shape[1:])).astype(np.float32))
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def make_model(folder: Path, *, depth: int = 3, name: str = "model") -> Path:
+    """A U-Net (depth 3, 16 filters, kernel 3 is cryoCARE's default), untrained, saved."""
+    from cryocare.config import CareConfig
+    from cryocare.model import CAREModel
+    from cryocare.pairs import Normalization
+
+    model = CAREModel(CareConfig(unet_n_depth=depth, unet_n_first=16, unet_kern_size=3, seed=0),
+                      Normalization(mean=0.0, std=1.0))
+    return model.save(folder / name, overwrite=True)
+
+
+def child(args) -> None:
+    """Run inside the measured process: load, denoise, report."""
+    start = time.perf_counter()
+    from cryocare.model import CAREModel
+    from cryocare.predict import denoise_file
+
+    model = CAREModel.load(args.model)
+    denoise_file(model, args.even, args.odd, args.output, overwrite=True, memory=args.memory)
+    wall = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
+    print(json.dumps({"wall": wall, "peak_mb": peak}))
+
+
+def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str | None) -> dict:
+    argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output)]
+    if memory:
+        argv += ["--memory", memory]
+    started = time.perf_counter()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"cryocare prediction failed:\n{done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_wall"] = time.perf_counter() - started
+    return result
+
+
+def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles) -> dict | None:
+    try:
+        import reference
+    except ImportError:
+        return None
+    if not reference.available():
+        return None
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    # A model of the same network; one tiny epoch (the weights do not change the speed).
+    patch = max(8, min(64, (min(shape) // 2 - 1) // 8 * 8))  # cryoCARE: < half the volume
+    try:
+        reference.extract([str(even)], [str(odd)], work / "ref_train_data",
+                          patch_shape=patch, num_slices=40, n_normalization_samples=1,
+                          env=env)  # the statistics do not change the speed
+        trained = reference.train(work / "ref_train_data", work / "ref_model", epochs=1,
+                                  steps_per_epoch=2, batch_size=4, unet_n_depth=3,
+                                  unet_n_first=16, unet_kern_size=3, env=env)
+        run = reference.predict(trained.output, [str(even)], [str(odd)], work / "ref_out",
+                                n_tiles=n_tiles, env=env)
+    except RuntimeError as error:
+        return {"error": f"cryoCARE failed: {str(error).splitlines()[0]}"}
+    return {"process_wall": run.wall_time, "peak_mb": run.peak_rss_mb}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shape", type=_shape, default=(256, 512, 512))
+    parser.add_argument("--memory", default=None, help="budget(s) for the speed run, "
+                        "comma-separated, e.g. auto,2G (auto, the default: half the free memory)")
+    parser.add_argument("--big-shape", type=_shape, default=(512, 1024, 1024))
+    parser.add_argument("--big-memory", default="600M",
+                        help="budget of the big run; TensorFlow itself adds about 700 MiB")
+    parser.add_argument("--big-depth", type=int, default=2, help="U-Net depth of the big run")
+    parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--ref-tiles", type=_shape, default=(1, 2, 2),
+                        help="cryoCARE's n_tiles (it cannot choose them itself)")
+    parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--child", nargs=4, metavar=("MODEL", "EVEN", "ODD", "OUT"))
+    args = parser.parse_args(argv)
+    if args.child:
+        args.model, args.even, args.odd, args.output = args.child
+        child(args)
+        return 0
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="cryocare-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        model = make_model(work)
+        even, odd = write_pair(work, args.shape, seed=0)
+        voxels = int(np.prod(args.shape))
+        budgets = [None if b == "auto" else b for b in (args.memory or "auto").split(",")]
+        runs = {b: run_ours(model, even, odd, work / "ours.mrc", b) for b in budgets}
+        ref = run_reference(work, even, odd, args.shape, args.ref_tiles)
+        print(f"\nspeed: {args.shape} even+odd, cryoCARE default U-Net (depth 3, 16 filters)")
+        print(f"{'':24}{'voxels/s':>14}{'wall [s]':>10}{'peak RSS [MiB]':>16}")
+        for budget, ours in runs.items():
+            name = f"cryocare --memory {budget or 'auto'}"
+            print(f"{name:24}{voxels / ours['process_wall']:>14.3g}"
+                  f"{ours['process_wall']:>10.1f}{ours['peak_mb']:>16.0f}")
+        if ref is None:
+            print(f"{'cryoCARE 0.3.0':24}{'cryoCARE not installed':>40}")
+        elif "error" in ref:
+            print(f"{'cryoCARE 0.3.0':24}  {ref['error']}")
+        else:
+            print(f"{'cryoCARE 0.3.0':24}{voxels / ref['process_wall']:>14.3g}"
+                  f"{ref['process_wall']:>10.1f}{ref['peak_mb']:>16.0f}")
+            for budget, ours in runs.items():
+                print(f"--memory {budget or 'auto'}: speed-up "
+                      f"{ref['process_wall'] / ours['process_wall']:.2f}x, "
+                      f"memory ratio {ours['peak_mb'] / ref['peak_mb']:.2f}")
+        if not args.skip_big:
+            for path in (even, odd):
+                path.unlink()
+            even, odd = write_pair(work, args.big_shape, seed=1)
+            size = 4 * int(np.prod(args.big_shape)) / 2**30
+            # cryocare's default U-Net (depth 2): with depth 3 the exact receptive-field
+            # margin (64 voxels) makes even the smallest tile need ~2.3 GB.
+            small = make_model(work, depth=args.big_depth, name="model_big")
+            big = run_ours(small, even, odd, work / "big.mrc", args.big_memory)
+            print(f"\nmemory: {args.big_shape} float32 ({size:.2f} GiB per half), U-Net depth "
+                  f"{args.big_depth}, --memory {args.big_memory}: peak RSS "
+                  f"{big['peak_mb']:.0f} MiB, wall {big['process_wall']:.1f} s")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,334 @@
+"""The paper's comparison in one call: raw, baselines and CARE, scored side by side.
+
+:func:`evaluate` restores a pair of even/odd halves with every method —
+the raw average, the median, Gaussian and NAD filters, BM4D when the
+optional package is installed, and a CARE network trained Noise2Noise on the
+halves — and scores each:
+
+* against a clean reference when there is one (simulated data): PSNR and
+  SSIM after the best affine fit, FSC resolution at 0.5 and 0.143;
+* against a reference mask (given, or Otsu of the reference): Dice, IoU,
+  precision and recall of the Otsu segmentation;
+* always, without any reference: the correlation of the even half restored
+  alone with the raw odd half (:func:`cryocare.metrics.halves_score`) and
+  the half-map FSC resolution of the restored halves.
+
+:func:`cryocare.report.write_report` turns the result into Markdown and PNG
+figures; ``cryocare evaluate`` does both.
+
+Examples
+--------
+Training takes minutes, so this is shown, not run::
+
+    from cryocare.evaluate import evaluate
+    from cryocare.report import write_report
+    from cryocare.simulate import simulate_tomogram
+
+    data = simulate_tomogram((64, 192, 192), seed=1)
+    result = evaluate(data.even, data.odd, clean=data.clean, mask=data.mask,
+                      voxel_size=data.voxel_size)
+    write_report(result, "report/")
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InputError
+from .filters import FILTERS, _check_image, apply_filter
+from .metrics import FSCCurve, fsc, halves_score, psnr_affine, snr_from_halves, ssim_affine
+from .segment import _check_mask, dice, iou, precision, recall, segment_otsu
+
+__all__ = ["BASELINES", "Evaluation", "available_methods", "evaluate"]
+
+logger = logging.getLogger(__name__)
+
+#: Filter options of each baseline, chosen once and not tuned per data set:
+#: the classical settings an expert would try first.
+BASELINES: Mapping[str, Mapping[str, Any]] = MappingProxyType({
+    "median": MappingProxyType({"size": 3}),
+    "gaussian": MappingProxyType({"sigma": 1.0}),
+    "nad": MappingProxyType({"iterations": 10}),
+    "bm4d": MappingProxyType({}),
+})
+
+
+def available_methods() -> tuple[str, ...]:
+    """Methods :func:`evaluate` can run here, in report order.
+
+    ``"raw"`` (the even/odd average), the baselines of :data:`BASELINES`
+    whose filter is installed (``"bm4d"`` needs the optional package), and
+    ``"CARE"``.
+
+    Examples
+    --------
+    >>> available_methods()[:4]
+    ('raw', 'median', 'gaussian', 'nad')
+    """
+    return ("raw", *(name for name in BASELINES if name in FILTERS), "CARE")
+
+
+@dataclass
+class Evaluation:
+    """Result of :func:`evaluate`.
+
+    Attributes
+    ----------
+    volumes : dict of str to ndarray
+        Restored volume (float32) of each method, from both halves.
+    scores : dict of str to dict of str to float
+        Scores of each method (see :func:`evaluate` for the keys).
+    fsc_reference : dict of str to FSCCurve
+        FSC of each restored volume against the clean reference (empty
+        without a reference).
+    fsc_halves : dict of str to FSCCurve
+        FSC between the even and the odd half, each restored alone.
+    masks : dict of str to ndarray of bool
+        Otsu segmentation of each restored volume.
+    reference, reference_mask : ndarray or None
+        The clean reference and the reference mask used for the scores.
+    voxel_size : float
+        Voxel size in Å.
+    snr : float
+        Signal-to-noise ratio of one raw half, from the even/odd correlation.
+    timings : dict of str to float
+        Seconds spent per method (CARE: training and prediction).
+    notes : list of str
+        Facts about the run worth writing in the report.
+    """
+
+    volumes: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    fsc_reference: dict[str, FSCCurve] = field(default_factory=dict)
+    fsc_halves: dict[str, FSCCurve] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    reference_mask: np.ndarray | None = None
+    voxel_size: float = 1.0
+    snr: float = math.nan
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
+    known = available_methods()
+    if methods is None:
+        return known
+    if isinstance(methods, str):
+        methods = [m.strip() for m in methods.split(",") if m.strip()]
+    chosen = tuple(methods)
+    unknown = [m for m in chosen if m not in known]
+    if unknown or not chosen:
+        hint = " (bm4d needs: pip install \"cryocare-ng[bm4d]\")" if "bm4d" in unknown else ""
+        raise InputError(
+            f"methods: expected some of {', '.join(known)}, found "
+            f"{', '.join(unknown) if unknown else 'none'}{hint}"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise InputError(f"methods: expected each method once, found {', '.join(chosen)}")
+    return chosen
+
+
+def _care_restorer(even: np.ndarray, odd: np.ndarray, *, config: Any, n_patches: int,
+                   patch_shape: int | Sequence[int], seed: int,
+                   progress: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Train CARE on the halves and return its ``predict``."""
+    from .model import CAREModel  # imports Keras: only when CARE is evaluated
+    from .pairs import sample_pairs
+
+    pairs = sample_pairs([even], [odd], patch_shape=patch_shape, n_patches=n_patches,
+                         seed=seed)
+    model = CAREModel.train(pairs, config, progress=progress)
+    return lambda half: model.predict(half, progress=progress)
+
+
+def evaluate(
+    even: npt.ArrayLike,
+    odd: npt.ArrayLike,
+    *,
+    clean: npt.ArrayLike | None = None,
+    mask: npt.ArrayLike | None = None,
+    voxel_size: float = 1.0,
+    methods: Sequence[str] | None = None,
+    config: Any = None,
+    n_patches: int = 1200,
+    patch_shape: int | Sequence[int] = 32,
+    segment_sigma: float = 1.0,
+    seed: int = 0,
+    progress: bool = False,
+) -> Evaluation:
+    """Restore even/odd halves with every method and score the results.
+
+    Parameters
+    ----------
+    even, odd : (M, N[, P]) array_like
+        The two independently noisy halves (2-D projections or 3-D
+        tomograms), same shape, finite values. They are not modified.
+    clean : array_like, optional
+        Noise-free reference of the same shape (simulated data). Enables
+        ``psnr``, ``ssim``, ``fsc_0.5`` and ``fsc_0.143``.
+    mask : array_like of bool, optional
+        Reference segmentation of the same shape. Default: the Otsu mask of
+        `clean` (with the same smoothing) when `clean` is given. Enables
+        ``dice``, ``iou``, ``precision`` and ``recall``.
+    voxel_size : float, optional
+        Voxel size in Å (resolutions are in Å).
+    methods : sequence of str or str, optional
+        Methods to run, from :func:`available_methods`; a comma-separated
+        string is accepted. Default: all available.
+    config : cryocare.config.CareConfig, optional
+        Network and training settings for ``"CARE"``; default
+        ``CareConfig(n_dim=even.ndim)``.
+    n_patches, patch_shape : int
+        Number and size of the training pairs sampled for ``"CARE"``.
+    segment_sigma : float, optional
+        Gaussian pre-smoothing (voxels) of every Otsu segmentation.
+    seed : int, optional
+        Seed of the patch sampling.
+    progress : bool, optional
+        Show progress bars.
+
+    Returns
+    -------
+    Evaluation
+        ``scores[method]`` holds ``halves_r`` (correlation of the even half
+        restored alone with the raw odd half; higher is better) and
+        ``fsc_halves_0.143`` (Å, half-map FSC of the restored halves)
+        always; ``psnr`` (dB), ``ssim``, ``fsc_0.5`` and ``fsc_0.143`` (Å,
+        against `clean`) with a reference; ``dice``, ``iou``, ``precision``
+        and ``recall`` with a reference mask; and ``seconds``.
+
+    Raises
+    ------
+    InputError
+        If the halves (or reference, or mask) differ in shape, hold NaN or
+        inf, are constant, or an option is invalid.
+
+    Notes
+    -----
+    Each baseline filters the average of the halves for the scores against
+    the reference, and each half alone for the reference-free scores. CARE
+    is trained on pairs sampled from both halves, restores each half
+    (``model.predict``) and averages them, which is what
+    ``model.denoise(even, odd)`` returns. Because the network learned to
+    map the even half onto the odd one, its ``halves_r`` is optimistic
+    (it has seen the odd noise as a training target); the filters never
+    see the odd half when restoring the even one.
+    """
+    chosen = _check_methods(methods)
+    even_array = _check_image(even, name="even")
+    odd_array = _check_image(odd, name="odd")
+    if even_array.shape != odd_array.shape:
+        raise InputError(
+            f"odd: expected the shape of even {even_array.shape}, found {odd_array.shape}"
+        )
+    if even_array.min() == even_array.max() or odd_array.min() == odd_array.max():
+        raise InputError("even/odd: expected noisy halves, found a constant volume")
+    reference = None
+    if clean is not None:
+        reference = np.asarray(_check_image(clean, name="clean"), dtype=np.float32)
+        if reference.shape != even_array.shape:
+            raise InputError(
+                f"clean: expected the shape of the halves {even_array.shape}, "
+                f"found {reference.shape}"
+            )
+        if reference.min() == reference.max():
+            raise InputError("clean: expected a reference with structure, found a constant "
+                             "volume (PSNR, SSIM and FSC are undefined)")
+    reference_mask = None
+    if mask is not None:
+        reference_mask = _check_mask(mask, name="mask")
+        if reference_mask.shape != even_array.shape:
+            raise InputError(
+                f"mask: expected the shape of the halves {even_array.shape}, "
+                f"found {reference_mask.shape}"
+            )
+    elif reference is not None:
+        reference_mask = segment_otsu(reference, sigma=segment_sigma)
+    if isinstance(voxel_size, bool) or not isinstance(voxel_size, int | float) or not (
+        math.isfinite(voxel_size) and voxel_size > 0
+    ):
+        raise InputError(f"voxel_size: expected a positive number in Å, found {voxel_size!r}")
+
+    result = Evaluation(reference=reference, reference_mask=reference_mask,
+                        voxel_size=float(voxel_size))
+    result.snr = snr_from_halves(even_array, odd_array)
+    even32 = np.asarray(even_array, dtype=np.float32)
+    odd32 = np.asarray(odd_array, dtype=np.float32)
+    average = (even32 + odd32) / np.float32(2)
+    if config is None and "CARE" in chosen:
+        from .config import CareConfig
+
+        config = CareConfig(n_dim=even_array.ndim)
+
+    for method in chosen:
+        start = time.perf_counter()
+        logger.info("evaluating %s", method)
+        if method == "raw":
+            restored_even, restored_odd, restored = even32, odd32, average
+        elif method == "CARE":
+            restore = _care_restorer(even32, odd32, config=config, n_patches=n_patches,
+                                     patch_shape=patch_shape, seed=seed, progress=progress)
+            restored_even, restored_odd = restore(even32), restore(odd32)
+            restored = (restored_even + restored_odd) * np.float32(0.5)
+        else:
+            options = dict(BASELINES[method])
+            if method == "bm4d":
+                # Noise of one half: std(even - odd) / sqrt(2); of the average: half that.
+                half_sigma = float(np.std(even32 - odd32)) / math.sqrt(2.0)
+                restored_even = apply_filter(even32, method, sigma=half_sigma)
+                restored_odd = apply_filter(odd32, method, sigma=half_sigma)
+                restored = apply_filter(average, method, sigma=half_sigma / math.sqrt(2.0))
+            else:
+                restored_even = apply_filter(even32, method, **options)
+                restored_odd = apply_filter(odd32, method, **options)
+                restored = apply_filter(average, method, **options)
+        seconds = time.perf_counter() - start
+        result.timings[method] = seconds
+        result.volumes[method] = restored
+        scores: dict[str, float] = {}
+        halves = fsc(restored_even, restored_odd, voxel_size=voxel_size)
+        result.fsc_halves[method] = halves
+        scores["halves_r"] = halves_score(restored_even, odd32)
+        scores["fsc_halves_0.143"] = halves.resolution(0.143)
+        if reference is not None:
+            scores["psnr"] = psnr_affine(reference, restored)
+            scores["ssim"] = ssim_affine(reference, restored)
+            curve = fsc(restored, reference, voxel_size=voxel_size)
+            result.fsc_reference[method] = curve
+            scores["fsc_0.5"] = curve.resolution(0.5)
+            scores["fsc_0.143"] = curve.resolution(0.143)
+        segmentation = segment_otsu(restored, sigma=segment_sigma)
+        result.masks[method] = segmentation
+        if reference_mask is not None:
+            scores["dice"] = dice(segmentation, reference_mask)
+            scores["iou"] = iou(segmentation, reference_mask)
+            scores["precision"] = precision(segmentation, reference_mask)
+            scores["recall"] = recall(segmentation, reference_mask)
+        scores["seconds"] = seconds
+        result.scores[method] = scores
+        logger.info("%s: %s", method, ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
+    if mask is None and reference is not None:
+        result.notes.append(f"Reference mask: Otsu segmentation of the clean reference "
+                            f"(Gaussian pre-smoothing sigma {segment_sigma:g} voxels).")
+    for method in ("median", "gaussian", "nad"):
+        if method in chosen:
+            options = ", ".join(f"{k}={v}" for k, v in BASELINES[method].items())
+            result.notes.append(f"{method}: {options or 'defaults'}.")
+    if "bm4d" in chosen:
+        result.notes.append("bm4d: noise level from the even/odd difference.")
+    if "CARE" in chosen:
+        result.notes.append(
+            f"CARE: {n_patches} pairs of {patch_shape}, config {config.to_dict()}; "
+            "its halves_r is optimistic (trained with the odd half as target)."
+        )
+    return result

@@ -1,0 +1,98 @@
+"""The network registry and its networks (U-Net, RED-Net): shapes, halos, structure."""
+
+import keras
+import numpy as np
+import pytest
+
+from cryocare import nets
+from cryocare.config import CareConfig
+from cryocare.errors import InputError
+
+pytestmark = pytest.mark.backend  # run on every Keras backend (make test)
+
+RED = CareConfig(network="rednet", rednet_n_layers=4, rednet_n_filters=4, seed=2)
+
+
+def _impulse_radius(network, shape, n_dim):
+    """Largest distance from an impulse at the centre at which the output changes."""
+    image = np.zeros((1, *shape, 1), np.float32)
+    base = keras.ops.convert_to_numpy(network(image))
+    centre = tuple(s // 2 for s in shape)
+    image[(0, *centre, 0)] = 100.0
+    changed = np.abs(keras.ops.convert_to_numpy(network(image)) - base)[0, ..., 0] > 0
+    return int(np.abs(np.argwhere(changed) - np.array(centre)).max())
+
+
+def test_registry_lists_both_networks():
+    assert {"unet", "rednet"} <= set(nets.names())
+
+
+@pytest.mark.parametrize("n_dim", [2, 3])
+def test_rednet_keeps_any_size_and_reaches_exactly_its_halo(n_dim):
+    config = RED.replace(n_dim=n_dim)
+    network = nets.build(config)
+    assert nets.multiple_of(config) == 1  # stride 1 everywhere: no size constraint
+    shape = (23, 29, 31)[-n_dim:] if n_dim == 3 else (45, 37)
+    out = keras.ops.convert_to_numpy(network(np.ones((1, *shape, 1), np.float32)))
+    assert out.shape == (1, *shape, 1)
+    # 4 convolutions and 4 transposed convolutions of kernel 3: radius 8 exactly
+    # (random non-zero weights: every layer widens the field by its full radius).
+    assert nets.halo(config) == 8
+    assert _impulse_radius(network, (21,) * n_dim, n_dim) == 8
+
+
+def test_rednet_has_the_papers_symmetric_structure():
+    network = nets.build(RED.replace(rednet_n_layers=6))
+    kinds = [type(layer).__name__ for layer in network.layers]
+    assert kinds.count("Conv3D") == 6 and kinds.count("Conv3DTranspose") == 6
+    # skips every second layer (conv 2 and 4 feed the mirrored deconvolutions), plus the input
+    names = {layer.name for layer in network.layers}
+    assert {"skip_2", "skip_4", "residual"} <= names and "skip_6" not in names
+    assert network.get_layer("deconv_6").filters == 1
+
+
+def test_rednet_is_residual():
+    # With the last deconvolution zeroed, the network is the identity.
+    network = nets.build(RED)
+    layer = network.get_layer("deconv_4")
+    layer.set_weights([np.zeros_like(w) for w in layer.get_weights()])
+    image = np.random.default_rng(0).normal(size=(1, 9, 10, 11, 1)).astype(np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(network(image)), image)
+
+
+def test_building_is_reproducible_with_the_seed():
+    a, b = nets.build(RED), nets.build(RED)
+    c = nets.build(RED.replace(seed=5))
+    for wa, wb in zip(a.get_weights(), b.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert not np.array_equal(a.get_weights()[0], c.get_weights()[0])
+
+
+@pytest.mark.parametrize("network", ["unet", "rednet"])
+def test_mixed_precision_computes_in_float16_and_outputs_float32(network):
+    config = CareConfig(network=network, n_dim=2, unet_n_first=4, rednet_n_layers=2,
+                        rednet_n_filters=4, train_mixed_precision=True)
+    model = nets.build(config)
+    hidden = [layer for layer in model.layers if layer.weights][0]
+    assert hidden.compute_dtype == "float16" and hidden.variable_dtype == "float32"
+    out = model(np.zeros((1, 16, 16, 1), np.float32))
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+
+
+def test_a_network_is_one_registered_function():
+    @nets.register("test_identity", halo=lambda config: 0)
+    def identity(config):
+        inputs = keras.Input(shape=(None,) * config.n_dim + (1,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs))
+
+    try:
+        config = CareConfig(network="test_identity")
+        assert nets.halo(config) == 0 and nets.multiple_of(config) == 1
+        assert isinstance(nets.build(config), keras.Model)
+    finally:
+        nets._REGISTRY.pop("test_identity")
+
+
+def test_unknown_network_is_named_with_the_known_ones():
+    with pytest.raises(InputError, match="'resnet'.*rednet, unet"):
+        nets.build(CareConfig(network="resnet"))
