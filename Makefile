@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# cryoCARE 0.3.0, the reference implementation, in an environment of its own: the test
+# suite checks that it loads and predicts with model archives written by cryocare.
+REF    := .venv-cryocare-ref
+REF_STAMP := $(REF)/.installed
 
 .PHONY: demo test install clean
 
@@ -12,6 +16,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,torch,jax]"
 	touch $(STAMP)
 
+$(REF_STAMP): benchmarks/setup_reference.sh | $(STAMP)
+	bash benchmarks/setup_reference.sh $(REF)
+	touch $(REF_STAMP)
+
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -20,7 +28,7 @@ demo: $(STAMP)
 # All tests on TensorFlow, then the tests marked `backend` again on PyTorch (model, networks,
 # backends) and on JAX (networks, backends: JAX compiles every new model, which makes the
 # training/resume tests slow there).
-test: $(STAMP)
+test: $(STAMP) $(REF_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
 	    tests/test_model.py tests/test_nets.py tests/test_backends.py
@@ -28,4 +36,4 @@ test: $(STAMP)
 	    tests/test_nets.py tests/test_backends.py
 
 clean:
-	rm -rf $(VENV) demo_output
+	rm -rf $(VENV) $(REF) demo_output

@@ -532,35 +532,6 @@ def plan_pairs(
     later, all at once (:meth:`PairPlan.to_pairs`) or batch by batch
     (:meth:`PairPlan.patches`).
 
-    Parameters
-    ----------
-    evens, odds : sequence of ndarray
-        Even and odd halves, matched by position: all 3-D tomograms
-        (Z, Y, X) or all 2-D images (Y, X), shapes may differ between
-        datasets. Memory maps are fine (only the sampled patches are read).
-    patch_shape : int or sequence of int
-        Patch size, one number for a cube (square); sizes may differ per
-        axis, e.g. ``(16, 64, 64)`` for a thin lamella.
-    n_patches : int
-        Total number of patch pairs over all datasets, split between
-        datasets in proportion to their size.
-    val_fraction : float
-        Fraction of the tilt axis held out for validation (0 < f < 1).
-    tilt_axis : {"Y", "X"}
-        Axis along which training and validation slabs are separated.
-    normalization : Normalization, optional
-        Fixed statistics for all datasets (then ``normalize`` is ignored).
-    normalize : {"global", "per_dataset"}
-        ``"global"`` (default): statistics of all datasets, both halves;
-        ``"per_dataset"``: each dataset with the statistics of its two halves.
-    masks : sequence of (ndarray or None), or "auto", optional
-        One mask per dataset (non-zero where there is sample, same shape as
-        the data; ``None`` for no mask), or ``"auto"`` for a
-        :func:`variance_mask` of each even half. A patch is taken only if its
-        centre voxel is inside the mask.
-    seed : int
-        Seed of the patch positions.
-
     Returns
     -------
     PairPlan
