@@ -392,8 +392,11 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
         With ``network="diffusion"``.
     stage_epochs : int, optional
         Epochs per greedy stage; default ``max(1, train_epochs // (2 T))``.
-    progress, checkpoint_dir, resume, callbacks
+    progress, checkpoint_dir, resume
         As for :meth:`~cryocare.model.CAREModel.train` (joint phase).
+    callbacks : sequence of keras.callbacks.Callback
+        Extra Keras callbacks, run in every greedy fit and in the joint phase
+        (so that, for example, a wall-time budget covers the whole training).
 
     Returns
     -------
@@ -436,7 +439,7 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
                                    batch_size=config.train_batch_size,
                                    steps=config.train_steps_per_epoch,
                                    seed=config.seed + 7919 * t, tilt_axis=pairs.tilt_axis)
-            history = cut.fit(batches, epochs=stage_epochs, verbose=0)
+            history = cut.fit(batches, epochs=stage_epochs, verbose=0, callbacks=list(callbacks))
             log.info("greedy stage %d/%d: loss %.5f", t, n_stages, history.history["loss"][-1])
         for layer in layers:
             layer.trainable = True
