@@ -31,7 +31,7 @@ demo: $(STAMP)
 test: $(STAMP) $(REF_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
-	    tests/test_model.py tests/test_nets.py tests/test_backends.py
+	    tests/test_model.py tests/test_nets.py tests/test_backends.py tests/test_diffusion.py
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
 	    tests/test_nets.py tests/test_backends.py
 

@@ -1,5 +1,7 @@
 """The command line, end to end on tiny simulated data."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -169,3 +171,27 @@ def test_files_without_half_markers_are_refused(trained_model, tmp_path, capsys)
                  str(tmp_path / "y.mrc"), "--odd", str(tmp_path / "z.mrc"),
                  "--output", str(tmp_path / "o"), "-q"]) == 2
     assert "cannot tell the half" in capsys.readouterr().err
+
+
+def test_train_routes_the_diffusion_network_through_stagewise_training(trained_model, tmp_path,
+                                                                     monkeypatch):
+    from cryocare.nets import diffusion
+
+    calls = []
+    original = diffusion.train_stagewise
+
+    def recording(*args, **kwargs):
+        calls.append(args[1].network)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(diffusion, "train_stagewise", recording)
+    pairs = trained_model.parent / "pairs.npz"
+    config = tmp_path / "diffusion.json"
+    config.write_text('{"diffusion_stages": 2, "diffusion_filters": 2, "train_batch_size": 4}')
+    out = tmp_path / "diffusion_model"
+    assert main(["train", str(pairs), "--output", str(out), "--network", "diffusion",
+                 "--config", str(config), "--epochs", "1", "--steps", "2", "--augment",
+                 "-q"]) == 0
+    assert calls == ["diffusion"]
+    saved = json.loads((out / "config.json").read_text())["config"]
+    assert saved["network"] == "diffusion" and saved["train_augment"] is True

@@ -129,25 +129,37 @@ def _config_from_args(args, n_dim: int):
             values[key] = getattr(args, option)
     for option, key in (("network", "network"), ("backend", "backend"),
                         ("early_stopping", "train_early_stopping_patience"),
-                        ("mixed_precision", "train_mixed_precision")):
+                        ("mixed_precision", "train_mixed_precision"),
+                        ("augment", "train_augment")):
         if getattr(args, option, None) is not None:
             values[key] = getattr(args, option)
     return CareConfig.from_dict(values)
 
 
 def _cmd_train(args) -> int:
-    from .model import CAREModel
     from .pairs import PairSet
 
     _out_path(args.output, args.overwrite)
     pairs = PairSet.load(args.pairs)
     config = _config_from_args(args, len(pairs.patch_shape))
-    model = CAREModel.train(pairs, config, progress=not args.quiet,
-                            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    model = _train(pairs, config, args)
     model.save(args.output, overwrite=args.overwrite)
     best = min(model.history.get("val_loss", [float("nan")]))
     print(f"{args.output}: trained, best validation loss {best:.5f}")
     return 0
+
+
+def _train(pairs, config, args):
+    """Train as the network asks: the diffusion network stage by stage, then jointly."""
+    options = {"progress": not args.quiet, "checkpoint_dir": args.checkpoint_dir,
+               "resume": args.resume}
+    if config.network == "diffusion":
+        from .nets.diffusion import train_stagewise
+
+        return train_stagewise(pairs, config, **options)
+    from .model import CAREModel
+
+    return CAREModel.train(pairs, config, **options)
 
 
 def _predict_options(args) -> dict:
@@ -216,7 +228,6 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_denoise(args) -> int:
-    from .model import CAREModel
     from .pairs import sample_pairs
 
     _out_path(args.output, args.overwrite)
@@ -225,8 +236,7 @@ def _cmd_denoise(args) -> int:
     loaded = _read_pairs([args.even], [args.odd])
     pairs = sample_pairs([loaded[0][0]], [loaded[0][1]], patch_shape=args.patch_shape,
                          n_patches=args.n_patches, tilt_axis=args.tilt_axis, seed=args.seed or 0)
-    model = CAREModel.train(pairs, _config_from_args(args, 3), progress=not args.quiet,
-                            checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    model = _train(pairs, _config_from_args(args, 3), args)
     if args.save_model is not None:
         model.save(args.save_model, overwrite=args.overwrite)
     print(_predict_to(model, args.even, args.odd, args.output, args))
@@ -418,7 +428,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--learning-rate", type=float)
     group.add_argument("--loss", choices=("mse", "mae"))
     group.add_argument("--seed", type=int)
-    group.add_argument("--network", help="registered network: unet (default) or rednet")
+    group.add_argument("--network",
+                       help="registered network: unet (default), rednet or diffusion "
+                            "(trained stage by stage, then jointly)")
+    group.add_argument("--augment", action="store_true", default=None,
+                       help="random 90° rotations/flips normal to the tilt axis and "
+                            "even/odd swaps of the training batches")
     group.add_argument("--backend", choices=("tensorflow", "torch", "jax"),
                        help="Keras backend (default: KERAS_BACKEND, else tensorflow)")
     group.add_argument("--early-stopping", type=int, metavar="EPOCHS",

@@ -93,6 +93,11 @@ class CareConfig:
     train_early_stopping_patience : int
         Stop after this many epochs without improvement of the validation
         loss; 0 (default) never stops early.
+    train_augment : bool
+        Random 90° rotations and flips in the plane normal to the tilt axis and
+        random even/odd swaps of every training batch
+        (:func:`cryocare.pairs.augment_batch`). Off by default until measured
+        to help at short training budgets.
     train_mixed_precision : bool
         Compute in float16 with float32 weights (``mixed_float16``), for GPUs
         with tensor cores; slower on CPUs.
@@ -134,6 +139,7 @@ class CareConfig:
     train_learning_rate: float = 4e-4
     train_reduce_lr_patience: int = 5
     train_early_stopping_patience: int = 0
+    train_augment: bool = False
     train_mixed_precision: bool = False
     backend: str | None = None
     seed: int = 0
@@ -152,7 +158,7 @@ class CareConfig:
                 raise InputError(
                     f"config key {name!r}: expected an odd number, got {getattr(self, name)}"
                 )
-        for name in ("unet_residual", "train_mixed_precision"):
+        for name in ("unet_residual", "train_augment", "train_mixed_precision"):
             if not isinstance(getattr(self, name), bool):
                 raise InputError(
                     f"config key {name!r}: expected true or false, got {getattr(self, name)!r}"

@@ -412,7 +412,9 @@ class CAREModel:
             pairs; ``train_epochs`` may be raised) up to ``config.train_epochs``
             epochs in all; the best weights found before the interruption are kept.
         augment : callable, optional
-            ``augment(x, y, *, rng, tilt_axis) -> (x, y)`` applied to every batch.
+            ``augment(x, y, *, rng, tilt_axis) -> (x, y)`` applied to every batch;
+            defaults to :func:`cryocare.pairs.augment_batch` when
+            ``config.train_augment`` is set.
         callbacks : sequence of keras.callbacks.Callback
             Extra Keras callbacks (run after cryocare's own).
 
@@ -450,6 +452,9 @@ class CAREModel:
         state = _State(config.train_learning_rate)
         if resume:
             checkpoints.restore(model, state)
+
+        if augment is None and config.train_augment:
+            from .pairs import augment_batch as augment
 
         batches = _PairBatches(
             pairs.x_train, pairs.y_train, batch_size=config.train_batch_size,
