@@ -268,18 +268,7 @@ def write(
     path = Path(path)
     _check_target(path, overwrite=overwrite)
     array = _as_float32(path, data)
-    if isinstance(like, (str, os.PathLike)):
-        like = read_info(like)
-    elif like is not None and not isinstance(like, VolumeInfo):
-        raise InputError(f"{path}: expected like= a VolumeInfo or an MRC file, found {like!r}")
-    if voxel_size is None:
-        voxel_size = like.voxel_size if like is not None else 0.0
-    if origin is None:
-        origin = like.origin if like is not None else (0.0, 0.0, 0.0)
-    vz, vy, vx = _triple(path, "voxel_size", voxel_size, scalar_ok=True)
-    if min(vz, vy, vx) < 0:
-        raise InputError(f"{path}: expected voxel_size >= 0 Å, found {(vz, vy, vx)}")
-    oz, oy, ox = _triple(path, "origin", origin, scalar_ok=False)
+    (vz, vy, vx), (oz, oy, ox) = _geometry(path, like, voxel_size, origin)
     text = _label(label)
 
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -435,16 +424,7 @@ def open_writer(
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise InputError(f"{path}: expected a non-empty 2-D or 3-D shape, found {shape}")
-    if isinstance(like, (str, os.PathLike)):
-        like = read_info(like)
-    if voxel_size is None:
-        voxel_size = like.voxel_size if like is not None else 0.0
-    if origin is None:
-        origin = like.origin if like is not None else (0.0, 0.0, 0.0)
-    vz, vy, vx = _triple(path, "voxel_size", voxel_size, scalar_ok=True)
-    if min(vz, vy, vx) < 0:
-        raise InputError(f"{path}: expected voxel_size >= 0 Å, found {(vz, vy, vx)}")
-    oz, oy, ox = _triple(path, "origin", origin, scalar_ok=False)
+    (vz, vy, vx), (oz, oy, ox) = _geometry(path, like, voxel_size, origin)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
         with mrcfile.new(tmp) as mrc:  # header only; the data block is appended below
@@ -600,6 +580,22 @@ def _as_float32(path: Path, data: np.ndarray) -> np.ndarray:
             f"{path}: expected finite float32 values, found {bad} NaN or infinite value(s)"
         )
     return array
+
+
+def _geometry(path: Path, like, voxel_size, origin):
+    """Voxel size and origin (Z, Y, X) for a new file: given values, else those of ``like``."""
+    if isinstance(like, (str, os.PathLike)):
+        like = read_info(like)
+    elif like is not None and not isinstance(like, VolumeInfo):
+        raise InputError(f"{path}: expected like= a VolumeInfo or an MRC file, found {like!r}")
+    if voxel_size is None:
+        voxel_size = like.voxel_size if like is not None else 0.0
+    if origin is None:
+        origin = like.origin if like is not None else (0.0, 0.0, 0.0)
+    voxel = _triple(path, "voxel_size", voxel_size, scalar_ok=True)
+    if min(voxel) < 0:
+        raise InputError(f"{path}: expected voxel_size >= 0 Å, found {voxel}")
+    return voxel, _triple(path, "origin", origin, scalar_ok=False)
 
 
 def _triple(path: Path, name: str, value, *, scalar_ok: bool) -> tuple[float, float, float]:

@@ -166,23 +166,12 @@ class PairSet:
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the pair set to one ``.npz`` file (atomically)."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise InputError(f"{path}: pair sets are saved as .npz files")
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists already (pass overwrite=True to replace it)")
         meta = {"normalization": self.normalization.to_dict(),
                 "patch_shape": list(self.patch_shape), "tilt_axis": self.tilt_axis,
                 "normalize": self.normalize,
                 "dataset_normalizations": [n.to_dict() for n in self.dataset_normalizations]}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, x_train=self.x_train, y_train=self.y_train, x_val=self.x_val,
-                     y_val=self.y_val, meta=np.array(json.dumps(meta)))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return _save_npz(path, "pair sets", meta, overwrite=overwrite, x_train=self.x_train,
+                         y_train=self.y_train, x_val=self.x_val, y_val=self.y_val)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PairSet:
@@ -308,11 +297,6 @@ class PairPlan:
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write coordinates and statistics to one ``.npz`` file (atomically)."""
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise InputError(f"{path}: pair plans are saved as .npz files")
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists already (pass overwrite=True to replace it)")
         meta = {"kind": "cryocare pair plan", "shapes": [list(s) for s in self.shapes],
                 "normalization": self.normalization.to_dict(),
                 "patch_shape": list(self.patch_shape), "tilt_axis": self.tilt_axis,
@@ -320,13 +304,7 @@ class PairPlan:
                 "dataset_normalizations": [n.to_dict() for n in self.dataset_normalizations]}
         arrays = {f"{part}_{i}": c for part in ("train", "val")
                   for i, c in enumerate(getattr(self, part))}
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return _save_npz(path, "pair plans", meta, overwrite=overwrite, **arrays)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PairPlan:
@@ -718,3 +696,20 @@ def _split_count(total: int, weights: np.ndarray) -> list[int]:
     for i in np.argsort(exact - counts)[::-1][: total - counts.sum()]:
         counts[i] += 1
     return counts.tolist()
+
+
+def _save_npz(path: str | os.PathLike, what: str, meta: dict, *, overwrite: bool,
+              **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` and the JSON ``meta`` to one ``.npz`` file, atomically."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise InputError(f"{path}: {what} are saved as .npz files")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists already (pass overwrite=True to replace it)")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    try:
+        np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
