@@ -316,17 +316,8 @@ class _Checkpoints:
         return self.directory / f".tmp-{name}"
 
     def read(self, config: CareConfig, normalization: Normalization) -> dict[str, Any]:
-        try:
-            meta = json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{self.state_path}: unreadable checkpoint ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(f"{self.state_path}: not a cryocare training checkpoint")
-        if meta.get("format_version", 0) > CHECKPOINT_VERSION:
-            raise InputError(
-                f"{self.state_path}: checkpoint format version {meta['format_version']} is "
-                f"newer than this cryocare ({__version__}) understands ({CHECKPOINT_VERSION})"
-            )
+        meta = _read_versioned_json(self.state_path, kind=CHECKPOINT_FORMAT,
+                                    version=CHECKPOINT_VERSION, what="training checkpoint")
         saved = {k: v for k, v in meta["config"].items() if k != "train_epochs"}
         given = {k: v for k, v in config.to_dict().items() if k != "train_epochs"}
         changed = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
@@ -637,17 +628,8 @@ class CAREModel:
                 f"{directory}: not a complete cryocare model folder "
                 f"(expected config.json and {weights_path.name})"
             )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{meta_path}: unreadable model description ({error})") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise InputError(f"{meta_path}: not a cryocare model description")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise InputError(
-                f"{directory}: model format version {meta['format_version']} is newer than "
-                f"this cryocare ({__version__}) understands ({FORMAT_VERSION}); upgrade cryocare"
-            )
+        meta = _read_versioned_json(meta_path, kind=FORMAT, version=FORMAT_VERSION,
+                                    what="model description")
         try:
             config = CareConfig.from_dict(meta.get("config"))
             normalization = Normalization.from_dict(meta.get("normalization"))
@@ -664,3 +646,19 @@ class CAREModel:
         if history.is_file():
             model.history = json.loads(history.read_text())
         return model
+
+
+def _read_versioned_json(path: Path, *, kind: str, version: int, what: str) -> dict[str, Any]:
+    """A JSON file of ``{"format": kind, "format_version": <= version, ...}``, else InputError."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{path}: unreadable {what} ({error})") from None
+    if not isinstance(meta, dict) or meta.get("format") != kind:
+        raise InputError(f"{path}: not a cryocare {what}")
+    if meta.get("format_version", 0) > version:
+        raise InputError(
+            f"{path}: {what} format version {meta['format_version']} is newer than this "
+            f"cryocare ({__version__}) understands ({version}); upgrade cryocare"
+        )
+    return meta
