@@ -69,12 +69,14 @@ def test_building_is_reproducible_with_the_seed():
 
 
 @pytest.mark.parametrize("network", ["unet", "rednet"])
-def test_mixed_precision_computes_in_float16_and_outputs_float32(network):
+@pytest.mark.parametrize("precision", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_half_precision_and_outputs_float32(network, precision):
     config = CareConfig(network=network, n_dim=2, unet_n_first=4, rednet_n_layers=2,
-                        rednet_n_filters=4, train_mixed_precision=True)
+                        rednet_n_filters=4, train_precision=precision)
     model = nets.build(config)
     hidden = [layer for layer in model.layers if layer.weights][0]
-    assert hidden.compute_dtype == "float16" and hidden.variable_dtype == "float32"
+    assert hidden.compute_dtype == precision.removeprefix("mixed_")
+    assert hidden.variable_dtype == "float32"
     out = model(np.zeros((1, 16, 16, 1), np.float32))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
 

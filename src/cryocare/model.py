@@ -48,6 +48,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,13 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__, backends, nets
+from . import __version__, backends, losses, nets
 from . import predict as engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
 from .pairs import Normalization, PairSet
 
-__all__ = ["CAREModel", "DEFAULT_TILE", "plot_history"]
+__all__ = ["CAREModel", "DEFAULT_TILE", "cosine_rate", "plot_history"]
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +158,20 @@ class _State:
         self.learning_rate = float(learning_rate)
         self.plateau_wait = 0  # epochs without improvement since the last change of rate
         self.stopped_early = False
+        self.steps = 0  # finished training steps
+        self.elapsed = 0.0  # seconds of training so far (all runs of a resumed training)
+        self.out_of_time = False
         self.best_weights: list[np.ndarray] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in (
             "epoch", "history", "best_loss", "best_epoch", "learning_rate", "plateau_wait",
-            "stopped_early")}
+            "stopped_early", "steps", "elapsed", "out_of_time")}
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in self.to_dict().items():
-            setattr(self, key, type(value)(values[key]) if key != "history" else values[key])
+            new = values.get(key, value)  # keys added later keep their defaults
+            setattr(self, key, type(value)(new) if key != "history" else new)
 
     @property
     def since_best(self) -> int:
@@ -181,10 +186,10 @@ class _Schedule(keras.callbacks.Callback):
     """
 
     def __init__(self, state: _State, *, patience: int, stop_patience: int,
-                 on_epoch: Callable[[], None] | None = None):
+                 on_epoch: Callable[[], None] | None = None, plateau: bool = True):
         super().__init__()
         self.state, self.patience, self.stop_patience = state, patience, stop_patience
-        self.on_epoch = on_epoch
+        self.on_epoch, self.plateau = on_epoch, plateau
 
     def on_epoch_end(self, epoch, logs=None):
         logs, state = logs or {}, self.state
@@ -198,7 +203,7 @@ class _Schedule(keras.callbacks.Callback):
             state.best_weights = self.model.get_weights()
         else:
             state.plateau_wait += 1
-            if state.plateau_wait >= self.patience:
+            if self.plateau and state.plateau_wait >= self.patience:
                 state.learning_rate *= 0.5
                 self.model.optimizer.learning_rate = state.learning_rate
                 state.plateau_wait = 0
@@ -211,6 +216,64 @@ class _Schedule(keras.callbacks.Callback):
                 self.model.stop_training = True
         if self.on_epoch is not None:
             self.on_epoch()
+
+
+class _Clock(keras.callbacks.Callback):
+    """Count steps and time, stop at the time budget, and set the cosine learning rate.
+
+    Progress through the run is the larger of the share of steps and the
+    share of the time budget done, so that a cosine schedule reaches its end
+    whichever limit comes first.
+    """
+
+    def __init__(self, state: _State, *, started: float, total_steps: int, budget: float,
+                 peak_rate: float, warmup: float, cosine: bool):
+        super().__init__()
+        self.state, self.total_steps, self.budget = state, total_steps, budget
+        self.peak_rate, self.warmup, self.cosine = peak_rate, warmup, cosine
+        self.origin = started - state.elapsed  # time zero of a resumed run lies in the past
+
+    def progress(self) -> float:
+        done = self.state.steps / self.total_steps
+        if self.budget:
+            done = max(done, self.state.elapsed / self.budget)
+        return min(done, 1.0)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.cosine:
+            rate = cosine_rate(self.progress(), peak=self.peak_rate, warmup=self.warmup)
+            self.model.optimizer.learning_rate = rate
+            self.state.learning_rate = rate
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.state.steps += 1
+        self.state.elapsed = time.perf_counter() - self.origin
+        if self.budget and self.state.elapsed >= self.budget:
+            if not self.state.out_of_time:
+                log.info("time budget of %.0f s reached after %d steps", self.budget,
+                         self.state.steps)
+            self.state.out_of_time = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.state.elapsed = time.perf_counter() - self.origin
+
+
+def cosine_rate(progress: float, *, peak: float, warmup: float) -> float:
+    """Learning rate at ``progress`` (0 to 1) of a run: linear warm-up, then cosine decay.
+
+    Rises linearly from 1 % of ``peak`` to ``peak`` over the first ``warmup``
+    share of the run, then falls along half a cosine to zero at the end.
+
+    Examples
+    --------
+    >>> [round(cosine_rate(p, peak=1.0, warmup=0.1), 3) for p in (0, 0.05, 0.1, 0.55, 1)]
+    [0.01, 0.5, 1.0, 0.5, 0.0]
+    """
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return peak * max(progress / warmup, 0.01)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / (1.0 - warmup)))
 
 
 def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
@@ -318,13 +381,16 @@ class _Checkpoints:
     def read(self, config: CareConfig, normalization: Normalization) -> dict[str, Any]:
         meta = _read_versioned_json(self.state_path, kind=CHECKPOINT_FORMAT,
                                     version=CHECKPOINT_VERSION, what="training checkpoint")
-        saved = {k: v for k, v in meta["config"].items() if k != "train_epochs"}
-        given = {k: v for k, v in config.to_dict().items() if k != "train_epochs"}
-        changed = sorted(k for k in set(saved) | set(given) if saved.get(k) != given.get(k))
+        free = ("train_epochs", "train_time_budget")
+        saved = {k: v for k, v in meta["config"].items() if k not in free}
+        given = {k: v for k, v in config.to_dict().items() if k not in free}
+        changed = sorted(k for k in set(saved) | set(given)
+                         if saved.get(k, given.get(k)) != given.get(k))
         if changed:
             raise InputError(
                 f"{self.state_path}: cannot resume, the config differs in "
-                f"{', '.join(map(repr, changed))} (only train_epochs may change)"
+                f"{', '.join(map(repr, changed))} (only train_epochs and train_time_budget "
+                f"may change)"
             )
         if Normalization.from_dict(meta["normalization"]) != normalization:
             raise InputError(
@@ -414,7 +480,16 @@ class CAREModel:
         CAREModel
             With the weights of the lowest validation loss; ``history`` holds
             ``loss``, ``val_loss`` and ``learning_rate`` per epoch.
+
+        Notes
+        -----
+        ``config.train_time_budget`` counts wall-clock seconds from the call
+        (building the network and compiling the step included). When it runs
+        out, the current step finishes, the partial epoch is validated like a
+        full one, and the best weights so far are returned; a checkpoint
+        written then can be resumed with a larger budget.
         """
+        started = time.perf_counter()
         n_dim = len(pairs.patch_shape)
         config = CareConfig(n_dim=n_dim) if config is None else config
         if config.n_dim != n_dim:
@@ -437,9 +512,10 @@ class CAREModel:
 
         model = cls(config, pairs.normalization)
         optimizer = keras.optimizers.Adam(learning_rate=config.train_learning_rate)
-        if config.train_mixed_precision:
+        if config.train_precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.keras_model.compile(optimizer=optimizer, loss=config.train_loss)
+        model.keras_model.compile(optimizer=optimizer,
+                                  loss=losses.get(config.train_loss, shape=pairs.patch_shape))
         state = _State(config.train_learning_rate)
         if resume:
             checkpoints.restore(model, state)
@@ -460,17 +536,26 @@ class CAREModel:
         schedule = _Schedule(
             state, patience=config.train_reduce_lr_patience,
             stop_patience=config.train_early_stopping_patience,
-            on_epoch=None if checkpoints is None else lambda: checkpoints.write(model, state))
-        todo = 0 if state.stopped_early else config.train_epochs - state.epoch
-        log.info("training %s on %s for %d of %d epochs of %d steps (batch %d) on %d pairs",
+            on_epoch=None if checkpoints is None else lambda: checkpoints.write(model, state),
+            plateau=config.train_schedule == "plateau")
+        budget = float(config.train_time_budget)
+        if resume and budget and state.out_of_time and state.elapsed < budget:
+            state.out_of_time = False  # the budget was raised: go on
+        clock = _Clock(state, started=started, total_steps=config.train_epochs * steps,
+                       budget=budget, peak_rate=config.train_learning_rate,
+                       warmup=config.train_warmup, cosine=config.train_schedule == "cosine")
+        todo = 0 if state.stopped_early or state.out_of_time else \
+            config.train_epochs - state.epoch
+        log.info("training %s on %s for %d of %d epochs of %d steps (batch %d) on %d pairs%s",
                  config.network, keras.backend.backend(), max(todo, 0), config.train_epochs,
-                 steps, config.train_batch_size, len(pairs.x_train))
+                 steps, config.train_batch_size, len(pairs.x_train),
+                 f", at most {budget:.0f} s" if budget else "")
         try:
             if todo > 0:
                 model.keras_model.fit(
                     batches, initial_epoch=state.epoch, epochs=config.train_epochs,
                     validation_data=(x_val, y_val), validation_batch_size=config.train_batch_size,
-                    callbacks=[schedule, bar, *callbacks], verbose=0,
+                    callbacks=[clock, schedule, bar, *callbacks], verbose=0,
                 )
         finally:
             bar.close()
@@ -481,15 +566,22 @@ class CAREModel:
         return model
 
     # ---------------------------------------------------------------- prediction
-    def _predict_batch(self, batch: np.ndarray) -> np.ndarray:
-        x = self.normalization.normalize(batch)[..., None]
-        y = keras.ops.convert_to_numpy(self.keras_model.predict_on_batch(x))[..., 0]
-        return self.normalization.denormalize(y)
+    def _network(self) -> Callable[[np.ndarray], np.ndarray]:
+        """The network on a normalised float32 batch, computing in float32.
 
-    def _network(self, batch: np.ndarray) -> np.ndarray:
-        """The network on a normalised float32 batch (compiled once per tile shape)."""
-        return keras.ops.convert_to_numpy(self.keras_model.predict_on_batch(batch[..., None]))[
-            ..., 0]
+        A network trained in mixed precision is copied into a float32 twin
+        once per call of :meth:`predict` or :meth:`denoise`, so that tiled and
+        untiled predictions agree to float32 rounding.
+        """
+        network = self.keras_model
+        if self.config.train_precision != "float32":
+            network = nets.build(self.config.replace(train_precision="float32"))
+            network.set_weights(self.keras_model.get_weights())
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return keras.ops.convert_to_numpy(network.predict_on_batch(batch[..., None]))[..., 0]
+
+        return run
 
     def _predict_options(self) -> dict[str, Any]:
         config = self.config
@@ -505,7 +597,7 @@ class CAREModel:
     def predict(self, image: np.ndarray, *, tile_shape: int | Sequence[int] | None | str = "auto",
                 memory: int | float | str | None = None, batch_size: int | None = None,
                 normalize: str | Normalization = "training", out: Any = None,
-                progress: bool = False) -> np.ndarray | None:
+                progress: bool = False, tta: bool = False) -> np.ndarray | None:
         """Restore one image (2-D or 3-D), tile by tile (see :mod:`cryocare.predict`).
 
         Parameters
@@ -528,6 +620,9 @@ class CAREModel:
             Where to put the result; with a slab writer it streams to disk.
         progress : bool
             Show a progress bar.
+        tta : bool
+            Average over the 8 (2-D: 4) flips of every tile
+            (:func:`cryocare.predict.flip_averaged`); as many times slower.
 
         Returns
         -------
@@ -539,9 +634,9 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(image)}"
             )
-        return engine.predict_volume(self._network, image, tile_shape=tile_shape, memory=memory,
+        return engine.predict_volume(self._network(), image, tile_shape=tile_shape, memory=memory,
                                      batch_size=batch_size, normalize=normalize, out=out,
-                                     progress=progress, **self._predict_options())
+                                     progress=progress, tta=tta, **self._predict_options())
 
     def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
@@ -558,7 +653,7 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(even)}"
             )
-        return engine.predict_volume(self._network, even, odd, **options,
+        return engine.predict_volume(self._network(), even, odd, **options,
                                      **self._predict_options())
 
     # ------------------------------------------------------------- persistence

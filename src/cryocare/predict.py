@@ -36,6 +36,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -52,8 +53,9 @@ from .errors import CryocareError, InputError
 from .pairs import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, split_tile
 
-__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "parse_memory",
-           "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory", "predict_volume",
+__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "flip_averaged",
+           "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
+           "predict_volume",
            "denoise_file"]
 
 log = logging.getLogger(__name__)
@@ -346,6 +348,7 @@ def predict_volume(
     normalize: str | Normalization = "training",
     out: np.ndarray | _Sink | None = None,
     progress: bool = False,
+    tta: bool = False,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
@@ -382,12 +385,18 @@ def predict_volume(
         None is returned).
     progress : bool
         Show a progress bar over slices.
+    tta : bool
+        Test-time augmentation: average the network's output over all flips
+        of the tile along its axes (8 in 3-D, 4 in 2-D; see
+        :func:`flip_averaged`). Costs as many forward passes.
 
     Returns
     -------
     ndarray or None
         float32 array of ``image.shape``, or None when writing to a slab writer.
     """
+    if tta:
+        network = flip_averaged(network)
     images = [image] if odd is None else [image, odd]
     for item in images:
         if np.ndim(item) not in (2, 3):
@@ -458,6 +467,35 @@ def predict_volume(
     return result
 
 
+def flip_averaged(network: Network) -> Network:
+    """``network`` averaged over every flip of its input along the spatial axes.
+
+    Flips keep the geometry of a tomogram: the missing wedge is symmetric
+    under them (unlike 90° rotations, which would turn it), so each flipped
+    copy looks like training data and the average of the un-flipped outputs
+    has less variance. The batch axis (the first) is never flipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ramp = lambda batch: batch + np.arange(batch.shape[-1])  # not flip-symmetric
+    >>> flip_averaged(ramp)(np.zeros((1, 2, 4), np.float32))[0, 0].tolist()
+    [1.5, 1.5, 1.5, 1.5]
+    """
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        spatial = range(1, batch.ndim)
+        subsets = [axes for n in range(len(spatial) + 1)
+                   for axes in itertools.combinations(spatial, n)]
+        total = np.zeros(batch.shape, np.float32)
+        for axes in subsets:
+            flipped = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
+            result = network(flipped)
+            total += np.flip(result, axes) if axes else result
+        return total / len(subsets)
+
+    return averaged
+
+
 def denoise_file(
     model,
     even: str | os.PathLike,
@@ -484,7 +522,7 @@ def denoise_file(
         Replace an existing output.
     **options
         Those of :meth:`cryocare.model.CAREModel.predict` (``tile_shape``,
-        ``memory``, ``batch_size``, ``normalize``, ``progress``).
+        ``memory``, ``batch_size``, ``normalize``, ``progress``, ``tta``).
 
     Returns
     -------

@@ -84,12 +84,12 @@ def get(name: str) -> Network:
 
 
 def layer_dtype(config: CareConfig) -> str | None:
-    """Dtype policy for a network's hidden layers: ``"mixed_float16"`` or None (default).
+    """Dtype policy of a network's hidden layers: ``config.train_precision``, or None for float32.
 
     Builders give the last layer (and a residual sum) ``dtype="float32"`` so
     that outputs and the loss stay in float32 under mixed precision.
     """
-    return "mixed_float16" if config.train_mixed_precision else None
+    return None if config.train_precision == "float32" else config.train_precision
 
 
 def build(config: CareConfig) -> keras.Model:

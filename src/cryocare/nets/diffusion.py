@@ -60,6 +60,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,6 +69,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from .. import losses
 from ..errors import InputError, OutputExistsError
 from . import register
 
@@ -392,6 +394,8 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
         With ``network="diffusion"``.
     stage_epochs : int, optional
         Epochs per greedy stage; default ``max(1, train_epochs // (2 T))``.
+        With ``config.train_time_budget``, stage ``t`` also ends once
+        ``t / (2 T)`` of the budget has passed; the joint phase gets the rest.
     progress, checkpoint_dir, resume
         As for :meth:`~cryocare.model.CAREModel.train` (joint phase).
     callbacks : sequence of keras.callbacks.Callback
@@ -424,6 +428,8 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
     if isinstance(stage_epochs, bool) or not isinstance(stage_epochs, int) or stage_epochs < 0:
         raise InputError(f"stage_epochs: expected a non-negative integer, got {stage_epochs!r}")
     extra = list(callbacks)
+    started = time.perf_counter()
+    budget = float(config.train_time_budget)
     if not resume and stage_epochs > 0:
         if len(pairs.x_train) == 0:
             raise InputError("training needs at least one training and one validation pair")
@@ -434,18 +440,37 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
                 other.trainable = i == t
             cut = keras.Model(network.inputs, layer.output, name=f"greedy_{t}")
             cut.compile(optimizer=keras.optimizers.Adam(config.train_learning_rate),
-                        loss=config.train_loss)
+                        loss=losses.get(config.train_loss, shape=pairs.patch_shape))
             batches = _PairBatches(pairs.x_train, pairs.y_train,
                                    batch_size=config.train_batch_size,
                                    steps=config.train_steps_per_epoch,
                                    seed=config.seed + 7919 * t, tilt_axis=pairs.tilt_axis)
-            history = cut.fit(batches, epochs=stage_epochs, verbose=0, callbacks=list(callbacks))
+            stage_callbacks = list(callbacks)
+            if budget:  # the greedy stages share half of the budget
+                stage_callbacks.insert(0, _StopAt(started + 0.5 * budget * t / n_stages))
+            history = cut.fit(batches, epochs=stage_epochs, verbose=0,
+                              callbacks=stage_callbacks)
             log.info("greedy stage %d/%d: loss %.5f", t, n_stages, history.history["loss"][-1])
         for layer in layers:
             layer.trainable = True
         extra.insert(0, _StartFrom(network.get_weights()))
+    if budget:
+        left = budget - (time.perf_counter() - started)
+        config = config.replace(train_time_budget=max(left, 1.0))
     return CAREModel.train(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
                            resume=resume, callbacks=extra)
+
+
+class _StopAt(keras.callbacks.Callback):
+    """Stop a fit after the step that crosses the ``perf_counter`` time ``deadline``."""
+
+    def __init__(self, deadline: float):
+        super().__init__()
+        self.deadline = deadline
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() >= self.deadline:
+            self.model.stop_training = True
 
 
 # ------------------------------------------------------------------- inspection

@@ -1,0 +1,274 @@
+"""Restoration quality per CPU-minute: cryocare against cryoCARE 0.3.0 and the filters.
+
+On simulated tomograms with a known noiseless volume (seeds no test uses; one
+of them a thin lamella) this trains cryocare's recipes and cryoCARE 0.3.0 for
+the same wall-clock budget and scores them next to raw, Gaussian, median and
+NAD: PSNR and SSIM after the best affine fit, Pearson r against the
+noiseless volume, and the Dice of an Otsu segmentation against that of the
+noiseless volume (and, for information, against the simulator's object
+mask; see :func:`score`). It prints a table, writes ``quality.json`` and one
+orthoslice figure per dataset into ``--out``.
+
+Budgets are fair: cryocare's budget covers sampling the pairs, building the
+network and training; cryoCARE's covers its whole ``cryoCARE_train.py``
+process (start-up included), with the number of steps calibrated from a
+short run of the same process (its extraction is not counted; neither is
+prediction, for either). cryoCARE runs in its own venv
+(``benchmarks/setup_reference.sh``), only when installed.
+
+Run the two engines one after the other on a quiet machine: the comparison
+is in wall-clock time.
+
+Usage::
+
+    python benchmarks/quality.py                       # 12 minutes per model, both datasets
+    python benchmarks/quality.py --budget 3m --datasets slab --recipes lr4e-4,default
+    python benchmarks/quality.py --recipes default,diffusion --no-reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import reference  # noqa: E402
+
+from cryocare import io  # noqa: E402
+from cryocare.evaluate import BASELINES  # noqa: E402
+from cryocare.filters import apply_filter  # noqa: E402
+from cryocare.metrics import pearson, psnr_affine, ssim_affine  # noqa: E402
+from cryocare.recipe import DEFAULT_RECIPE, Recipe, train_on_pair  # noqa: E402
+from cryocare.segment import dice, segment_otsu  # noqa: E402
+from cryocare.simulate import simulate_tomogram  # noqa: E402
+
+log = logging.getLogger("quality")
+
+#: name -> (shape Z,Y,X, seed). Seeds no test uses; "tune" chose the recipe, the others
+#: only score it.
+DATASETS = {
+    "tune": ((96, 256, 256), 9100),
+    "slab": ((96, 256, 256), 9101),
+    "lamella": ((40, 256, 256), 9102),
+}
+
+_CSBDEEP = DEFAULT_RECIPE.replace(
+    config=DEFAULT_RECIPE.config.replace(train_learning_rate=4e-4, train_schedule="plateau",
+                                         train_steps_per_epoch=50, train_reduce_lr_patience=5),
+    tta=False)
+
+#: Recipes measured lever by lever, from CSBDeep's settings to the default.
+RECIPES: dict[str, Recipe] = {
+    "csbdeep": _CSBDEEP,  # lr 4e-4, halve on plateau, no TTA
+    "lr1e-3": _CSBDEEP.replace(config=_CSBDEEP.config.replace(train_learning_rate=1e-3)),
+    "cosine+fsc": DEFAULT_RECIPE.replace(
+        tta=False, config=DEFAULT_RECIPE.config.replace(train_loss="fsc")),
+    "patch16x128": DEFAULT_RECIPE.replace(
+        tta=False, patch_shape=(16, 16, 16), n_patches=12000,
+        config=DEFAULT_RECIPE.config.replace(train_batch_size=128)),
+    "lr1e-3+tta": _CSBDEEP.replace(config=_CSBDEEP.config.replace(train_learning_rate=1e-3),
+                                   tta=True),
+    "bf16": _CSBDEEP.replace(tta=True, config=_CSBDEEP.config.replace(
+        train_learning_rate=1e-3, train_precision="mixed_bfloat16")),
+    "bf16+cosine2e-3": _CSBDEEP.replace(tta=True, config=_CSBDEEP.config.replace(
+        train_learning_rate=2e-3, train_precision="mixed_bfloat16", train_schedule="cosine")),
+    "bf16+32f": _CSBDEEP.replace(tta=True, config=_CSBDEEP.config.replace(
+        train_learning_rate=1e-3, train_precision="mixed_bfloat16", unet_n_first=32)),
+    "default": DEFAULT_RECIPE,
+    "diffusion": DEFAULT_RECIPE.replace(
+        tta=False, config=DEFAULT_RECIPE.config.replace(network="diffusion")),
+}
+
+#: cryoCARE 0.3.0's setting for short budgets (16^3 patches, batch 128: better than its
+#: default 72^3 extraction / batch 16 at minutes of CPU training), and its default network.
+REFERENCE_SETTING = {"patch_shape": 16, "num_slices": 12000, "batch_size": 128,
+                     "unet_n_depth": 3, "unet_n_first": 16, "learning_rate": 4e-4}
+
+
+def score(restored: np.ndarray, data, clean_mask: np.ndarray) -> dict[str, float]:
+    """PSNR/SSIM (affine fit) and Pearson r against the noiseless volume; Otsu Dice.
+
+    ``dice`` compares the Otsu segmentation (Gaussian pre-smoothing, sigma 1
+    voxel) of the restored volume with the same segmentation of the noiseless
+    volume: how close segmenting restored data comes to segmenting noise-free
+    data. ``dice_mask`` compares it with the simulator's object mask; that
+    score rewards smoothing as such (the noiseless volume itself scores below
+    NAD on it), so it is reported, not used to rank.
+    """
+    segmentation = segment_otsu(restored, sigma=1.0)
+    return {
+        "psnr": psnr_affine(data.clean, restored),
+        "ssim": ssim_affine(data.clean, restored),
+        "pearson": pearson(data.clean, restored),
+        "dice": dice(segmentation, clean_mask),
+        "dice_mask": dice(segmentation, data.mask),
+    }
+
+
+def _parse_duration(text: str) -> float:
+    match = re.fullmatch(r"([0-9.]+)\s*([smh]?)", text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 12m, 1h: {text!r}")
+    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+
+
+def run_reference(even: Path, odd: Path, work: Path, budget: float) -> tuple[np.ndarray, dict]:
+    """cryoCARE 0.3.0: extract, calibrate, train for ``budget`` seconds, predict."""
+    env = {"CUDA_VISIBLE_DEVICES": ""}
+    s = REFERENCE_SETTING
+    data = reference.extract([even], [odd], work / "train_data", patch_shape=s["patch_shape"],
+                             num_slices=s["num_slices"], env=env)
+    net = {k: s[k] for k in ("batch_size", "unet_n_depth", "unet_n_first", "learning_rate")}
+    calibration_steps = 40
+    calib = reference.train(work / "train_data", work / "calibration", epochs=1,
+                            steps_per_epoch=calibration_steps, env=env, **net)
+    step = _step_seconds(calib.log, calibration_steps, calib.wall_time)
+    overhead = max(calib.wall_time - calibration_steps * step, 0.0)
+    epochs = 10
+    steps = max(1, int((budget - overhead) / step / epochs))
+    log.info("cryoCARE: %.3f s/step, %.0f s start-up: %d epochs x %d steps", step, overhead,
+             epochs, steps)
+    trained = reference.train(work / "train_data", work / "model", epochs=epochs,
+                              steps_per_epoch=steps, env=env, **net)
+    predicted = reference.predict(trained.output, [even], [odd], work / "out", env=env)
+    restored = io.read(predicted.output / even.name, mmap=False)
+    return restored, {"train_seconds": trained.wall_time, "extract_seconds": data.wall_time,
+                      "predict_seconds": predicted.wall_time, "steps": epochs * steps,
+                      "seconds_per_step": step, "predict_peak_rss_mb": predicted.peak_rss_mb,
+                      **{f"setting_{k}": v for k, v in s.items()}}
+
+
+def _step_seconds(text: str, steps: int, wall: float) -> float:
+    """Seconds per training step from Keras' progress log, else a crude estimate."""
+    found = re.findall(r"(\d+(?:\.\d+)?)(ms|s)/step", text)
+    if found:
+        value, unit = found[-1]
+        return float(value) / (1000.0 if unit == "ms" else 1.0)
+    return wall / (steps + 20)
+
+
+def run_dataset(name: str, args, recipes: list[str]) -> dict:
+    shape, seed = DATASETS[name]
+    work = args.out / name
+    work.mkdir(parents=True, exist_ok=True)
+    data = simulate_tomogram(shape, seed=seed)
+    even_path = io.write(work / "even.mrc", data.even, voxel_size=data.voxel_size,
+                         overwrite=True)
+    odd_path = io.write(work / "odd.mrc", data.odd, voxel_size=data.voxel_size, overwrite=True)
+    clean_mask = segment_otsu(data.clean, sigma=1.0)
+    rows: dict[str, dict] = {"noiseless": score(data.clean, data, clean_mask)}
+    volumes: dict[str, np.ndarray] = {}
+    raw = (data.even + data.odd) / np.float32(2)
+    volumes["raw"] = raw
+    rows["raw"] = score(raw, data, clean_mask)
+    for method in ("gaussian", "median", "nad"):
+        start = time.perf_counter()
+        volumes[method] = apply_filter(raw, method, **BASELINES[method])
+        rows[method] = {**score(volumes[method], data, clean_mask),
+                        "seconds": time.perf_counter() - start}
+        log.info("%s %s: %s", name, method, rows[method])
+    for recipe_name in recipes:
+        recipe = RECIPES[recipe_name]
+        budget = args.diffusion_budget if recipe.config.network == "diffusion" else args.budget
+        start = time.perf_counter()
+        model = train_on_pair(data.even, data.odd, recipe=recipe, time_budget=budget,
+                              seed=args.seed)
+        trained = time.perf_counter() - start
+        restored = model.denoise(data.even, data.odd, tta=recipe.tta)
+        predicted = time.perf_counter() - start - trained
+        if recipe.tta:  # what test-time augmentation adds, for free
+            plain = model.denoise(data.even, data.odd)
+            rows[f"{recipe_name} (no TTA)"] = score(plain, data, clean_mask)
+            log.info("%s %s (no TTA): %s", name, recipe_name, rows[f"{recipe_name} (no TTA)"])
+        volumes[recipe_name] = restored
+        history = model.history
+        rows[recipe_name] = {**score(restored, data, clean_mask), "train_seconds": trained,
+                             "predict_seconds": predicted, "budget": budget,
+                             "epochs": len(history.get("loss", [])),
+                             "best_val_loss": min(history.get("val_loss", [math.nan])),
+                             "recipe": recipe.describe()}
+        log.info("%s %s: %s", name, recipe_name, rows[recipe_name])
+    if not args.no_reference and reference.available():
+        restored, info = run_reference(even_path, odd_path, work / "cryocare-0.3.0", args.budget)
+        volumes["cryoCARE 0.3.0"] = restored
+        rows["cryoCARE 0.3.0"] = {**score(restored, data, clean_mask), **info}
+        log.info("%s cryoCARE: %s", name, rows["cryoCARE 0.3.0"])
+    elif not args.no_reference:
+        log.warning("cryoCARE 0.3.0 is not installed (benchmarks/setup_reference.sh): skipped")
+    _figure(volumes, data, work.parent / f"quality_{name}.png",
+            title=f"{name} {'x'.join(map(str, shape))}, seed {seed}")
+    return {"shape": list(shape), "seed": seed, "methods": rows}
+
+
+def _figure(volumes: dict, data, path: Path, title: str) -> None:
+    from cryocare.demo import orthoslice_figure
+
+    panels = {**volumes, "noiseless": data.clean}
+    orthoslice_figure(panels, path, title=title)
+
+
+def table(results: dict) -> str:
+    lines = []
+    for name, result in results.items():
+        lines.append(f"\n{name} {result['shape']} seed {result['seed']}")
+        lines.append(f"{'method':<22}{'PSNR':>8}{'SSIM':>8}{'r':>8}{'Dice':>8}{'Dice/mask':>10}"
+                     f"{'train s':>9}")
+        for method, row in result["methods"].items():
+            seconds = row.get("train_seconds", row.get("seconds", 0.0))
+            lines.append(f"{method:<22}{row['psnr']:>8.2f}{row['ssim']:>8.3f}"
+                         f"{row['pearson']:>8.3f}{row['dice']:>8.3f}"
+                         f"{row.get('dice_mask', math.nan):>10.3f}{seconds:>9.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=_parse_duration, default=12 * 60.0,
+                        help="training budget per model (default 12m)")
+    parser.add_argument("--diffusion-budget", type=_parse_duration, default=3 * 60.0,
+                        help="training budget of the diffusion recipe (default 3m)")
+    parser.add_argument("--datasets", default="slab,lamella",
+                        help=f"comma-separated, of {', '.join(DATASETS)}")
+    parser.add_argument("--recipes", default="default",
+                        help=f"comma-separated, of {', '.join(RECIPES)}")
+    parser.add_argument("--no-reference", action="store_true", help="skip cryoCARE 0.3.0")
+    parser.add_argument("--seed", type=int, default=0, help="seed of sampling and training")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
+    for name, known in ((datasets, DATASETS), (recipes, RECIPES)):
+        unknown = [n for n in name if n not in known]
+        if unknown:
+            parser.error(f"unknown: {', '.join(unknown)} (known: {', '.join(known)})")
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in datasets:
+        results[name] = run_dataset(name, args, recipes)
+        path = args.out / "quality.json"
+        previous = json.loads(path.read_text()) if path.exists() else {}
+        if name in previous:  # keep the methods of earlier runs that this one did not redo
+            results[name]["methods"] = {**previous[name]["methods"],
+                                        **results[name]["methods"]}
+        previous[name] = results[name]
+        path.write_text(json.dumps(previous, indent=2) + "\n")
+    print(table(results))
+    print(f"\nwritten: {args.out / 'quality.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,163 @@
+"""The training recipe: how to turn one even/odd pair into a good model in a fixed time.
+
+Most users train on a laptop or a shared node for minutes, so the recipe is
+tuned for the quality reached per minute of training, measured with
+``benchmarks/quality.py`` (the table is in ``docs/recipe.md``):
+
+* learning rate 1e-3 with a short linear warm-up and a cosine decay to zero
+  at the end of the time budget (CSBDeep and cryoCARE use 4e-4 and halve it
+  on plateaus, which never happens in a short run);
+* a 2-level U-Net with 16 filters, patches of 32³, batches of 16;
+* test-time augmentation: the prediction is averaged over the 8 flips of
+  every tile, which keep the missing wedge where it is.
+
+:data:`DEFAULT_RECIPE` is what ``cryocare denoise`` uses;
+:func:`train_on_pair` applies any :class:`Recipe`.
+
+Examples
+--------
+>>> DEFAULT_RECIPE.config.train_schedule, DEFAULT_RECIPE.patch_shape, DEFAULT_RECIPE.tta
+('cosine', (32, 32, 32), True)
+>>> DEFAULT_RECIPE.replace(tta=False).tta
+False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .config import CareConfig
+from .errors import InputError
+from .pairs import sample_pairs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import CAREModel
+
+__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "train_on_pair"]
+
+log = logging.getLogger(__name__)
+
+#: Training time of ``cryocare denoise`` when no budget is given (seconds).
+DEFAULT_TIME_BUDGET = 12 * 60.0
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Network, training schedule, training pairs and prediction options, together.
+
+    Parameters
+    ----------
+    config : CareConfig
+        Network and training settings. ``train_epochs × train_steps_per_epoch``
+        caps the run; a time budget usually ends it first.
+    patch_shape : tuple of int
+        Shape of the training patches (3-D; a 2-D recipe uses the last two).
+    n_patches : int
+        Number of training pairs sampled from the tomogram.
+    tta : bool
+        Average the prediction over all flips of each tile.
+    """
+
+    config: CareConfig
+    patch_shape: tuple[int, ...] = (32, 32, 32)
+    n_patches: int = 1200
+    tta: bool = True
+
+    def replace(self, **changes: Any) -> Recipe:
+        """Copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def describe(self) -> dict[str, Any]:
+        """The recipe's settings that differ from :class:`CareConfig`'s defaults, and the rest."""
+        defaults = CareConfig().to_dict()
+        changed = {k: v for k, v in self.config.to_dict().items() if defaults.get(k) != v}
+        return {"config": changed, "patch_shape": list(self.patch_shape),
+                "n_patches": self.n_patches, "tta": self.tta}
+
+
+DEFAULT_RECIPE = Recipe(
+    config=CareConfig(unet_n_depth=2, unet_n_first=16, train_batch_size=16,
+                      train_learning_rate=1e-3, train_schedule="cosine", train_warmup=0.05,
+                      train_epochs=100, train_steps_per_epoch=50),
+)
+
+
+def train_on_pair(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe = DEFAULT_RECIPE,
+                  time_budget: float | None = DEFAULT_TIME_BUDGET, seed: int = 0,
+                  tilt_axis: str = "Y", progress: bool = False,
+                  checkpoint_dir: str | os.PathLike | None = None,
+                  resume: bool = False) -> CAREModel:
+    """Train a model on one even/odd pair with ``recipe``, in at most ``time_budget`` seconds.
+
+    The budget covers sampling the pairs, building the network and
+    training: the call returns at most a few validation passes after it.
+
+    Parameters
+    ----------
+    even, odd : ndarray
+        The two halves (2-D or 3-D, memory maps fine).
+    recipe : Recipe
+        What to train and how.
+    time_budget : float or None
+        Seconds; None trains for the recipe's epochs.
+    seed : int
+        Seed of sampling and training (replaces the recipe's).
+    tilt_axis : {"Y", "X"}
+        Axis along which validation pairs are held out.
+    progress : bool
+        Show a progress bar.
+    checkpoint_dir, resume
+        As in :meth:`cryocare.model.CAREModel.train`.
+
+    Returns
+    -------
+    CAREModel
+        The trained model (``model.denoise(even, odd, tta=recipe.tta)``
+        predicts as the recipe says).
+    """
+    from .model import CAREModel  # imports Keras
+
+    start = time.perf_counter()
+    if np.ndim(even) not in (2, 3):
+        raise InputError(f"expected 2-D or 3-D halves, got shape {np.shape(even)}")
+    if time_budget is not None and not time_budget > 0:
+        raise InputError(f"time_budget: expected a positive number of seconds, got {time_budget}")
+    ndim = np.ndim(even)
+    patch_shape = tuple(min(p, s) for p, s in
+                        zip(recipe.patch_shape[-ndim:], np.shape(even), strict=True))
+    pairs = sample_pairs([even], [odd], patch_shape=_fit(patch_shape, recipe.config),
+                         n_patches=recipe.n_patches, tilt_axis=tilt_axis, seed=seed)
+    config = recipe.config.replace(n_dim=ndim, seed=seed)
+    if time_budget is not None:
+        left = time_budget - (time.perf_counter() - start)
+        if left <= 0:
+            raise InputError(f"time_budget: {time_budget:g} s were used up sampling the pairs")
+        config = config.replace(train_time_budget=left)
+    if config.network == "diffusion":
+        from .nets.diffusion import train_stagewise
+
+        return train_stagewise(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
+                               resume=resume)
+    return CAREModel.train(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
+                           resume=resume)
+
+
+def _fit(patch_shape: tuple[int, ...], config: CareConfig) -> tuple[int, ...]:
+    """Round patch sizes down to what the network can take (a thin volume may be small)."""
+    from . import nets
+
+    multiple = nets.multiple_of(config)
+    fitted = tuple(p - p % multiple for p in patch_shape)
+    if min(fitted) < multiple:
+        raise InputError(
+            f"the halves are too small for patches of {patch_shape}: every size must be at "
+            f"least {multiple} for the {config.network} network"
+        )
+    return fitted

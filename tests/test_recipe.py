@@ -1,0 +1,222 @@
+"""The short-budget recipe: time budget, cosine schedule, FSC loss, test-time augmentation."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from cryocare import losses
+from cryocare.config import CareConfig
+from cryocare.errors import InputError
+from cryocare.model import CAREModel, cosine_rate
+from cryocare.pairs import Normalization, sample_pairs
+from cryocare.predict import flip_averaged
+from cryocare.recipe import DEFAULT_RECIPE, train_on_pair
+
+TINY = CareConfig(unet_n_depth=2, unet_n_first=4, train_epochs=4, train_steps_per_epoch=5,
+                  train_batch_size=4, train_learning_rate=1e-3, seed=3)
+
+
+@pytest.fixture(scope="module")
+def pairs(smooth_pair):
+    _, even, odd = smooth_pair
+    return sample_pairs([even], [odd], patch_shape=16, n_patches=60, seed=0)
+
+
+# ------------------------------------------------------------------------- FSC loss
+def _batch(seed, shape=(3, 16, 16, 16, 1)):
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("shape", [(3, 16, 16, 16, 1), (2, 24, 20, 1)])
+def test_fsc_loss_is_mse_for_scaled_copies_and_adds_two_for_negated_ones(shape):
+    x = _batch(0, shape)
+    loss = losses.get("fsc", shape=shape[1:-1])
+    mse = float(np.mean((x - 2 * x) ** 2))
+    # A scaled copy correlates perfectly in every shell: the FSC term vanishes.
+    assert float(loss(x, 2 * x)) == pytest.approx(mse, rel=1e-5)
+    # A negated copy correlates with -1 in every shell: the FSC term is 2.
+    assert float(loss(x, -x)) == pytest.approx(float(np.mean((2 * x) ** 2)) + 2.0, rel=1e-5)
+
+
+@pytest.mark.backend
+def test_fsc_loss_of_independent_noise_is_mse_plus_about_one():
+    x, y = _batch(1), _batch(2)
+    value = float(losses.get("fsc", shape=(16, 16, 16))(x, y))
+    mse = float(np.mean((x - y) ** 2))
+    assert value - mse == pytest.approx(1.0, abs=0.05)
+
+
+def test_shell_matrix_puts_every_frequency_in_its_shell():
+    matrix = losses.shell_matrix((6, 8, 10))
+    assert matrix.shape == (480, 3)
+    assert set(np.unique(matrix.sum(axis=1))) <= {0.0, 1.0}
+    assert matrix[0].sum() == 0  # zero frequency left out
+    # The frequency (0, 0, 1 / 10 cycles) at radius 1 * min(shape) / 10 = 0.6 -> shell 1.
+    assert matrix[1, 0] == 1
+
+
+def test_unknown_loss_is_refused():
+    with pytest.raises(InputError, match="train_loss"):
+        CareConfig(train_loss="ssim")
+    with pytest.raises(InputError, match="expected one of mse, mae, fsc"):
+        losses.get("l3", shape=(8, 8))
+
+
+def test_training_with_the_fsc_loss_lowers_it(pairs):
+    model = CAREModel.train(pairs, TINY.replace(train_loss="fsc"))
+    assert np.all(np.isfinite(model.history["loss"]))
+    assert model.history["loss"][-1] < model.history["loss"][0]
+
+
+# ---------------------------------------------------------------- schedule and budget
+def test_cosine_schedule_sets_the_rate_of_every_step(pairs):
+    config = TINY.replace(train_schedule="cosine", train_warmup=0.25)
+    model = CAREModel.train(pairs, config)
+    total = config.train_epochs * config.train_steps_per_epoch
+    # The rate recorded at the end of epoch k is the one of its last step.
+    expected = [cosine_rate((k * 5 - 1) / total, peak=1e-3, warmup=0.25) for k in (1, 2, 3, 4)]
+    np.testing.assert_allclose(model.history["learning_rate"], expected, rtol=1e-6)
+    assert float(model.keras_model.optimizer.learning_rate) == pytest.approx(expected[-1],
+                                                                              rel=1e-5)
+
+
+def test_plateau_schedule_is_not_touched_by_the_clock(pairs):
+    model = CAREModel.train(pairs, TINY.replace(train_epochs=2))
+    assert model.history["learning_rate"] == [1e-3, 1e-3]
+
+
+@pytest.mark.backend
+def test_time_budget_stops_cleanly_keeps_the_best_and_resumes(pairs, tmp_path):
+    config = TINY.replace(train_epochs=100_000, train_steps_per_epoch=3,
+                          train_time_budget=6.0, train_schedule="cosine")
+    start = time.perf_counter()
+    model = CAREModel.train(pairs, config, checkpoint_dir=tmp_path / "ck")
+    took = time.perf_counter() - start
+    epochs = len(model.history["val_loss"])
+    assert 1 <= epochs < 100_000
+    # One step and one validation of a tiny network beyond the budget, not another epoch.
+    assert took < config.train_time_budget + 10
+    state = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["state"]
+    assert state["out_of_time"] and state["elapsed"] >= config.train_time_budget
+    # Under cosine the rate ran down to (nearly) zero by the end of the budget.
+    assert model.history["learning_rate"][-1] < 0.2 * config.train_learning_rate
+    # The budget is spent: resuming with the same one does nothing more ...
+    again = CAREModel.train(pairs, config, checkpoint_dir=tmp_path / "ck", resume=True)
+    assert len(again.history["val_loss"]) == epochs
+    # ... and a larger one continues where the run stopped.
+    more = CAREModel.train(pairs, config.replace(train_time_budget=9.0),
+                           checkpoint_dir=tmp_path / "ck", resume=True)
+    assert len(more.history["val_loss"]) > epochs
+    assert int(more.keras_model.optimizer.iterations) > state["steps"]
+
+
+@pytest.mark.parametrize("key,value", [("train_time_budget", -1.0), ("train_warmup", 0.9),
+                                       ("train_schedule", "linear"),
+                                       ("train_time_budget", float("nan"))])
+def test_bad_schedule_values_name_the_key(key, value):
+    with pytest.raises(InputError, match=key):
+        CareConfig(**{key: value})
+
+
+# -------------------------------------------------------------- test-time augmentation
+def test_flip_averaging_leaves_a_flip_equivariant_network_alone():
+    batch = np.random.default_rng(0).normal(size=(2, 5, 6, 7)).astype(np.float32)
+    double = flip_averaged(lambda b: 2 * b)
+    np.testing.assert_allclose(double(batch), 2 * batch, rtol=1e-6)
+
+
+def test_flip_averaging_makes_the_output_flip_symmetric():
+    weights = np.random.default_rng(1).normal(size=(6, 7)).astype(np.float32)
+    network = flip_averaged(lambda b: b * weights)  # position-dependent: not equivariant
+    image = np.random.default_rng(2).normal(size=(1, 6, 7)).astype(np.float32)
+    flipped = network(np.ascontiguousarray(image[:, ::-1, ::-1]))[:, ::-1, ::-1]
+    np.testing.assert_allclose(flipped, network(image), rtol=1e-5, atol=1e-6)
+
+
+def test_tta_prediction_is_tiled_like_untiled_and_not_the_plain_one():
+    config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=5)
+    model = CAREModel(config, Normalization(mean=0.0, std=1.0))
+    image = np.random.default_rng(3).normal(size=(23, 31, 37)).astype(np.float32)
+    untiled = model.predict(image, tile_shape=None, tta=True)
+    tiled = model.predict(image, tile_shape=(8, 12, 16), tta=True)
+    assert np.abs(tiled - untiled).max() <= 1e-5 * np.ptp(untiled)
+    plain = model.predict(image, tile_shape=None)
+    assert np.abs(plain - untiled).max() > 1e-3 * np.ptp(untiled)
+    # The average over flips of a flipped image is the flipped average.
+    flipped = model.predict(np.ascontiguousarray(image[::-1]), tile_shape=None, tta=True)
+    np.testing.assert_allclose(flipped[::-1], untiled, atol=1e-5 * np.ptp(untiled))
+
+
+# ----------------------------------------------------------------------------- recipe
+def test_recipe_trains_within_its_budget_and_denoises(smooth_pair):
+    clean, even, odd = smooth_pair
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=80, patch_shape=(16, 16, 16),
+        config=DEFAULT_RECIPE.config.replace(unet_n_first=4, train_batch_size=4,
+                                             train_steps_per_epoch=5))
+    start = time.perf_counter()
+    model = train_on_pair(even, odd, recipe=recipe, time_budget=8.0, seed=1)
+    assert time.perf_counter() - start < 8.0 + 10
+    assert model.config.train_schedule == "cosine" and model.config.seed == 1
+    assert 0 < model.config.train_time_budget < 8.0  # what was left after sampling
+    denoised = model.denoise(even, odd, tta=recipe.tta)
+    raw = (even + odd) / 2
+    assert np.mean((denoised - clean) ** 2) < np.mean((raw - clean) ** 2)
+
+
+def test_recipe_fits_patches_to_a_thin_volume():
+    rng = np.random.default_rng(0)
+    even, odd = (rng.normal(size=(10, 40, 40)).astype(np.float32) for _ in range(2))
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=20, config=DEFAULT_RECIPE.config.replace(
+            unet_n_first=2, train_epochs=1, train_steps_per_epoch=1, train_batch_size=2))
+    model = train_on_pair(even, odd, recipe=recipe, time_budget=None)
+    assert model.keras_model.input_shape[1:4] in {(8, 32, 32), (None, None, None)}
+    with pytest.raises(InputError, match="too small"):
+        train_on_pair(even[:3], odd[:3], recipe=recipe, time_budget=None)
+    with pytest.raises(InputError, match="time_budget"):
+        train_on_pair(even, odd, recipe=recipe, time_budget=0)
+
+
+# ------------------------------------------------------------------------ command line
+def test_command_line_time_budget_schedule_loss_and_tta(pairs, tmp_path, smooth_pair):
+    from cryocare import io
+    from cryocare.cli import _duration, main
+
+    assert [_duration(t) for t in ("90", "90s", "12m", "1.5h")] == [90, 90, 720, 5400]
+    pairs.save(tmp_path / "pairs.npz")
+    assert main(["train", str(tmp_path / "pairs.npz"), "--output", str(tmp_path / "m"),
+                 "--time-budget", "4s", "--schedule", "cosine", "--loss", "fsc", "--steps", "2",
+                 "--batch-size", "4", "--n-first", "4", "-q"]) == 0
+    model = CAREModel.load(tmp_path / "m")
+    assert model.config.train_time_budget == 4.0 and model.config.train_epochs == 100_000
+    assert model.config.train_loss == "fsc" and model.config.train_schedule == "cosine"
+    _, even, odd = smooth_pair
+    io.write(tmp_path / "e.mrc", even[:12])
+    io.write(tmp_path / "o.mrc", odd[:12])
+    assert main(["predict", "--model", str(tmp_path / "m"), "--even", str(tmp_path / "e.mrc"),
+                 "--odd", str(tmp_path / "o.mrc"), "--output", str(tmp_path / "d.mrc"),
+                 "--tta", "-q"]) == 0
+    expected = model.denoise(even[:12], odd[:12], tta=True)
+    np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), expected, atol=1e-5)
+    with pytest.raises(SystemExit) as error:
+        main(["train", str(tmp_path / "pairs.npz"), "--output", str(tmp_path / "m2"),
+              "--time-budget", "soon", "-q"])
+    assert error.value.code == 2
+
+
+def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
+    from cryocare.nets.diffusion import train_stagewise
+
+    config = CareConfig(network="diffusion", diffusion_stages=2, diffusion_filters=4,
+                        train_epochs=100_000, train_steps_per_epoch=3, train_batch_size=4,
+                        train_time_budget=6.0, train_schedule="cosine", seed=1)
+    start = time.perf_counter()
+    model = train_stagewise(pairs, config, stage_epochs=1000)
+    assert time.perf_counter() - start < config.train_time_budget + 10
+    # The joint phase got what the greedy phase left of the budget, and trained.
+    assert 0 < model.config.train_time_budget < 6.0
+    assert len(model.history["val_loss"]) >= 1
