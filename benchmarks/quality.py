@@ -61,6 +61,7 @@ DATASETS = {
     "tune": ((96, 256, 256), 9100),
     "slab": ((96, 256, 256), 9101),
     "lamella": ((40, 256, 256), 9102),
+    "smoke": ((40, 96, 96), 9199),  # seconds-long check of the harness, not a benchmark
 }
 
 _CSBDEEP = DEFAULT_RECIPE.replace(
@@ -206,6 +207,9 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
         log.info("%s cryoCARE: %s", name, rows["cryoCARE 0.3.0"])
     elif not args.no_reference:
         log.warning("cryoCARE 0.3.0 is not installed (benchmarks/setup_reference.sh): skipped")
+    if args.save_volumes:
+        np.savez_compressed(work / "volumes.npz", clean=data.clean, mask=data.mask,
+                            **{k.replace(" ", "_"): v for k, v in volumes.items()})
     _figure(volumes, data, work.parent / f"quality_{name}.png",
             title=f"{name} {'x'.join(map(str, shape))}, seed {seed}")
     return {"shape": list(shape), "seed": seed, "methods": rows}
@@ -244,6 +248,8 @@ def main(argv=None) -> int:
                         help=f"comma-separated, of {', '.join(RECIPES)}")
     parser.add_argument("--no-reference", action="store_true", help="skip cryoCARE 0.3.0")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and training")
+    parser.add_argument("--save-volumes", action="store_true",
+                        help="keep every restored volume in <out>/<dataset>/volumes.npz")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "quality")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

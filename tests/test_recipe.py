@@ -220,3 +220,26 @@ def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
     # The joint phase got what the greedy phase left of the budget, and trained.
     assert 0 < model.config.train_time_budget < 6.0
     assert len(model.history["val_loss"]) >= 1
+
+
+# ---------------------------------------------------------------------------- precision
+def test_bfloat16_training_predicts_in_float32(pairs):
+    model = CAREModel.train(pairs, TINY.replace(train_precision="mixed_bfloat16",
+                                                train_epochs=1))
+    hidden = [layer for layer in model.keras_model.layers if layer.weights][0]
+    assert hidden.compute_dtype == "bfloat16"
+    image = np.random.default_rng(4).normal(size=(21, 30, 26)).astype(np.float32)
+    untiled = model.predict(image, tile_shape=None)
+    tiled = model.predict(image, tile_shape=(8, 12, 8))
+    # bfloat16 would differ by ~1e-2 between tilings; float32 prediction by rounding only.
+    assert np.abs(tiled - untiled).max() <= 1e-5 * np.ptp(untiled)
+
+
+def test_configs_with_the_old_mixed_precision_flag_still_load():
+    assert CareConfig.from_dict({"train_mixed_precision": True}).train_precision == \
+        "mixed_float16"
+    assert CareConfig.from_dict({"train_mixed_precision": False}).train_precision == "float32"
+    with pytest.raises(InputError, match="train_mixed_precision"):
+        CareConfig.from_dict({"train_mixed_precision": "False"})
+    with pytest.raises(InputError, match="train_precision"):
+        CareConfig(train_precision="int8")

@@ -124,13 +124,13 @@ def _cmd_extract(args) -> int:
     return 0
 
 
-def _config_from_args(args, n_dim: int):
+def _config_from_args(args, n_dim: int, base=None):
     from .config import CareConfig
 
-    values = {}
+    values = {} if base is None else base.to_dict()
     if args.config is not None:
         try:
-            values = json.loads(Path(args.config).read_text())
+            values.update(json.loads(Path(args.config).read_text()))
         except (OSError, json.JSONDecodeError) as error:
             raise InputError(f"{args.config}: cannot read the JSON config ({error})") from None
     values.setdefault("n_dim", n_dim)
@@ -246,19 +246,35 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_denoise(args) -> int:
-    from .pairs import sample_pairs
+    from .recipe import DEFAULT_TIME_BUDGET, train_on_pair
 
     _out_path(args.output, args.overwrite)
     if args.save_model is not None:
         _out_path(args.save_model, args.overwrite)
-    loaded = _read_pairs([args.even], [args.odd])
-    pairs = sample_pairs([loaded[0][0]], [loaded[0][1]], patch_shape=args.patch_shape,
-                         n_patches=args.n_patches, tilt_axis=args.tilt_axis, seed=args.seed or 0)
-    model = _train(pairs, _config_from_args(args, 3), args)
+    (even, odd, _), = _read_pairs([args.even], [args.odd])
+    recipe = _recipe_from_args(args, even.ndim)
+    budget = DEFAULT_TIME_BUDGET if args.time_budget is None else args.time_budget
+    model = train_on_pair(even, odd, recipe=recipe, time_budget=budget, seed=args.seed or 0,
+                          tilt_axis=args.tilt_axis, progress=not args.quiet,
+                          checkpoint_dir=args.checkpoint_dir, resume=args.resume)
     if args.save_model is not None:
         model.save(args.save_model, overwrite=args.overwrite)
+    args.tta = recipe.tta
     print(_predict_to(model, args.even, args.odd, args.output, args))
     return 0
+
+
+def _recipe_from_args(args, n_dim: int):
+    """The default recipe with the command line's changes (config, patches, TTA)."""
+    from .recipe import DEFAULT_RECIPE
+
+    config = _config_from_args(args, n_dim, base=DEFAULT_RECIPE.config)
+    shape = DEFAULT_RECIPE.patch_shape if args.patch_shape is None else args.patch_shape
+    return DEFAULT_RECIPE.replace(
+        config=config.replace(train_time_budget=0.0),
+        patch_shape=shape * 3 if len(shape) == 1 else shape,
+        n_patches=DEFAULT_RECIPE.n_patches if args.n_patches is None else args.n_patches,
+        tta=DEFAULT_RECIPE.tta if args.tta is None else args.tta)
 
 
 def _cmd_segment(args) -> int:
@@ -335,7 +351,10 @@ def _cmd_evaluate(args) -> int:
         if len(args.simulate) != 3:
             raise InputError(f"--simulate: expected Z,Y,X, found {args.simulate}")
         data = simulate_tomogram(tuple(args.simulate), seed=args.data_seed)
-        even, odd, clean, mask = data.even, data.odd, data.clean, data.mask
+        # The reference mask is the Otsu segmentation of the noiseless volume (evaluate's
+        # default), not the simulator's object mask: against the object mask, Otsu of the
+        # noiseless volume itself scores below NAD's, so that Dice rewards blur, not restoration.
+        even, odd, clean = data.even, data.odd, data.clean
         voxel_size = data.voxel_size
         title = f"cryocare evaluate: simulated {'x'.join(map(str, args.simulate))}, " \
                 f"seed {args.data_seed}"
@@ -351,13 +370,12 @@ def _cmd_evaluate(args) -> int:
         title = f"cryocare evaluate: {args.even.name} / {args.odd.name}"
     if args.voxel_size is not None:
         voxel_size = args.voxel_size
-    methods = args.methods
-    config = _config_from_args(args, even.ndim) if methods is None or "CARE" in methods \
-        else None
+    recipe = _recipe_from_args(args, even.ndim)
     result = evaluate(even, odd, clean=clean, mask=mask, voxel_size=voxel_size,
-                      methods=methods, config=config, n_patches=args.n_patches,
-                      patch_shape=args.patch_shape, segment_sigma=args.segment_sigma,
-                      seed=args.data_seed, progress=not args.quiet)
+                      methods=args.methods, config=recipe.config, n_patches=recipe.n_patches,
+                      patch_shape=recipe.patch_shape, time_budget=args.time_budget,
+                      tta=recipe.tta, segment_sigma=args.segment_sigma, seed=args.data_seed,
+                      progress=not args.quiet)
     files = write_report(result, args.output, title=title, overwrite=args.overwrite)
     keys = [k for k in ("psnr", "ssim", "dice", "halves_r") if
             any(k in v for v in result.scores.values())]
@@ -467,10 +485,11 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
                             "and recent GPUs; mixed_float16: GPUs with tensor cores")
 
 
-def _add_tta_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tta", action="store_true",
+def _add_tta_option(parser: argparse.ArgumentParser, default: bool | None = False) -> None:
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=default,
                         help="test-time augmentation: average over the 8 flips of every tile "
-                             "(8x the prediction time)")
+                             "(8x the prediction time)" +
+                             ("; default: the recipe's (on)" if default is None else ""))
 
 
 def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -589,11 +608,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--odd", type=Path, required=True)
     p.add_argument("--output", type=Path, required=True, help="denoised MRC file")
     p.add_argument("--save-model", type=Path, help="also keep the model in this folder")
-    p.add_argument("--patch-shape", type=_shape, default=(32,))
-    p.add_argument("--n-patches", type=int, default=1200)
+    p.add_argument("--patch-shape", type=_shape, help="default: the recipe's (32)")
+    p.add_argument("--n-patches", type=int, help="default: the recipe's (1200)")
     p.add_argument("--tilt-axis", choices=("Y", "X"), default="Y")
     p.add_argument("--tiles", type=_tiles, default="auto")
-    _add_tta_option(p)
+    _add_tta_option(p, default=None)
     _add_train_options(p)
     _add_checkpoint_options(p)
     _add_common(p)
@@ -646,8 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-size", type=float, help="Å per voxel (default: from the header)")
     p.add_argument("--segment-sigma", type=float, default=1.0,
                    help="Gaussian pre-smoothing of the Otsu segmentations (voxels)")
-    p.add_argument("--patch-shape", type=_shape, default=(32,))
-    p.add_argument("--n-patches", type=int, default=1200)
+    p.add_argument("--patch-shape", type=_shape, help="default: the recipe's (32)")
+    p.add_argument("--n-patches", type=int, help="default: the recipe's (1200)")
+    _add_tta_option(p, default=None)
     _add_train_options(p)
     _add_common(p)
     p.set_defaults(run=_cmd_evaluate)

@@ -66,15 +66,16 @@ def available_methods() -> tuple[str, ...]:
     """Methods :func:`evaluate` can run here, in report order.
 
     ``"raw"`` (the even/odd average), the baselines of :data:`BASELINES`
-    whose filter is installed (``"bm4d"`` needs the optional package), and
-    ``"CARE"``.
+    whose filter is installed (``"bm4d"`` needs the optional package),
+    ``"CARE"`` (the U-Net of the training recipe) and ``"diffusion"`` (the
+    learned diffusion network, trained the same way).
 
     Examples
     --------
     >>> available_methods()[:4]
     ('raw', 'median', 'gaussian', 'nad')
     """
-    return ("raw", *(name for name in BASELINES if name in FILTERS), "CARE")
+    return ("raw", *(name for name in BASELINES if name in FILTERS), "CARE", "diffusion")
 
 
 @dataclass
@@ -138,17 +139,15 @@ def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def _care_restorer(even: np.ndarray, odd: np.ndarray, *, config: Any, n_patches: int,
-                   patch_shape: int | Sequence[int], seed: int,
-                   progress: bool) -> Callable[[np.ndarray], np.ndarray]:
-    """Train CARE on the halves and return its ``predict``."""
-    from .model import CAREModel  # imports Keras: only when CARE is evaluated
-    from .pairs import sample_pairs
+def _learned_restorer(even: np.ndarray, odd: np.ndarray, *, recipe: Any,
+                      time_budget: float | None, seed: int,
+                      progress: bool) -> Callable[[np.ndarray], np.ndarray]:
+    """Train a network on the halves with ``recipe`` and return its ``predict``."""
+    from .recipe import train_on_pair  # imports Keras: only when a network is evaluated
 
-    pairs = sample_pairs([even], [odd], patch_shape=patch_shape, n_patches=n_patches,
-                         seed=seed)
-    model = CAREModel.train(pairs, config, progress=progress)
-    return lambda half: model.predict(half, progress=progress)
+    model = train_on_pair(even, odd, recipe=recipe, time_budget=time_budget, seed=seed,
+                          progress=progress)
+    return lambda half: model.predict(half, progress=progress, tta=recipe.tta)
 
 
 def evaluate(
@@ -160,8 +159,10 @@ def evaluate(
     voxel_size: float = 1.0,
     methods: Sequence[str] | None = None,
     config: Any = None,
-    n_patches: int = 1200,
-    patch_shape: int | Sequence[int] = 32,
+    n_patches: int | None = None,
+    patch_shape: int | Sequence[int] | None = None,
+    time_budget: float | None = None,
+    tta: bool | None = None,
     segment_sigma: float = 1.0,
     seed: int = 0,
     progress: bool = False,
@@ -186,10 +187,16 @@ def evaluate(
         Methods to run, from :func:`available_methods`; a comma-separated
         string is accepted. Default: all available.
     config : cryocare.config.CareConfig, optional
-        Network and training settings for ``"CARE"``; default
-        ``CareConfig(n_dim=even.ndim)``.
-    n_patches, patch_shape : int
-        Number and size of the training pairs sampled for ``"CARE"``.
+        Network and training settings for ``"CARE"`` (``"diffusion"`` uses
+        them with ``network="diffusion"``); default: those of
+        :data:`cryocare.recipe.DEFAULT_RECIPE`.
+    n_patches, patch_shape : int, optional
+        Number and size of the training pairs; default: the recipe's.
+    time_budget : float, optional
+        Training time of each network in seconds; None trains for the
+        config's epochs.
+    tta : bool, optional
+        Test-time augmentation of the networks' predictions; default: the recipe's.
     segment_sigma : float, optional
         Gaussian pre-smoothing (voxels) of every Otsu segmentation.
     seed : int, optional
@@ -265,19 +272,29 @@ def evaluate(
     even32 = np.asarray(even_array, dtype=np.float32)
     odd32 = np.asarray(odd_array, dtype=np.float32)
     average = (even32 + odd32) / np.float32(2)
-    if config is None and "CARE" in chosen:
-        from .config import CareConfig
+    recipe = None
+    if "CARE" in chosen or "diffusion" in chosen:
+        from .recipe import DEFAULT_RECIPE
 
-        config = CareConfig(n_dim=even_array.ndim)
+        shape = DEFAULT_RECIPE.patch_shape if patch_shape is None else patch_shape
+        shape = (shape,) * 3 if isinstance(shape, int | np.integer) else tuple(shape)
+        recipe = DEFAULT_RECIPE.replace(
+            config=(DEFAULT_RECIPE.config if config is None else config).replace(
+                n_dim=even_array.ndim),
+            patch_shape=shape if len(shape) >= even_array.ndim else shape * even_array.ndim,
+            n_patches=DEFAULT_RECIPE.n_patches if n_patches is None else n_patches,
+            tta=DEFAULT_RECIPE.tta if tta is None else bool(tta))
 
     for method in chosen:
         start = time.perf_counter()
         logger.info("evaluating %s", method)
         if method == "raw":
             restored_even, restored_odd, restored = even32, odd32, average
-        elif method == "CARE":
-            restore = _care_restorer(even32, odd32, config=config, n_patches=n_patches,
-                                     patch_shape=patch_shape, seed=seed, progress=progress)
+        elif method in ("CARE", "diffusion"):
+            network = recipe if method == "CARE" else recipe.replace(
+                config=recipe.config.replace(network="diffusion"), tta=False)
+            restore = _learned_restorer(even32, odd32, recipe=network, time_budget=time_budget,
+                                        seed=seed, progress=progress)
             restored_even, restored_odd = restore(even32), restore(odd32)
             restored = (restored_even + restored_odd) * np.float32(0.5)
         else:
@@ -326,9 +343,11 @@ def evaluate(
             result.notes.append(f"{method}: {options or 'defaults'}.")
     if "bm4d" in chosen:
         result.notes.append("bm4d: noise level from the even/odd difference.")
-    if "CARE" in chosen:
-        result.notes.append(
-            f"CARE: {n_patches} pairs of {patch_shape}, config {config.to_dict()}; "
-            "its halves_r is optimistic (trained with the odd half as target)."
-        )
+    for method in ("CARE", "diffusion"):
+        if method in chosen:
+            budget = f", time budget {time_budget:g} s" if time_budget else ""
+            result.notes.append(
+                f"{method}: recipe {recipe.describe()}{budget}; its halves_r is optimistic "
+                "(trained with the odd half as target)."
+            )
     return result

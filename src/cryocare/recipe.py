@@ -40,7 +40,7 @@ from .pairs import sample_pairs
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "train_on_pair"]
+__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "cpu_has_bfloat16", "train_on_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +82,25 @@ class Recipe:
                 "n_patches": self.n_patches, "tta": self.tta}
 
 
+def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), from ``cpuinfo``.
+
+    False when the file cannot be read (not Linux): then bfloat16 would be
+    emulated, which is slower than float32.
+    """
+    try:
+        with open(cpuinfo) as stream:
+            flags = set(stream.read().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 DEFAULT_RECIPE = Recipe(
     config=CareConfig(unet_n_depth=2, unet_n_first=16, train_batch_size=16,
-                      train_learning_rate=1e-3, train_schedule="cosine", train_warmup=0.05,
-                      train_epochs=100, train_steps_per_epoch=50),
+                      train_learning_rate=2e-3, train_schedule="cosine", train_warmup=0.05,
+                      train_epochs=100, train_steps_per_epoch=50,
+                      train_precision="mixed_bfloat16" if cpu_has_bfloat16() else "float32"),
 )
 
 
