@@ -236,6 +236,29 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(results: dict, budget: float) -> str:
+    """The results as Markdown tables, one per dataset."""
+    lines = [f"# Restoration quality at a {budget / 60:g}-minute training budget", "",
+             "Written by `benchmarks/quality.py`. PSNR and SSIM after the best affine fit to "
+             "the noiseless volume; Dice of the Otsu segmentation (sigma 1) against that of "
+             "the noiseless volume, and against the simulator's object mask (Dice/mask).", ""]
+    for name, result in results.items():
+        shape = "×".join(map(str, result["shape"]))
+        lines += [f"## {name}: {shape}, seed {result['seed']}", "",
+                  "| method | PSNR [dB] | SSIM | Pearson r | Dice | Dice/mask | train [s] |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for method, row in result["methods"].items():
+            if method == "noiseless":
+                continue
+            seconds = row.get("train_seconds")
+            lines.append(f"| {method} | {row['psnr']:.2f} | {row['ssim']:.3f} | "
+                         f"{row['pearson']:.3f} | {row['dice']:.3f} | "
+                         f"{row.get('dice_mask', math.nan):.3f} | "
+                         f"{'' if seconds is None else f'{seconds:.0f}'} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=_parse_duration, default=12 * 60.0,
@@ -271,8 +294,10 @@ def main(argv=None) -> int:
                                         **results[name]["methods"]}
         previous[name] = results[name]
         path.write_text(json.dumps(previous, indent=2) + "\n")
+    everything = json.loads((args.out / "quality.json").read_text())
+    (args.out / "quality.md").write_text(markdown(everything, args.budget))
     print(table(results))
-    print(f"\nwritten: {args.out / 'quality.json'}")
+    print(f"\nwritten: {args.out / 'quality.json'}, {args.out / 'quality.md'}")
     return 0
 
 

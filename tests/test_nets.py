@@ -98,3 +98,26 @@ def test_a_network_is_one_registered_function():
 def test_unknown_network_is_named_with_the_known_ones():
     with pytest.raises(InputError, match="'resnet'.*rednet, unet"):
         nets.build(CareConfig(network="resnet"))
+
+
+def test_every_network_estimates_its_prediction_memory():
+    from cryocare.predict import unet_bytes_per_voxel
+
+    unet = CareConfig(unet_n_first=16, unet_n_depth=2)
+    assert nets.bytes_per_voxel(unet) == unet_bytes_per_voxel(n_dim=3, n_first=16, depth=2)
+    small = CareConfig(network="diffusion", diffusion_filters=8)
+    assert nets.bytes_per_voxel(small) < nets.bytes_per_voxel(small.replace(diffusion_filters=24))
+    red = CareConfig(network="rednet", rednet_n_layers=10, rednet_n_filters=64)
+    # ten 64-channel float32 tensors at least: the skips kept for the way back and work space
+    assert nets.bytes_per_voxel(red) >= 10 * 64 * 4
+
+    @nets.register("test_plain", halo=lambda config: 0)
+    def plain(config):
+        inputs = keras.Input(shape=(None,) * config.n_dim + (1,))
+        return keras.Model(inputs, keras.layers.Identity()(inputs))
+
+    try:
+        assert nets.bytes_per_voxel(CareConfig(network="test_plain")) == \
+            nets.DEFAULT_BYTES_PER_VOXEL
+    finally:
+        nets._REGISTRY.pop("test_plain")

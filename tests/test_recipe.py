@@ -145,23 +145,27 @@ def test_tta_prediction_is_tiled_like_untiled_and_not_the_plain_one():
     assert np.abs(tiled - untiled).max() <= 1e-5 * np.ptp(untiled)
     plain = model.predict(image, tile_shape=None)
     assert np.abs(plain - untiled).max() > 1e-3 * np.ptp(untiled)
-    # The average over flips of a flipped image is the flipped average.
+    # The average over flips of a flipped image is the flipped average (sizes that are
+    # multiples of the pooling factor, so that no one-sided padding breaks the symmetry).
+    image = image[:20, :28, :36]
+    averaged = model.predict(image, tile_shape=None, tta=True)
     flipped = model.predict(np.ascontiguousarray(image[::-1]), tile_shape=None, tta=True)
-    np.testing.assert_allclose(flipped[::-1], untiled, atol=1e-5 * np.ptp(untiled))
+    np.testing.assert_allclose(flipped[::-1], averaged, atol=1e-5 * np.ptp(averaged))
 
 
 # ----------------------------------------------------------------------------- recipe
-def test_recipe_trains_within_its_budget_and_denoises(smooth_pair):
+def test_recipe_trains_and_denoises(smooth_pair):
     clean, even, odd = smooth_pair
+    # Capped by steps (4 x 10), not by the generous budget, so the result does not
+    # depend on the machine's speed; the budget itself is tested above.
     recipe = DEFAULT_RECIPE.replace(
         n_patches=80, patch_shape=(16, 16, 16),
-        config=DEFAULT_RECIPE.config.replace(unet_n_first=4, train_batch_size=4,
-                                             train_steps_per_epoch=5))
-    start = time.perf_counter()
-    model = train_on_pair(even, odd, recipe=recipe, time_budget=8.0, seed=1)
-    assert time.perf_counter() - start < 8.0 + 10
+        config=DEFAULT_RECIPE.config.replace(unet_n_first=4, train_batch_size=8,
+                                             train_epochs=4, train_steps_per_epoch=10))
+    model = train_on_pair(even, odd, recipe=recipe, time_budget=600.0, seed=1)
+    assert len(model.history["loss"]) == 4
     assert model.config.train_schedule == "cosine" and model.config.seed == 1
-    assert 0 < model.config.train_time_budget < 8.0  # what was left after sampling
+    assert 0 < model.config.train_time_budget < 600.0  # what was left after sampling
     denoised = model.denoise(even, odd, tta=recipe.tta)
     raw = (even + odd) / 2
     assert np.mean((denoised - clean) ** 2) < np.mean((raw - clean) ** 2)
@@ -169,7 +173,7 @@ def test_recipe_trains_within_its_budget_and_denoises(smooth_pair):
 
 def test_recipe_fits_patches_to_a_thin_volume():
     rng = np.random.default_rng(0)
-    even, odd = (rng.normal(size=(10, 40, 40)).astype(np.float32) for _ in range(2))
+    even, odd = (rng.normal(size=(10, 72, 72)).astype(np.float32) for _ in range(2))
     recipe = DEFAULT_RECIPE.replace(
         n_patches=20, config=DEFAULT_RECIPE.config.replace(
             unet_n_first=2, train_epochs=1, train_steps_per_epoch=1, train_batch_size=2))
@@ -243,3 +247,16 @@ def test_configs_with_the_old_mixed_precision_flag_still_load():
         CareConfig.from_dict({"train_mixed_precision": "False"})
     with pytest.raises(InputError, match="train_precision"):
         CareConfig(train_precision="int8")
+
+
+def test_bfloat16_prediction_is_close_to_float32():
+    config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=6)
+    model = CAREModel(config, Normalization(mean=1.0, std=2.0))
+    image = np.random.default_rng(5).normal(1.0, 2.0, size=(16, 24, 28)).astype(np.float32)
+    exact = model.predict(image, tile_shape=None)
+    fast = model.predict(image, tile_shape=None, precision="bfloat16")
+    assert fast.dtype == np.float32
+    difference = np.abs(fast - exact).max() / np.ptp(exact)
+    assert 0 < difference < 1e-2  # bfloat16 keeps 8 bits of mantissa
+    with pytest.raises(InputError, match="precision"):
+        model.predict(image, precision="int8")

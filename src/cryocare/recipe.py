@@ -2,17 +2,21 @@
 
 Most users train on a laptop or a shared node for minutes, so the recipe is
 tuned for the quality reached per minute of training, measured with
-``benchmarks/quality.py`` (the table is in ``docs/recipe.md``):
+``benchmarks/quality.py`` (the tables are in ``docs/recipe.md``):
 
-* learning rate 1e-3 with a short linear warm-up and a cosine decay to zero
-  at the end of the time budget (CSBDeep and cryoCARE use 4e-4 and halve it
-  on plateaus, which never happens in a short run);
 * a 2-level U-Net with 16 filters, patches of 32³, batches of 16;
+* a peak learning rate of 2e-3 with a 5 % linear warm-up and a cosine decay
+  to zero at the end of the time budget (CSBDeep and cryoCARE use 4e-4 and
+  halve it on plateaus, which a short run never reaches);
+* bfloat16 arithmetic with float32 weights where the CPU computes bfloat16
+  natively (AVX-512 BF16 or AMX: twice the steps per minute), else float32;
 * test-time augmentation: the prediction is averaged over the 8 flips of
   every tile, which keep the missing wedge where it is.
 
-:data:`DEFAULT_RECIPE` is what ``cryocare denoise`` uses;
-:func:`train_on_pair` applies any :class:`Recipe`.
+:data:`DEFAULT_RECIPE` is what ``cryocare denoise``, ``cryocare evaluate``
+and the demo use; :func:`train_on_pair` applies any :class:`Recipe`. Which
+precision it picks depends on the CPU it is imported on (read from
+``/proc/cpuinfo``); a saved model records the precision it was trained in.
 
 Examples
 --------

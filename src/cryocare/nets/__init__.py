@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "names", "layer_dtype"]
+__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "bytes_per_voxel",
+           "names", "layer_dtype"]
 
 
 @dataclass(frozen=True)
@@ -47,22 +48,32 @@ class Network:
     build: Callable[[CareConfig], keras.Model]
     halo: Callable[[CareConfig], int]
     multiple_of: Callable[[CareConfig], int]
+    bytes_per_voxel: Callable[[CareConfig], int]
 
 
 _REGISTRY: dict[str, Network] = {}
 
+#: Prediction memory per input voxel assumed for a network registered without an
+#: estimate: that of a 16-filter U-Net of depth 2 (see cryocare.predict.unet_bytes_per_voxel).
+DEFAULT_BYTES_PER_VOXEL = 425
+
 
 def register(name: str, *, halo: Callable[[CareConfig], int],
-             multiple_of: Callable[[CareConfig], int] | None = None):
+             multiple_of: Callable[[CareConfig], int] | None = None,
+             bytes_per_voxel: Callable[[CareConfig], int] | None = None):
     """Decorator that registers a network builder under ``name``.
 
     ``halo(config)`` bounds the receptive-field radius; ``multiple_of(config)``
-    is the number every spatial input size must be a multiple of (1 if None).
+    is the number every spatial input size must be a multiple of (1 if None);
+    ``bytes_per_voxel(config)`` estimates the peak memory of a float32
+    forward pass per input voxel, from which prediction sizes its tiles
+    (default :data:`DEFAULT_BYTES_PER_VOXEL`).
     """
 
     def decorate(build: Callable[[CareConfig], keras.Model]):
-        _REGISTRY[name] = Network(name=name, build=build, halo=halo,
-                                  multiple_of=multiple_of or (lambda config: 1))
+        _REGISTRY[name] = Network(
+            name=name, build=build, halo=halo, multiple_of=multiple_of or (lambda config: 1),
+            bytes_per_voxel=bytes_per_voxel or (lambda config: DEFAULT_BYTES_PER_VOXEL))
         return build
 
     return decorate
@@ -105,6 +116,11 @@ def halo(config: CareConfig) -> int:
 def multiple_of(config: CareConfig) -> int:
     """Every spatial input size of the network must be a multiple of this."""
     return get(config.network).multiple_of(config)
+
+
+def bytes_per_voxel(config: CareConfig) -> int:
+    """Estimated peak memory of a float32 forward pass per input voxel, in bytes."""
+    return int(get(config.network).bytes_per_voxel(config))
 
 
 from . import diffusion  # noqa: E402,F401,I001  (register "diffusion")

@@ -330,7 +330,14 @@ class DiffusionStage(keras.layers.Layer):
                 "use_weights": self.use_weights, "seed": self.seed}
 
 
-@register("diffusion", halo=diffusion_halo)
+def diffusion_bytes(config: CareConfig) -> int:
+    """Prediction memory per voxel: responses, influences and edge weights of one stage
+    (``diffusion_filters`` channels each, float32), the input, the guide's gradient, the
+    current and the next state; 25 % margin."""
+    return int(1.25 * 4 * (3 * config.diffusion_filters + 4))
+
+
+@register("diffusion", halo=diffusion_halo, bytes_per_voxel=diffusion_bytes)
 def diffusion(config: CareConfig) -> keras.Model:
     """Build the learned diffusion network that ``config`` describes (one channel in and out).
 
@@ -449,6 +456,7 @@ def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | N
             if budget:  # the greedy stages share half of the budget
                 stage_callbacks.insert(0, _StopAt(started + 0.5 * budget * t / n_stages))
             history = cut.fit(batches, epochs=stage_epochs, verbose=0,
+                              steps_per_epoch=config.train_steps_per_epoch, shuffle=False,
                               callbacks=stage_callbacks)
             log.info("greedy stage %d/%d: loss %.5f", t, n_stages, history.history["loss"][-1])
         for layer in layers:

@@ -35,7 +35,15 @@ def rednet_halo(config: CareConfig) -> int:
     return 2 * config.rednet_n_layers * (config.rednet_kern_size // 2)
 
 
-@register("rednet", halo=rednet_halo)
+def rednet_bytes(config: CareConfig) -> int:
+    """Prediction memory per voxel: the skip tensors kept for the way back, plus three
+    working tensors of ``rednet_n_filters`` float32 channels, plus input and output; 25 %
+    margin."""
+    kept = config.rednet_n_layers // SKIP_STEP + 3
+    return int(1.25 * 4 * (kept * config.rednet_n_filters + 2))
+
+
+@register("rednet", halo=rednet_halo, bytes_per_voxel=rednet_bytes)
 def rednet(config: CareConfig) -> keras.Model:
     """Build the RED-Net that ``config`` describes (input and output: one channel)."""
     n_dim, n_layers = config.n_dim, config.rednet_n_layers

@@ -36,7 +36,16 @@ def unet_halo(config: CareConfig) -> int:
     return radius
 
 
-@register("unet", halo=unet_halo, multiple_of=lambda config: 2**config.unet_n_depth)
+def unet_bytes(config: CareConfig) -> int:
+    """Prediction memory per voxel (see :func:`cryocare.predict.unet_bytes_per_voxel`)."""
+    from ..predict import unet_bytes_per_voxel
+
+    return unet_bytes_per_voxel(n_dim=config.n_dim, n_first=config.unet_n_first,
+                                depth=config.unet_n_depth, n_conv=config.unet_n_conv_per_depth)
+
+
+@register("unet", halo=unet_halo, multiple_of=lambda config: 2**config.unet_n_depth,
+          bytes_per_voxel=unet_bytes)
 def unet(config: CareConfig) -> keras.Model:
     """Build the U-Net that ``config`` describes (input and output: one channel)."""
     n_dim, depth = config.n_dim, config.unet_n_depth
