@@ -195,3 +195,25 @@ def test_train_routes_the_diffusion_network_through_stagewise_training(trained_m
     assert calls == ["diffusion"]
     saved = json.loads((out / "config.json").read_text())["config"]
     assert saved["network"] == "diffusion" and saved["train_augment"] is True
+
+
+def test_denoise_trains_with_the_recipe_and_its_overrides(simulated, tmp_path):
+    from cryocare.model import CAREModel
+    from cryocare.recipe import DEFAULT_RECIPE
+
+    rc = main(["denoise", "--even", str(simulated / "even.mrc"), "--odd",
+               str(simulated / "odd.mrc"), "--output", str(tmp_path / "d.mrc"),
+               "--save-model", str(tmp_path / "model"), "--time-budget", "60s", "--epochs", "2",
+               "--steps", "3", "--batch-size", "4", "--n-first", "4", "--patch-shape", "16",
+               "--n-patches", "40", "--no-tta", "-q"])
+    assert rc == 0
+    model = CAREModel.load(tmp_path / "model")
+    # The recipe's schedule and precision, the command line's sizes and step counts.
+    assert model.config.train_schedule == DEFAULT_RECIPE.config.train_schedule
+    assert model.config.train_precision == DEFAULT_RECIPE.config.train_precision
+    assert model.config.unet_n_first == 4 and model.config.train_epochs == 2
+    assert 0 < model.config.train_time_budget <= 60
+    assert len(model.history["loss"]) == 2
+    even, odd = io.read(simulated / "even.mrc"), io.read(simulated / "odd.mrc")
+    np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), model.denoise(even, odd),
+                               atol=1e-5)

@@ -271,6 +271,7 @@ def _recipe_from_args(args, n_dim: int):
 
     config = _config_from_args(args, n_dim, base=DEFAULT_RECIPE.config)
     shape = DEFAULT_RECIPE.patch_shape if args.patch_shape is None else args.patch_shape
+    shape = (shape,) * 3 if isinstance(shape, int) else tuple(shape)  # main() unpacks "32"
     return DEFAULT_RECIPE.replace(
         config=config.replace(train_time_budget=0.0),
         patch_shape=shape * 3 if len(shape) == 1 else shape,
@@ -375,10 +376,13 @@ def _cmd_evaluate(args) -> int:
         title = f"cryocare evaluate: {args.even.name} / {args.odd.name}"
     if args.voxel_size is not None:
         voxel_size = args.voxel_size
+    from .recipe import DEFAULT_TIME_BUDGET
+
     recipe = _recipe_from_args(args, even.ndim)
+    budget = DEFAULT_TIME_BUDGET if args.time_budget is None else args.time_budget
     result = evaluate(even, odd, clean=clean, mask=mask, voxel_size=voxel_size,
                       methods=args.methods, config=recipe.config, n_patches=recipe.n_patches,
-                      patch_shape=recipe.patch_shape, time_budget=args.time_budget,
+                      patch_shape=recipe.patch_shape, time_budget=budget,
                       tta=recipe.tta, segment_sigma=args.segment_sigma, seed=args.data_seed,
                       progress=not args.quiet)
     files = write_report(result, args.output, title=title, overwrite=args.overwrite)
