@@ -46,10 +46,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import reference  # noqa: E402
 
 from cryocare import io  # noqa: E402
+from cryocare.errors import InputError  # noqa: E402
 from cryocare.evaluate import BASELINES  # noqa: E402
 from cryocare.filters import apply_filter  # noqa: E402
 from cryocare.metrics import pearson, psnr_affine, ssim_affine  # noqa: E402
-from cryocare.recipe import DEFAULT_RECIPE, Recipe, train_on_pair  # noqa: E402
+from cryocare.recipe import DEFAULT_RECIPE, Recipe, parse_duration, train_on_pair  # noqa: E402
 from cryocare.segment import dice, segment_otsu  # noqa: E402
 from cryocare.simulate import simulate_tomogram  # noqa: E402
 
@@ -117,11 +118,11 @@ def score(restored: np.ndarray, data, clean_mask: np.ndarray) -> dict[str, float
     }
 
 
-def _parse_duration(text: str) -> float:
-    match = re.fullmatch(r"([0-9.]+)\s*([smh]?)", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 12m, 1h: {text!r}")
-    return float(match[1]) * {"": 1, "s": 1, "m": 60, "h": 3600}[match[2]]
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def run_reference(even: Path, odd: Path, work: Path, budget: float) -> tuple[np.ndarray, dict]:
@@ -261,9 +262,9 @@ def markdown(results: dict, budget: float) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", type=_parse_duration, default=12 * 60.0,
+    parser.add_argument("--budget", type=_duration, default=12 * 60.0,
                         help="training budget per model (default 12m)")
-    parser.add_argument("--diffusion-budget", type=_parse_duration, default=3 * 60.0,
+    parser.add_argument("--diffusion-budget", type=_duration, default=3 * 60.0,
                         help="training budget of the diffusion recipe (default 3m)")
     parser.add_argument("--datasets", default="slab,lamella",
                         help=f"comma-separated, of {', '.join(DATASETS)}")

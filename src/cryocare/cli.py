@@ -35,17 +35,12 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _duration(text: str) -> float:
-    """Seconds from "90", "90s", "12m" or "1.5h"."""
-    units = {"s": 1, "m": 60, "h": 3600}
-    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in units else (text, "s")
+    from .recipe import parse_duration
+
     try:
-        seconds = float(number) * units[unit.lower()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration like 90s, 12m or 1.5h, got {text!r}") from None
-    if not 0 < seconds < 1e7:
-        raise argparse.ArgumentTypeError(f"expected a positive duration, got {text!r}")
-    return seconds
+        return parse_duration(text)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _tiles(text: str):
@@ -270,13 +265,9 @@ def _recipe_from_args(args, n_dim: int):
     from .recipe import DEFAULT_RECIPE
 
     config = _config_from_args(args, n_dim, base=DEFAULT_RECIPE.config)
-    shape = DEFAULT_RECIPE.patch_shape if args.patch_shape is None else args.patch_shape
-    shape = (shape,) * 3 if isinstance(shape, int) else tuple(shape)  # main() unpacks "32"
-    return DEFAULT_RECIPE.replace(
-        config=config.replace(train_time_budget=0.0),
-        patch_shape=shape * 3 if len(shape) == 1 else shape,
-        n_patches=DEFAULT_RECIPE.n_patches if args.n_patches is None else args.n_patches,
-        tta=DEFAULT_RECIPE.tta if args.tta is None else args.tta)
+    return DEFAULT_RECIPE.override(config=config.replace(train_time_budget=0.0),
+                                   patch_shape=args.patch_shape, n_patches=args.n_patches,
+                                   tta=args.tta)
 
 
 def _cmd_segment(args) -> int:

@@ -276,14 +276,12 @@ def evaluate(
     if "CARE" in chosen or "diffusion" in chosen:
         from .recipe import DEFAULT_RECIPE
 
-        shape = DEFAULT_RECIPE.patch_shape if patch_shape is None else patch_shape
-        shape = (shape,) * 3 if isinstance(shape, int | np.integer) else tuple(shape)
-        recipe = DEFAULT_RECIPE.replace(
+        recipe = DEFAULT_RECIPE.override(
             config=(DEFAULT_RECIPE.config if config is None else config).replace(
                 n_dim=even_array.ndim),
-            patch_shape=shape if len(shape) >= even_array.ndim else shape * even_array.ndim,
-            n_patches=DEFAULT_RECIPE.n_patches if n_patches is None else n_patches,
-            tta=DEFAULT_RECIPE.tta if tta is None else bool(tta))
+            patch_shape=None if patch_shape is None else (
+                int(patch_shape) if isinstance(patch_shape, int | np.integer) else patch_shape),
+            n_patches=n_patches, tta=tta)
 
     for method in chosen:
         start = time.perf_counter()

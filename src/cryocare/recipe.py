@@ -44,7 +44,8 @@ from .pairs import sample_pairs
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "cpu_has_bfloat16", "train_on_pair"]
+__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "cpu_has_bfloat16", "parse_duration",
+           "train_on_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,52 @@ class Recipe:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def override(self, *, config: CareConfig | None = None,
+                 patch_shape: int | tuple[int, ...] | None = None,
+                 n_patches: int | None = None, tta: bool | None = None) -> Recipe:
+        """Copy with the given settings; None keeps this recipe's.
+
+        One patch size (``32`` or ``(32,)``) means a cube.
+
+        Examples
+        --------
+        >>> DEFAULT_RECIPE.override(patch_shape=16, tta=None).patch_shape
+        (16, 16, 16)
+        """
+        if patch_shape is not None:
+            patch_shape = (patch_shape,) if isinstance(patch_shape, int) else tuple(patch_shape)
+            patch_shape = patch_shape * 3 if len(patch_shape) == 1 else patch_shape
+        return self.replace(
+            config=self.config if config is None else config,
+            patch_shape=self.patch_shape if patch_shape is None else patch_shape,
+            n_patches=self.n_patches if n_patches is None else n_patches,
+            tta=self.tta if tta is None else bool(tta))
+
     def describe(self) -> dict[str, Any]:
         """The recipe's settings that differ from :class:`CareConfig`'s defaults, and the rest."""
         defaults = CareConfig().to_dict()
         changed = {k: v for k, v in self.config.to_dict().items() if defaults.get(k) != v}
         return {"config": changed, "patch_shape": list(self.patch_shape),
                 "n_patches": self.n_patches, "tta": self.tta}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from a duration such as ``"90"``, ``"90s"``, ``"12m"`` or ``"1.5h"``.
+
+    Examples
+    --------
+    >>> [parse_duration(t) for t in ("90", "90s", "12m", "1.5h")]
+    [90.0, 90.0, 720.0, 5400.0]
+    """
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], text[-1]) if text[-1:].lower() in units else (text, "s")
+    try:
+        seconds = float(number) * units[unit.lower()]
+    except ValueError:
+        raise InputError(f"expected a duration like 90s, 12m or 1.5h, got {text!r}") from None
+    if not 0 < seconds < 1e7:
+        raise InputError(f"expected a positive duration, got {text!r}")
+    return seconds
 
 
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
