@@ -6,17 +6,24 @@ loading, as for a user; peak memory is the process's maximum resident set):
 1. voxels/s and peak memory of ``cryocare`` denoising an even/odd pair of
    ``--shape`` (default 256×512×512) with cryoCARE's default network (U-Net
    depth 3, 16 first filters, kernel 3; untrained weights: speed and memory
-   do not depend on the weights), and the same for cryoCARE 0.3.0's
+   do not depend on the weights), for every ``--memory`` budget and every
+   ``--precision`` (float32, bfloat16), and the same for cryoCARE 0.3.0's
    ``cryoCARE_predict.py`` if ``benchmarks/reference.py`` finds it
    (``benchmarks/setup_reference.sh`` installs it ``--no-deps`` next to the same
-   TensorFlow); otherwise its columns read "cryoCARE not installed";
+   TensorFlow); otherwise its row is missing;
 2. peak memory of ``cryocare`` denoising a ``--big-shape`` float32 pair
-   (default 512×1024×1024 = 2 GiB per half) with ``--big-memory``.
+   (default 512×1024×1024 = 2 GiB per half) with ``--big-memory`` (default
+   500M; TensorFlow, Keras and their libraries add about 800 MiB) and our
+   default U-Net (depth 2, 16 filters) in ``--big-precision`` (bfloat16).
+
+``--json FILE`` also writes the results (and the table) to ``FILE``.
 
 Run on a quiet machine::
 
     python benchmarks/predict_speed.py                       # full size (slow on a CPU)
-    python benchmarks/predict_speed.py --shape 32,64,64 --big-shape 64,128,128  # smoke test
+    python benchmarks/predict_speed.py --memory auto,4.5G --precision bfloat16
+    python benchmarks/predict_speed.py --shape 32,64,64 --big-shape 64,128,128 \
+        --memory 50M --big-memory 100M                                   # smoke test
 
 Input files go to ``--workdir`` (default: a temporary folder, removed at the end).
 """
@@ -79,14 +86,18 @@ def child(args) -> None:
     from cryocare.predict import denoise_file
 
     model = CAREModel.load(args.model)
-    denoise_file(model, args.even, args.odd, args.output, overwrite=True, memory=args.memory)
+    denoise_file(model, args.even, args.odd, args.output, overwrite=True,
+                 memory=None if args.memory == "auto" else args.memory,
+                 precision=args.precision)
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     print(json.dumps({"wall": wall, "peak_mb": peak}))
 
 
-def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str | None) -> dict:
-    argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output)]
+def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str | None,
+             precision: str = "float32") -> dict:
+    argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output),
+            "--precision", precision]
     if memory:
         argv += ["--memory", memory]
     started = time.perf_counter()
@@ -123,22 +134,51 @@ def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles) -> dict | N
     return {"process_wall": run.wall_time, "peak_mb": run.peak_rss_mb}
 
 
+def speed_table(results: dict, ref_tiles) -> str:
+    """The speed runs as a Markdown table, with ratios to cryoCARE when it ran."""
+    voxels = int(np.prod(results["shape"]))
+    ref = results["reference"]
+    ran = ref is not None and "error" not in ref
+    lines = [f"speed: {tuple(results['shape'])} even+odd, cryoCARE's default U-Net "
+             "(depth 3, 16 filters)", "",
+             "| run | voxels/s | wall [s] | peak RSS [MiB] | speed-up | memory ratio |",
+             "|---|---:|---:|---:|---:|---:|"]
+    if ran:
+        lines.append(f"| cryoCARE 0.3.0, n_tiles {tuple(ref_tiles)} | "
+                     f"{voxels / ref['process_wall']:.3g} | {ref['process_wall']:.1f} | "
+                     f"{ref['peak_mb']:.0f} | 1 | 1 |")
+    for run in results["speed"]:
+        ratios = (f"{ref['process_wall'] / run['process_wall']:.2f}x | "
+                  f"{run['peak_mb'] / ref['peak_mb']:.2f}") if ran else " | "
+        lines.append(f"| cryocare --memory {run['memory']} --precision {run['precision']} | "
+                     f"{voxels / run['process_wall']:.3g} | {run['process_wall']:.1f} | "
+                     f"{run['peak_mb']:.0f} | {ratios} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", type=_shape, default=(256, 512, 512))
-    parser.add_argument("--memory", default=None, help="budget(s) for the speed run, "
-                        "comma-separated, e.g. auto,2G (auto, the default: half the free memory)")
+    parser.add_argument("--memory", default="auto", help="budget(s) for the speed run, "
+                        "comma-separated, e.g. auto,4G (auto: half the free memory)")
+    parser.add_argument("--precision", default="float32,bfloat16",
+                        help="arithmetic(s) of our forward pass, comma-separated; every "
+                             "budget runs with every precision")
     parser.add_argument("--big-shape", type=_shape, default=(512, 1024, 1024))
-    parser.add_argument("--big-memory", default="600M",
-                        help="budget of the big run; TensorFlow itself adds about 700 MiB")
-    parser.add_argument("--big-depth", type=int, default=1, help="U-Net depth of the big run")
-    parser.add_argument("--big-n-first", type=int, default=4,
-                        help="U-Net filters of the big run (a small network keeps the overlap "
-                             "of the tiles that fit --big-memory small, so the run is short)")
+    parser.add_argument("--big-memory", default="500M",
+                        help="budget of the big run; TensorFlow itself adds about 800 MiB")
+    parser.add_argument("--big-depth", type=int, default=2, help="U-Net depth of the big run")
+    parser.add_argument("--big-n-first", type=int, default=16,
+                        help="U-Net filters of the big run (default: our default network)")
+    parser.add_argument("--big-precision", default="bfloat16",
+                        help="arithmetic of the big run (bfloat16 fits 1.7x larger tiles)")
     parser.add_argument("--skip-big", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="only the big run")
+    parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--ref-tiles", type=_shape, default=(1, 2, 2),
                         help="cryoCARE's n_tiles (it cannot choose them itself)")
     parser.add_argument("--workdir", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "EVEN", "ODD", "OUT"))
     args = parser.parse_args(argv)
     if args.child:
@@ -148,48 +188,47 @@ def main(argv=None) -> int:
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="cryocare-bench-"))
     work.mkdir(parents=True, exist_ok=True)
+    results: dict = {"shape": args.shape, "speed": [], "reference": None, "big": None}
     try:
         model = make_model(work)
         even, odd = write_pair(work, args.shape, seed=0)
-        voxels = int(np.prod(args.shape))
-        budgets = [None if b == "auto" else b for b in (args.memory or "auto").split(",")]
-        runs = {b: run_ours(model, even, odd, work / "ours.mrc", b) for b in budgets}
-        ref = run_reference(work, even, odd, args.shape, args.ref_tiles)
-        print(f"\nspeed: {args.shape} even+odd, cryoCARE default U-Net (depth 3, 16 filters)")
-        print(f"{'':24}{'voxels/s':>14}{'wall [s]':>10}{'peak RSS [MiB]':>16}")
-        for budget, ours in runs.items():
-            name = f"cryocare --memory {budget or 'auto'}"
-            print(f"{name:24}{voxels / ours['process_wall']:>14.3g}"
-                  f"{ours['process_wall']:>10.1f}{ours['peak_mb']:>16.0f}")
-        if ref is None:
-            print(f"{'cryoCARE 0.3.0':24}{'cryoCARE not installed':>40}")
-        elif "error" in ref:
-            print(f"{'cryoCARE 0.3.0':24}  {ref['error']}")
-        else:
-            print(f"{'cryoCARE 0.3.0':24}{voxels / ref['process_wall']:>14.3g}"
-                  f"{ref['process_wall']:>10.1f}{ref['peak_mb']:>16.0f}")
-            for budget, ours in runs.items():
-                print(f"--memory {budget or 'auto'}: speed-up "
-                      f"{ref['process_wall'] / ours['process_wall']:.2f}x, "
-                      f"memory ratio {ours['peak_mb'] / ref['peak_mb']:.2f}")
+        for budget in () if args.skip_speed else args.memory.split(","):
+            for precision in args.precision.split(","):
+                run = run_ours(model, even, odd, work / "ours.mrc",
+                               None if budget == "auto" else budget, precision)
+                results["speed"].append({"memory": budget, "precision": precision, **run})
+        skip = args.skip_reference or args.skip_speed
+        ref = None if skip else run_reference(work, even, odd, args.shape, args.ref_tiles)
+        results["reference"] = ref
+        if results["speed"]:
+            results["table"] = speed_table(results, args.ref_tiles)
+            print(results["table"])
+        if ref is None and not skip:
+            print("cryoCARE 0.3.0: not installed (benchmarks/setup_reference.sh)")
+        elif ref is not None and "error" in ref:
+            print(f"cryoCARE 0.3.0: {ref['error']}")
         if not args.skip_big:
             for path in (even, odd):
                 path.unlink()
             even, odd = write_pair(work, args.big_shape, seed=1)
             size = 4 * int(np.prod(args.big_shape)) / 2**30
-            # A small U-Net: at a 600M budget the default one (depth 2, 16 filters) fits only
-            # 20x32x32 cores in its 26-voxel margin and reads every voxel ~27 times (hours
-            # on a CPU); its memory is bounded the same way.
-            small = make_model(work, depth=args.big_depth, n_first=args.big_n_first,
-                               name="model_big")
-            big = run_ours(small, even, odd, work / "big.mrc", args.big_memory)
+            big_model = make_model(work, depth=args.big_depth, n_first=args.big_n_first,
+                                   name="model_big")
+            big = run_ours(big_model, even, odd, work / "big.mrc", args.big_memory,
+                           args.big_precision)
+            results["big"] = {"shape": args.big_shape, "memory": args.big_memory,
+                              "depth": args.big_depth, "n_first": args.big_n_first,
+                              "precision": args.big_precision, **big}
             print(f"\nmemory: {args.big_shape} float32 ({size:.2f} GiB per half), U-Net depth "
-                  f"{args.big_depth} / {args.big_n_first} filters, --memory {args.big_memory}: "
-                  f"peak RSS "
-                  f"{big['peak_mb']:.0f} MiB, wall {big['process_wall']:.1f} s")
+                  f"{args.big_depth} / {args.big_n_first} filters, --memory {args.big_memory} "
+                  f"--precision {args.big_precision}: peak RSS {big['peak_mb']:.0f} MiB, "
+                  f"wall {big['process_wall']:.1f} s")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

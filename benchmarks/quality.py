@@ -189,11 +189,19 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
         trained = time.perf_counter() - start
         restored = model.denoise(data.even, data.odd, tta=recipe.tta)
         predicted = time.perf_counter() - start - trained
+        if recipe.config.network != "diffusion":  # what bfloat16 prediction costs
+            half = model.denoise(data.even, data.odd, tta=recipe.tta, precision="bfloat16")
+            rows[f"{recipe_name} (bf16 prediction)"] = score(half, data, clean_mask)
         if recipe.tta:  # what test-time augmentation adds, for free
             plain = model.denoise(data.even, data.odd)
             rows[f"{recipe_name} (no TTA)"] = score(plain, data, clean_mask)
             log.info("%s %s (no TTA): %s", name, recipe_name, rows[f"{recipe_name} (no TTA)"])
         volumes[recipe_name] = restored
+        if recipe.config.network == "diffusion":  # what it learned, as PNGs
+            from cryocare.nets.diffusion import write_inspection
+
+            write_inspection(model.keras_model, work.parent / f"diffusion_{name}",
+                             overwrite=True)
         history = model.history
         rows[recipe_name] = {**score(restored, data, clean_mask), "train_seconds": trained,
                              "predict_seconds": predicted, "budget": budget,

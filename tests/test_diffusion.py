@@ -49,6 +49,27 @@ def _perona_malik_reference(u, *, dt, kappa):
 
 
 @pytest.mark.backend
+def test_influence_table_matches_the_rbf_mixture_and_its_slope():
+    net = nets.build(_config(2, diffusion_stages=1, diffusion_filters=3, diffusion_n_rbf=15))
+    (stage,) = stages(net)
+    rng = np.random.default_rng(3)
+    stage.rbf_weights.assign(rng.normal(size=(3, 15)).astype("float32"))
+    z = np.linspace(-12, 12, 4001, dtype="float32")[:, None].repeat(3, axis=1)
+    table = keras.ops.convert_to_numpy(stage.table_influence(keras.ops.convert_to_tensor(z)))
+    reach = stage.centres[-1] + 4 * stage.width
+    exact = keras.ops.convert_to_numpy(stage.rbf_influence(
+        keras.ops.convert_to_tensor(np.clip(z, -reach, reach).astype("float32"))))
+    scale = np.abs(keras.ops.convert_to_numpy(stage.rbf_weights)).max()
+    # Linear interpolation of a mixture of Gaussians of width w on nodes w/8 apart:
+    # error <= max|phi''| dz^2 / 8 <= (sum |c| / w^2) (w/8)^2 / 8.
+    assert np.abs(table - exact).max() <= 15 * scale / 512
+    assert np.abs(table - exact).max() > 0  # a table, not the mixture itself
+    # Constant beyond the table, continuous across its nodes.
+    assert np.all(table[z[:, 0] > reach] == table[-1])
+    assert np.abs(np.diff(table, axis=0)).max() < 0.05 * scale
+
+
+@pytest.mark.backend
 @pytest.mark.parametrize("n_dim", [2, 3])
 def test_one_stage_with_forward_differences_is_a_perona_malik_step(n_dim):
     dt, kappa = 0.1, 0.7

@@ -539,3 +539,41 @@ def test_slab_writer_never_replaces_without_overwrite(tmp_path, rng):
     with open_writer(target, (2, 3, 4), overwrite=True) as writer:
         writer.write(np.zeros((2, 3, 4), np.float32))
     assert float(np.abs(read(target)).max()) == 0.0
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_release_pages_drops_mapped_pages_from_resident_memory(tmp_path, rng):
+    from cryocare.io import release_pages
+
+    volume = rng.normal(size=(64, 256, 256)).astype(np.float32)  # 16 MiB
+    write(tmp_path / "vol.mrc", volume)
+    mapped = read(tmp_path / "vol.mrc", mmap=True)
+    before = _resident_bytes()
+    total = float(mapped.sum(dtype=np.float64))  # touches every page
+    touched = _resident_bytes()
+    assert touched - before > 12 * 2**20
+    assert release_pages(mapped[10:20])  # a view finds its mapping
+    assert touched - _resident_bytes() > 12 * 2**20
+    assert float(mapped.sum(dtype=np.float64)) == total  # still readable, unchanged
+    assert not release_pages(np.array(mapped))  # an array in memory: nothing to drop
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_read_region_of_a_memory_map_keeps_almost_nothing_resident(tmp_path, rng):
+    from cryocare.io import read_region
+
+    # Rows of 4 KiB: every row of a tile lies on its own page, 8 MiB for this region.
+    volume = rng.normal(size=(32, 1024, 1024)).astype(np.float32)
+    write(tmp_path / "vol.mrc", volume)
+    mapped = read(tmp_path / "vol.mrc", mmap=True)
+    region = (slice(0, 32), slice(300, 364), slice(500, 540))
+    before = _resident_bytes()
+    block = read_region(mapped, region)
+    assert _resident_bytes() - before < 4 * 2**20
+    assert block.dtype == np.float32 and np.array_equal(block, volume[region])
+    assert np.array_equal(read_region(volume, region), volume[region])  # plain arrays too

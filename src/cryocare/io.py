@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap as _mmap
 import os
 import secrets
 import warnings
@@ -32,7 +33,8 @@ from mrcfile.mrcfile import MrcFile
 from . import __version__
 from .errors import InputError, OutputExistsError
 
-__all__ = ["VolumeInfo", "SlabWriter", "read_info", "read", "read_pair", "write", "open_writer"]
+__all__ = ["VolumeInfo", "SlabWriter", "read_info", "read", "read_pair", "write", "open_writer",
+           "read_region", "release_pages"]
 
 logger = logging.getLogger(__name__)
 
@@ -551,6 +553,69 @@ def _load(path: Path, layout: _Layout, *, mmap: bool) -> np.ndarray:
     return mapped if mmap else np.array(mapped, dtype=np.float32)
 
 
+def release_pages(array: np.ndarray) -> bool:
+    """Drop the pages of a memory-mapped ``array`` from this process's resident memory.
+
+    Pages of a file mapped with ``read(..., mmap=True)`` stay resident (and
+    counted in the process's memory) once touched, so streaming through a
+    large mapped volume would end up holding all of it. This tells the kernel
+    that they are not needed now: they stay in the page cache, and are read
+    back from it (or from disk) on the next access. The array stays valid and
+    unchanged. Returns whether anything was released (False for an array that
+    is not a memory map, or where the platform cannot).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from cryocare import io
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "vol.mrc"
+    >>> _ = io.write(path, np.ones((4, 8, 8), np.float32))
+    >>> volume = io.read(path, mmap=True)
+    >>> float(volume.sum()), io.release_pages(volume), float(volume.sum())
+    (256.0, True, 256.0)
+    """
+    mapping = _mapping(array)
+    if mapping is None or not hasattr(_mmap, "MADV_DONTNEED"):
+        return False
+    mapping.madvise(_mmap.MADV_DONTNEED)
+    return True
+
+
+def _mapping(array) -> _mmap.mmap | None:
+    base = array
+    while base is not None and not isinstance(base, _mmap.mmap):
+        base = getattr(base, "base", None)
+    return base
+
+
+def read_region(array: np.ndarray, region: tuple[slice, ...]) -> np.ndarray:
+    """``array[region]`` as a new float32 array, without keeping mapped pages resident.
+
+    A memory-mapped array (``read(..., mmap=True)``) is copied one index of
+    the first axis at a time, and the pages read are dropped from resident
+    memory after each (:func:`release_pages`): the kernel maps whole page
+    folios (up to megabytes) around every row touched, so a thin tile of a
+    large mapped volume would otherwise hold a good part of the file in the
+    process's memory. Any other array is simply indexed.
+
+    Examples
+    --------
+    >>> data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    >>> read_region(data, (slice(0, 2), slice(1, 3), slice(0, 2)))[1].tolist()
+    [[16.0, 17.0], [20.0, 21.0]]
+    """
+    if _mapping(array) is None or np.ndim(array) < 2:
+        return np.array(array[region], dtype=np.float32)
+    first, rest = region[0], tuple(region[1:])
+    rows = range(*first.indices(array.shape[0]))
+    shape = [len(range(*s.indices(n))) for s, n in zip(rest, array.shape[1:], strict=True)]
+    out = np.empty((len(rows), *shape), dtype=np.float32)
+    for index, row in enumerate(rows):
+        out[index] = array[(row, *rest)]
+        release_pages(array)
+    return out
+
+
 def _check_target(path: Path, *, overwrite: bool) -> None:
     if path.suffix.lower() not in _SUFFIXES:
         raise InputError(
@@ -574,7 +639,9 @@ def _as_float32(path: Path, data: np.ndarray) -> np.ndarray:
         raise InputError(f"{path}: expected non-empty 2-D or 3-D data, found shape {data.shape}")
     with np.errstate(over="ignore"):  # values beyond float32 become inf, caught below
         array = data.astype(np.float32, copy=False)
-    bad = array.size - int(np.count_nonzero(np.isfinite(array)))
+    step = max(1, 2**22 // max(1, array[0].size))  # in chunks: no mask of the whole slab
+    bad = sum(int(array[i:i + step].size - np.count_nonzero(np.isfinite(array[i:i + step])))
+              for i in range(0, len(array), step))
     if bad:
         raise InputError(
             f"{path}: expected finite float32 values, found {bad} NaN or infinite value(s)"

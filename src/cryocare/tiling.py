@@ -37,6 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .errors import InputError
+from .io import read_region
 
 __all__ = ["Tile", "TilePlan", "plan_tiles", "predict_tiled", "read_tile", "split_tile"]
 
@@ -195,7 +196,7 @@ def split_tile(tile: Tile, plan: TilePlan) -> tuple[Tile, ...]:
 def read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
     """The ``read`` region of ``image`` extended beyond its end by reflection."""
     inside = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(read, image.shape, strict=True))
-    block = np.asarray(image[inside], dtype=np.float32)
+    block = read_region(image, inside)
     pad = [(0, s.stop - i.stop) for s, i in zip(read, inside, strict=True)]
     if any(after for _, after in pad):
         block = np.pad(block, pad, mode="symmetric")
