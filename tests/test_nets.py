@@ -23,6 +23,27 @@ def _impulse_radius(network, shape, n_dim):
     return int(np.abs(np.argwhere(changed) - np.array(centre)).max())
 
 
+@pytest.mark.parametrize(("depth", "kernel", "n_conv"), [(1, 3, 2), (2, 3, 2), (3, 3, 2),
+                                                      (2, 5, 2), (2, 3, 1)])
+def test_unet_halo_is_its_exact_receptive_field(depth, kernel, n_conv):
+    config = CareConfig(n_dim=2, unet_n_depth=depth, unet_kern_size=kernel,
+                        unet_n_conv_per_depth=n_conv, unet_n_first=4, seed=1)
+    network = nets.build(config)
+    # Positive weights: every path from the impulse adds, nothing cancels.
+    network.set_weights([np.abs(w) + 0.01 for w in network.get_weights()])
+    n = (2 * nets.halo(config) // 2**depth + 4) * 2**depth  # a multiple of the pooling
+    base = keras.ops.convert_to_numpy(network(np.zeros((1, n, n, 1), np.float32)))[0, ..., 0]
+    reach = 0
+    for offset in range(2**depth):  # every position in a pooling cell
+        centre = n // 2 + offset
+        image = np.zeros((1, n, n, 1), np.float32)
+        image[0, centre, centre, 0] = 1.0
+        out = keras.ops.convert_to_numpy(network(image))[0, ..., 0]
+        rows = np.nonzero(np.abs(out - base).max(axis=1) > 0)[0]
+        reach = max(reach, centre - rows.min(), rows.max() - centre)
+    assert reach == nets.halo(config)
+
+
 def test_registry_lists_both_networks():
     assert {"unet", "rednet"} <= set(nets.names())
 

@@ -22,17 +22,25 @@ __all__ = ["unet", "unet_halo"]
 
 
 def unet_halo(config: CareConfig) -> int:
-    """Upper bound of the U-Net's receptive-field radius, in voxels.
+    """The U-Net's receptive-field radius, in voxels (exact for tiles on its pooling grid).
 
     At level ``l`` (scale ``s = 2**l``) every convolution widens the field by
-    ``(k // 2) * s`` on each side, and pooling and up-sampling by ``s`` each.
+    ``(k // 2) * s`` on each side; a max-pooling and the nearest-neighbour
+    up-sampling that undoes it widen it by ``s`` together, on the side that
+    the voxel's position in its pooling cell decides. Over all positions the
+    radius is therefore ``n_conv (k // 2) 2**depth + sum_l (2 n_conv (k // 2)
+    + 1) 2**l`` (depth 2, kernel 3: 23; depth 3: 51), reached exactly
+    (``tests/test_nets.py`` puts an impulse at every position of a pooling
+    cell). Tiles are read from positions on the pooling grid (the margin is
+    rounded up to a multiple of ``2**depth``), so this is enough for tiled
+    prediction to equal untiled.
     """
     k, n_conv, depth = config.unet_kern_size, config.unet_n_conv_per_depth, config.unet_n_depth
     radius = n_conv * (k // 2) * 2**depth  # bottom level
     for level in range(depth):
         scale = 2**level
         radius += 2 * n_conv * (k // 2) * scale  # convolutions on the way down and up
-        radius += 2 * scale  # pooling and up-sampling
+        radius += scale  # pooling and up-sampling
     return radius
 
 
