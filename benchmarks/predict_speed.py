@@ -13,7 +13,7 @@ loading, as for a user; peak memory is the process's maximum resident set):
    TensorFlow); otherwise its row is missing;
 2. peak memory of ``cryocare`` denoising a ``--big-shape`` float32 pair
    (default 512×1024×1024 = 2 GiB per half) with ``--big-memory`` (default
-   500M; TensorFlow, Keras and their libraries add about 800 MiB) and our
+   450M; TensorFlow, Keras and their libraries add about 800 MiB) and our
    default U-Net (depth 2, 16 filters) in ``--big-precision`` (bfloat16).
 
 ``--json FILE`` also writes the results (and the table) to ``FILE``.
@@ -165,7 +165,7 @@ def main(argv=None) -> int:
                         help="arithmetic(s) of our forward pass, comma-separated; every "
                              "budget runs with every precision")
     parser.add_argument("--big-shape", type=_shape, default=(512, 1024, 1024))
-    parser.add_argument("--big-memory", default="500M",
+    parser.add_argument("--big-memory", default="450M",
                         help="budget of the big run; TensorFlow itself adds about 800 MiB")
     parser.add_argument("--big-depth", type=int, default=2, help="U-Net depth of the big run")
     parser.add_argument("--big-n-first", type=int, default=16,

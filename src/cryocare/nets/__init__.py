@@ -17,7 +17,7 @@ Examples
 >>> nets.names()
 ['diffusion', 'rednet', 'unet']
 >>> nets.halo(CareConfig(unet_n_depth=2))
-26
+23
 >>> nets.halo(CareConfig(network="rednet", rednet_n_layers=10)), nets.multiple_of(
 ...     CareConfig(network="rednet"))
 (20, 1)
