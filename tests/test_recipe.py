@@ -108,7 +108,7 @@ def test_time_budget_stops_cleanly_keeps_the_best_and_resumes(pairs, tmp_path):
     again = CAREModel.train(pairs, config, checkpoint_dir=tmp_path / "ck", resume=True)
     assert len(again.history["val_loss"]) == epochs
     # ... and a larger one continues where the run stopped.
-    more = CAREModel.train(pairs, config.replace(train_time_budget=9.0),
+    more = CAREModel.train(pairs, config.replace(train_time_budget=state["elapsed"] + 3.0),
                            checkpoint_dir=tmp_path / "ck", resume=True)
     assert len(more.history["val_loss"]) > epochs
     assert int(more.keras_model.optimizer.iterations) > state["steps"]
