@@ -22,8 +22,8 @@ Run on a quiet machine::
 
     python benchmarks/predict_speed.py                       # full size (slow on a CPU)
     python benchmarks/predict_speed.py --memory auto,4.5G --precision bfloat16
-    python benchmarks/predict_speed.py --shape 32,64,64 --big-shape 64,128,128 \
-        --memory 50M --big-memory 100M                                   # smoke test
+    python benchmarks/predict_speed.py --shape 32,64,64 --big-shape 32,128,128 \
+        --memory auto,200M --big-memory 100M --skip-reference            # smoke test
 
 Input files go to ``--workdir`` (default: a temporary folder, removed at the end).
 """
@@ -94,12 +94,10 @@ def child(args) -> None:
     print(json.dumps({"wall": wall, "peak_mb": peak}))
 
 
-def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str | None,
+def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str = "auto",
              precision: str = "float32") -> dict:
     argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output),
-            "--precision", precision]
-    if memory:
-        argv += ["--memory", memory]
+            "--memory", memory, "--precision", precision]
     started = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -194,8 +192,7 @@ def main(argv=None) -> int:
         even, odd = write_pair(work, args.shape, seed=0)
         for budget in () if args.skip_speed else args.memory.split(","):
             for precision in args.precision.split(","):
-                run = run_ours(model, even, odd, work / "ours.mrc",
-                               None if budget == "auto" else budget, precision)
+                run = run_ours(model, even, odd, work / "ours.mrc", budget, precision)
                 results["speed"].append({"memory": budget, "precision": precision, **run})
         skip = args.skip_reference or args.skip_speed
         ref = None if skip else run_reference(work, even, odd, args.shape, args.ref_tiles)

@@ -279,9 +279,7 @@ def evaluate(
         recipe = DEFAULT_RECIPE.override(
             config=(DEFAULT_RECIPE.config if config is None else config).replace(
                 n_dim=even_array.ndim),
-            patch_shape=None if patch_shape is None else (
-                int(patch_shape) if isinstance(patch_shape, int | np.integer) else patch_shape),
-            n_patches=n_patches, tta=tta)
+            patch_shape=patch_shape, n_patches=n_patches, tta=tta)
 
     for method in chosen:
         start = time.perf_counter()

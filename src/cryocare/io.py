@@ -575,13 +575,16 @@ def release_pages(array: np.ndarray) -> bool:
     (256.0, True, 256.0)
     """
     mapping = _mapping(array)
-    if mapping is None or not hasattr(_mmap, "MADV_DONTNEED"):
+    if mapping is None:
         return False
     mapping.madvise(_mmap.MADV_DONTNEED)
     return True
 
 
 def _mapping(array) -> _mmap.mmap | None:
+    """The memory map under ``array``, if there is one and pages can be dropped from it here."""
+    if not hasattr(_mmap, "MADV_DONTNEED"):
+        return None
     base = array
     while base is not None and not isinstance(base, _mmap.mmap):
         base = getattr(base, "base", None)
@@ -589,14 +592,15 @@ def _mapping(array) -> _mmap.mmap | None:
 
 
 def read_region(array: np.ndarray, region: tuple[slice, ...]) -> np.ndarray:
-    """``array[region]`` as a new float32 array, without keeping mapped pages resident.
+    """``array[region]`` as float32, without keeping mapped pages resident.
 
     A memory-mapped array (``read(..., mmap=True)``) is copied one index of
     the first axis at a time, and the pages read are dropped from resident
     memory after each (:func:`release_pages`): the kernel maps whole page
     folios (up to megabytes) around every row touched, so a thin tile of a
     large mapped volume would otherwise hold a good part of the file in the
-    process's memory. Any other array is simply indexed.
+    process's memory. Any other array is simply indexed (no copy when it
+    is float32 already).
 
     Examples
     --------
@@ -604,15 +608,16 @@ def read_region(array: np.ndarray, region: tuple[slice, ...]) -> np.ndarray:
     >>> read_region(data, (slice(0, 2), slice(1, 3), slice(0, 2)))[1].tolist()
     [[16.0, 17.0], [20.0, 21.0]]
     """
-    if _mapping(array) is None or np.ndim(array) < 2:
-        return np.array(array[region], dtype=np.float32)
+    mapping = _mapping(array)
+    if mapping is None or np.ndim(array) < 2:
+        return np.asarray(array[region], dtype=np.float32)
     first, rest = region[0], tuple(region[1:])
     rows = range(*first.indices(array.shape[0]))
     shape = [len(range(*s.indices(n))) for s, n in zip(rest, array.shape[1:], strict=True)]
     out = np.empty((len(rows), *shape), dtype=np.float32)
     for index, row in enumerate(rows):
         out[index] = array[(row, *rest)]
-        release_pages(array)
+        mapping.madvise(_mmap.MADV_DONTNEED)
     return out
 
 

@@ -92,7 +92,7 @@ class Recipe:
         (16, 16, 16)
         """
         if patch_shape is not None:
-            patch_shape = (patch_shape,) if isinstance(patch_shape, int) else tuple(patch_shape)
+            patch_shape = tuple(np.atleast_1d(patch_shape).tolist())  # Python ints: JSON-safe
             patch_shape = patch_shape * 3 if len(patch_shape) == 1 else patch_shape
         return self.replace(
             config=self.config if config is None else config,
