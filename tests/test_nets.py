@@ -113,7 +113,7 @@ def test_a_network_is_one_registered_function():
         assert nets.halo(config) == 0 and nets.multiple_of(config) == 1
         assert isinstance(nets.build(config), keras.Model)
     finally:
-        nets._REGISTRY.pop("test_identity")
+        nets.registry._REGISTRY.pop("test_identity")
 
 
 def test_unknown_network_is_named_with_the_known_ones():
@@ -141,4 +141,16 @@ def test_every_network_estimates_its_prediction_memory():
         assert nets.bytes_per_voxel(CareConfig(network="test_plain")) == \
             nets.DEFAULT_BYTES_PER_VOXEL
     finally:
-        nets._REGISTRY.pop("test_plain")
+        nets.registry._REGISTRY.pop("test_plain")
+
+
+def test_the_registry_knows_halos_and_memory_without_importing_keras():
+    import subprocess
+    import sys
+
+    code = ("import sys; from cryocare import nets; from cryocare.config import CareConfig; "
+            "c = CareConfig(); print(nets.halo(c), nets.multiple_of(c), nets.bytes_per_voxel(c), "
+            "'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["23", "4", "425", "False"]

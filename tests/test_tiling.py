@@ -3,7 +3,8 @@ import pytest
 from scipy.ndimage import uniform_filter
 
 from cryocare.errors import InputError
-from cryocare.tiling import plan_tiles, predict_tiled
+from cryocare.predict import predict_tiled
+from cryocare.tiling import plan_tiles
 
 
 def _local_mean(batch):

@@ -51,12 +51,12 @@ from tqdm.auto import tqdm
 from . import io
 from .errors import CryocareError, InputError
 from .pairs import Normalization, compute_normalization
-from .tiling import Tile, TilePlan, plan_tiles, read_tile, split_tile
+from .nets.unet import unet_bytes_per_voxel
+from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
 __all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "flip_averaged",
            "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
-           "predict_volume",
-           "denoise_file"]
+           "predict_volume", "predict_tiled", "denoise_file"]
 
 log = logging.getLogger(__name__)
 
@@ -120,33 +120,8 @@ def parse_memory(value: int | float | str | None) -> int:
     return int(value)
 
 
-def unet_bytes_per_voxel(*, n_dim: int, n_first: int, depth: int, n_conv: int = 2) -> int:
-    """Peak bytes per input voxel of a U-Net forward pass in float32 (an upper estimate).
-
-    Level ``l`` holds ``n_first * 2**l`` channels on ``2**(-n_dim * l)`` of the
-    voxels; a forward pass keeps the skip connections of every level plus
-    about three tensors of the current level alive. TensorFlow 2.21 on the CPU
-    measured 350 bytes per voxel for the default U-Net (16 filters, depth 2),
-    where this estimate gives 425 (4 bytes per value plus a 25 % margin).
-
-    Examples
-    --------
-    >>> unet_bytes_per_voxel(n_dim=3, n_first=16, depth=2)
-    425
-    """
-    per_voxel = 2.0  # input and output
-    for level in range(depth + 1):
-        channels = n_first * 2**level / 2 ** (n_dim * level)
-        per_voxel += (1 + 3) * channels if level < depth else (n_conv + 1) * channels
-    return int(math.ceil(1.25 * 4 * per_voxel))
-
-
 def _read_voxels(core: Sequence[int], plan_margin: int, padded: Sequence[int]) -> int:
     return math.prod(min(c + 2 * plan_margin, p) for c, p in zip(core, padded, strict=True))
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def plan_for_memory(
@@ -215,7 +190,7 @@ def plan_for_memory(
         # (least redundant overlap), then the largest.
         def sizes(p):
             parts = {1, 2, 3, 4, 5, 6} | {int(1.25**k) for k in range(8, 40)}
-            return np.array(sorted({_round_up(-(-p // k), multiple_of) for k in parts
+            return np.array(sorted({round_up(-(-p // k), multiple_of) for k in parts
                                     if k * multiple_of <= p} | {multiple_of}), dtype=np.int64)
 
         grids = np.meshgrid(*(sizes(p) for p in padded), indexing="ij")
@@ -338,7 +313,7 @@ def predict_volume(
     image: np.ndarray,
     odd: np.ndarray | None = None,
     *,
-    normalization: Normalization,
+    normalization: Normalization | None,
     halo: int,
     multiple_of: int = 1,
     bytes_per_voxel: int,
@@ -362,8 +337,9 @@ def predict_volume(
     odd : ndarray, optional
         The other half; both go through the same forward passes and the
         result is their mean.
-    normalization : Normalization
-        The training normalisation of the network.
+    normalization : Normalization or None
+        The training normalisation of the network; None for a network that
+        normalises every image by its own statistics (e.g. a pretrained model).
     halo, multiple_of : int
         Receptive-field radius and pooling factor of the network.
     bytes_per_voxel : int
@@ -405,9 +381,9 @@ def predict_volume(
         raise InputError(f"even and odd halves differ in shape: {image.shape} and {odd.shape}")
     if isinstance(normalize, Normalization):
         scale = normalize
-    elif normalize == "training":
+    elif normalize == "training" and normalization is not None:
         scale = normalization
-    elif normalize == "image":
+    elif normalize in NORMALIZE_CHOICES:  # "image", or a model normalised per image
         scale = compute_normalization(images)
     else:
         raise InputError(f"normalize: expected one of {', '.join(NORMALIZE_CHOICES)} or a "
@@ -449,22 +425,82 @@ def predict_volume(
         result = out
     else:
         result, sink = None, out
+    log.info("predicting %s in %d tiles of %s (+%d halo), %d per pass",
+             image.shape, len(plan.tiles), plan.tile_shape, plan.halo, batch)
+    _run(engine, result, sink, progress=progress)
+    return result
+
+
+def _run(engine: _Engine, result: np.ndarray | None, sink: _Sink | None, *,
+         progress: bool) -> None:
+    """Run every tile of the engine's plan, slab by slab along the first axis."""
+    plan = engine.plan
     rows: dict[int, list[Tile]] = {}
     for tile in plan.tiles:
         rows.setdefault(tile.write[0].start, []).append(tile)
-    log.info("predicting %s in %d tiles of %s (+%d halo), %d per pass, %d slab(s)",
-             image.shape, len(plan.tiles), plan.tile_shape, plan.halo, batch, len(rows))
-    with tqdm(total=image.shape[0], desc="predicting", unit="slice",
+    with tqdm(total=plan.shape[0], desc="predicting", unit="slice",
               disable=not progress) as bar:
         for start, tiles in rows.items():
             stop = tiles[0].write[0].stop
             slab = (result[start:stop] if result is not None
-                    else np.empty((stop - start, *image.shape[1:]), np.float32))
+                    else np.empty((stop - start, *plan.shape[1:]), np.float32))
             engine.run(tiles, slab, start)
             if sink is not None:
                 sink.write(slab)
             bar.update(stop - start)
-    return result
+
+
+def predict_tiled(
+    network: Network,
+    image: np.ndarray,
+    *,
+    plan: TilePlan,
+    batch_size: int = 1,
+    out: np.ndarray | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Apply ``network`` to ``image`` along a given tile plan and stitch the result.
+
+    The engine of :func:`predict_volume` without normalisation or memory
+    planning: for a fixed :class:`~cryocare.tiling.TilePlan`.
+
+    Parameters
+    ----------
+    network : callable
+        Maps a float32 batch ``(n, *read_shape)`` to an array of the same shape.
+    image : ndarray
+        The image (may be a read-only memory map; it is never modified).
+    plan : TilePlan
+        From :func:`cryocare.tiling.plan_tiles` for ``image.shape``.
+    batch_size : int
+        Tiles of equal shape passed to ``network`` at once.
+    out : ndarray, optional
+        Float32 array of ``image.shape`` to write into (e.g. a memory map).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ndarray
+        float32 prediction, shape of ``image``.
+
+    Examples
+    --------
+    >>> from cryocare.tiling import plan_tiles
+    >>> plan = plan_tiles((100, 70), tile_shape=(64, 64), halo=8, multiple_of=4)
+    >>> out = predict_tiled(lambda batch: 2 * batch, np.ones((100, 70), np.float32), plan=plan)
+    >>> float(out.min()), float(out.max())
+    (2.0, 2.0)
+    """
+    if tuple(image.shape) != plan.shape:
+        raise InputError(f"tiling: plan is for shape {plan.shape}, image has shape {image.shape}")
+    if out is None:
+        out = np.empty(plan.shape, dtype=np.float32)
+    elif out.shape != plan.shape:
+        raise InputError(f"tiling: output has shape {out.shape}, expected {plan.shape}")
+    engine = _Engine(network, plan, max(1, int(batch_size)), Normalization(0.0, 1.0), [image])
+    _run(engine, out, None, progress=progress)
+    return out
 
 
 def flip_averaged(network: Network) -> Network:

@@ -12,8 +12,8 @@ Images whose sizes are not multiples of ``multiple_of`` are extended at the
 far end by reflection (tile by tile, never as a copy of the whole image), so
 every voxel of the input gets a prediction: no zero slices at the edges.
 
-This module is NumPy-only; the network enters as a function that maps a batch
-``(n, *tile_shape)`` to an array of the same shape.
+This module plans; :mod:`cryocare.predict` runs the plans (the one prediction
+engine). It is NumPy-only.
 
 Examples
 --------
@@ -21,30 +21,26 @@ Examples
 >>> plan = plan_tiles((100, 70), tile_shape=(64, 64), halo=8, multiple_of=4)
 >>> len(plan.tiles)
 4
->>> out = predict_tiled(lambda batch: 2 * batch, np.ones((100, 70), np.float32), plan=plan)
->>> float(out.min()), float(out.max())
-(2.0, 2.0)
+>>> [t.read_shape for t in plan.tiles]
+[(72, 72), (72, 16), (44, 72), (44, 16)]
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .errors import InputError
 from .io import read_region
 
-__all__ = ["Tile", "TilePlan", "plan_tiles", "predict_tiled", "read_tile", "split_tile"]
+__all__ = ["Tile", "TilePlan", "aligned_margin", "plan_tiles", "read_tile", "round_up",
+           "split_tile"]
 
 log = logging.getLogger(__name__)
-
-BatchFunction = Callable[[np.ndarray], np.ndarray]
-
 
 @dataclass(frozen=True)
 class Tile:
@@ -86,8 +82,30 @@ class TilePlan:
         return tuple(-(-p // t) for p, t in zip(self.padded_shape, self.tile_shape, strict=True))
 
 
-def _round_up(value: int, multiple: int) -> int:
+def round_up(value: int, multiple: int) -> int:
+    """``value`` rounded up to a multiple of ``multiple``.
+
+    Examples
+    --------
+    >>> round_up(23, 4), round_up(24, 4)
+    (24, 24)
+    """
     return -(-value // multiple) * multiple
+
+
+def aligned_margin(halo: int, multiple_of: int) -> int:
+    """The margin read around a core: ``halo`` rounded up to the pooling grid.
+
+    At least ``multiple_of``, so that reflection padding at the far end has
+    real voxels to mirror. Every tiling of cryocare (tile plans, the chunks of
+    :mod:`cryocare.distributed`) reads this much.
+
+    Examples
+    --------
+    >>> aligned_margin(23, 4), aligned_margin(0, 4)
+    (24, 4)
+    """
+    return max(round_up(halo, multiple_of), multiple_of)
 
 
 def plan_tiles(
@@ -123,7 +141,7 @@ def plan_tiles(
         raise InputError(
             f"tiling: expected multiple_of >= 1 and halo >= 0, got {multiple_of} and {halo}"
         )
-    padded = tuple(_round_up(n, multiple_of) for n in shape)
+    padded = tuple(round_up(n, multiple_of) for n in shape)
     if tile_shape is None:
         tile_shape = padded
     tile_shape = tuple(int(t) for t in tile_shape)
@@ -133,10 +151,9 @@ def plan_tiles(
             f"got {tile_shape}"
         )
     tile_shape = tuple(
-        min(_round_up(t, multiple_of), p) for t, p in zip(tile_shape, padded, strict=True)
+        min(round_up(t, multiple_of), p) for t, p in zip(tile_shape, padded, strict=True)
     )
-    # Reflection padding needs at least ``multiple_of`` real voxels in each read.
-    margin = max(_round_up(halo, multiple_of), multiple_of)
+    margin = aligned_margin(halo, multiple_of)
 
     per_axis = []
     for n, p, t in zip(shape, padded, tile_shape, strict=True):
@@ -177,13 +194,13 @@ def split_tile(tile: Tile, plan: TilePlan) -> tuple[Tile, ...]:
     if lengths[axis] <= m:
         return (tile,)
     start, stop = tile.write[axis].start, tile.write[axis].stop
-    middle = start + _round_up(lengths[axis] // 2, m)
+    middle = start + round_up(lengths[axis] // 2, m)
     if middle >= stop:
         middle = start + m
     halves = []
     for a, b in ((start, middle), (middle, stop)):
         read = slice(max(0, a - plan.halo),
-                     min(plan.padded_shape[axis], _round_up(b, m) + plan.halo))
+                     min(plan.padded_shape[axis], round_up(b, m) + plan.halo))
         halves.append(Tile(
             read=tile.read[:axis] + (read,) + tile.read[axis + 1:],
             crop=tile.crop[:axis] + (slice(a - read.start, b - read.start),)
@@ -203,59 +220,11 @@ def read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
     return block
 
 
-def predict_tiled(
-    predict: BatchFunction,
-    image: np.ndarray,
-    *,
-    plan: TilePlan,
-    batch_size: int = 1,
-    out: np.ndarray | None = None,
-    progress: bool = False,
-) -> np.ndarray:
-    """Apply ``predict`` to ``image`` tile by tile and stitch the result.
+def __getattr__(name: str):
+    # ``predict_tiled`` moved to the prediction engine (cryocare.predict); this
+    # old import path works for one release.
+    if name == "predict_tiled":
+        import importlib
 
-    Parameters
-    ----------
-    predict : callable
-        Maps a float32 batch ``(n, *read_shape)`` to an array of the same shape.
-    image : ndarray
-        The image (may be a read-only memory map; it is never modified).
-    plan : TilePlan
-        From :func:`plan_tiles` for ``image.shape``.
-    batch_size : int
-        Tiles of equal shape passed to ``predict`` at once.
-    out : ndarray, optional
-        Float32 array of ``image.shape`` to write into (e.g. a memory map).
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    ndarray
-        float32 prediction, shape of ``image``.
-    """
-    if tuple(image.shape) != plan.shape:
-        raise InputError(f"tiling: plan is for shape {plan.shape}, image has shape {image.shape}")
-    if out is None:
-        out = np.empty(plan.shape, dtype=np.float32)
-    elif out.shape != plan.shape:
-        raise InputError(f"tiling: output has shape {out.shape}, expected {plan.shape}")
-    # Tiles of equal read shape can share a forward pass.
-    groups: dict[tuple[int, ...], list[Tile]] = {}
-    for tile in plan.tiles:
-        groups.setdefault(tile.read_shape, []).append(tile)
-    log.debug("predicting %d tiles in %d shape group(s)", len(plan.tiles), len(groups))
-    with tqdm(total=len(plan.tiles), desc="tiles", unit="tile", disable=not progress) as bar:
-        for tiles in groups.values():
-            for first in range(0, len(tiles), batch_size):
-                chunk = tiles[first:first + batch_size]
-                batch = np.stack([read_tile(image, t.read) for t in chunk])
-                result = np.asarray(predict(batch))
-                if result.shape != batch.shape:
-                    raise ValueError(
-                        f"network returned shape {result.shape} for input {batch.shape}"
-                    )
-                for tile, pred in zip(chunk, result, strict=True):
-                    out[tile.write] = pred[tile.crop]
-                bar.update(len(chunk))
-    return out
+        return importlib.import_module("cryocare.predict").predict_tiled
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

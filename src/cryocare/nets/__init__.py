@@ -7,8 +7,9 @@ function, which gives the radius of the network's receptive field in voxels.
 Tiled prediction overlaps tiles by the halo, so tiled and untiled outputs
 are equal.
 
-Only this package and :mod:`cryocare.model` import Keras, and only through
-``keras.layers`` / ``keras.ops``, so every Keras backend works.
+Only the builders (and :mod:`cryocare.model`) import Keras, when they are called,
+and only through ``keras.layers`` / ``keras.ops``, so every Keras backend works;
+the registry itself (:mod:`cryocare.nets.registry`) is Keras-free.
 
 Examples
 --------
@@ -25,103 +26,41 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import InputError
+from . import rednet, unet  # noqa: F401  (register "rednet" and "unet")
+from .registry import (
+    DEFAULT_BYTES_PER_VOXEL,
+    Network,
+    build,
+    bytes_per_voxel,
+    get,
+    halo,
+    layer_dtype,
+    multiple_of,
+    names,
+    register,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    import keras
-
     from ..config import CareConfig
 
 __all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "bytes_per_voxel",
-           "names", "layer_dtype"]
+           "names", "layer_dtype", "DEFAULT_BYTES_PER_VOXEL"]
 
 
-@dataclass(frozen=True)
-class Network:
-    """A registered network: how to build it and how far it sees."""
+def _diffusion(name: str):
+    """A function of the diffusion network's module, imported (with Keras) when first used."""
 
-    name: str
-    build: Callable[[CareConfig], keras.Model]
-    halo: Callable[[CareConfig], int]
-    multiple_of: Callable[[CareConfig], int]
-    bytes_per_voxel: Callable[[CareConfig], int]
+    def call(config: CareConfig):
+        from . import diffusion
 
+        return getattr(diffusion, name)(config)
 
-_REGISTRY: dict[str, Network] = {}
-
-#: Prediction memory per input voxel assumed for a network registered without an
-#: estimate: that of a 16-filter U-Net of depth 2 (see cryocare.predict.unet_bytes_per_voxel).
-DEFAULT_BYTES_PER_VOXEL = 425
+    return call
 
 
-def register(name: str, *, halo: Callable[[CareConfig], int],
-             multiple_of: Callable[[CareConfig], int] | None = None,
-             bytes_per_voxel: Callable[[CareConfig], int] | None = None):
-    """Decorator that registers a network builder under ``name``.
-
-    ``halo(config)`` bounds the receptive-field radius; ``multiple_of(config)``
-    is the number every spatial input size must be a multiple of (1 if None);
-    ``bytes_per_voxel(config)`` estimates the peak memory of a float32
-    forward pass per input voxel, from which prediction sizes its tiles
-    (default :data:`DEFAULT_BYTES_PER_VOXEL`).
-    """
-
-    def decorate(build: Callable[[CareConfig], keras.Model]):
-        _REGISTRY[name] = Network(
-            name=name, build=build, halo=halo, multiple_of=multiple_of or (lambda config: 1),
-            bytes_per_voxel=bytes_per_voxel or (lambda config: DEFAULT_BYTES_PER_VOXEL))
-        return build
-
-    return decorate
-
-
-def names() -> list[str]:
-    """Names of all registered networks."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> Network:
-    """The registered network called ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise InputError(
-            f"unknown network {name!r}; known networks are {', '.join(names())}"
-        ) from None
-
-
-def layer_dtype(config: CareConfig) -> str | None:
-    """Dtype policy of a network's hidden layers: ``config.train_precision``, or None for float32.
-
-    Builders give the last layer (and a residual sum) ``dtype="float32"`` so
-    that outputs and the loss stay in float32 under mixed precision.
-    """
-    return None if config.train_precision == "float32" else config.train_precision
-
-
-def build(config: CareConfig) -> keras.Model:
-    """Build the Keras model that ``config`` describes."""
-    return get(config.network).build(config)
-
-
-def halo(config: CareConfig) -> int:
-    """Receptive-field radius in voxels of the network that ``config`` describes."""
-    return get(config.network).halo(config)
-
-
-def multiple_of(config: CareConfig) -> int:
-    """Every spatial input size of the network must be a multiple of this."""
-    return get(config.network).multiple_of(config)
-
-
-def bytes_per_voxel(config: CareConfig) -> int:
-    """Estimated peak memory of a float32 forward pass per input voxel, in bytes."""
-    return int(get(config.network).bytes_per_voxel(config))
-
-
-from . import diffusion  # noqa: E402,F401,I001  (register "diffusion")
-from . import rednet, unet  # noqa: E402,F401  (register "rednet" and "unet")
+# The learned diffusion network defines Keras layers at module level: register it
+# lazily, so that importing the registry never imports Keras.
+register("diffusion", halo=_diffusion("diffusion_halo"),
+         bytes_per_voxel=_diffusion("diffusion_bytes"))(_diffusion("diffusion"))

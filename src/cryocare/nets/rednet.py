@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import keras
-
-from . import layer_dtype, register
+from .registry import layer_dtype, register
 
 if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
     from ..config import CareConfig
 
 __all__ = ["rednet", "rednet_halo"]
@@ -46,6 +46,8 @@ def rednet_bytes(config: CareConfig) -> int:
 @register("rednet", halo=rednet_halo, bytes_per_voxel=rednet_bytes)
 def rednet(config: CareConfig) -> keras.Model:
     """Build the RED-Net that ``config`` describes (input and output: one channel)."""
+    import keras
+
     n_dim, n_layers = config.n_dim, config.rednet_n_layers
     conv = keras.layers.Conv2D if n_dim == 2 else keras.layers.Conv3D
     deconv = keras.layers.Conv2DTranspose if n_dim == 2 else keras.layers.Conv3DTranspose
