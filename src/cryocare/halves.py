@@ -1,0 +1,261 @@
+"""Find even/odd partners by name, never by the order of two lists.
+
+cryoCARE 0.3.0 paired the files of an ``even/`` and an ``odd/`` folder by the
+order in which the file system listed them, which is arbitrary, and paired
+explicit lists by position even when the names said otherwise. Here every
+entry point (command-line lists, folders, globs, cryoCARE configs, STAR
+rows) follows one rule: a file is matched to its partner by its name with
+the half marker removed, and anything left without a partner is an error
+that names it. Markers recognised (case-insensitive, as a separate word of
+the file name or of a folder name):
+
+======================  ======================  ===========================
+even half               odd half                written by
+======================  ======================  ===========================
+``EVN``                 ``ODD``                 Warp, AreTomo, IMOD scripts
+``even``                ``odd``                 cryoCARE users, many scripts
+``half1``               ``half2``               RELION 5
+======================  ======================  ===========================
+
+A word is delimited by ``_``, ``-``, ``.`` or the ends of the name, so
+``seventeen.mrc`` carries no marker. When pairing, markers in folder names
+count only below the folder that all the files share (``evn_dir/ts_01.mrc``
+and ``odd_dir/ts_01.mrc`` are partners; a common parent such as
+``/data/even_odd_test/`` says nothing about which half a file is).
+
+The one exception: a single even and a single odd file whose names carry no
+marker at all are taken as given (``--even a.mrc --odd b.mrc``), since their
+names say nothing either way.
+
+Examples
+--------
+>>> match_halves(["a/TS_01_EVN.mrc", "a/TS_02_EVN.mrc"], ["a/TS_02_ODD.mrc", "a/TS_01_ODD.mrc"])
+[(PosixPath('a/TS_01_EVN.mrc'), PosixPath('a/TS_01_ODD.mrc')), \
+(PosixPath('a/TS_02_EVN.mrc'), PosixPath('a/TS_02_ODD.mrc'))]
+>>> match_halves(["evn_dir/ts_01.mrc"], ["odd_dir/ts_02.mrc"])
+Traceback (most recent call last):
+...
+cryocare.errors.InputError: even/odd files do not pair by name: no partner found for \
+evn_dir/ts_01.mrc, odd_dir/ts_02.mrc (partners have the same name apart from a marker \
+_EVN/_ODD, _even/_odd, _half1/_half2, or even/ and odd/ folders)
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from .errors import InputError
+
+__all__ = ["MRC_SUFFIXES", "TIFF_SUFFIXES", "TOMOGRAM_SUFFIXES", "expand_paths", "half_key",
+           "match_halves", "find_halves"]
+
+logger = logging.getLogger(__name__)
+
+MRC_SUFFIXES = (".mrc", ".rec", ".st", ".mrcs", ".map")
+TIFF_SUFFIXES = (".tif", ".tiff")
+TOMOGRAM_SUFFIXES = MRC_SUFFIXES + TIFF_SUFFIXES  # what a folder of halves is searched for
+
+_MARKERS = {"even": ("evn", "even", "half1"), "odd": ("odd", "half2")}
+_OTHER = {"even": "odd", "odd": "even"}
+_WORD = r"(?:^|(?<=[_\-.]))({})(?=$|[_\-.])"
+_PATTERNS = {half: re.compile(_WORD.format("|".join(words)), re.IGNORECASE)
+             for half, words in _MARKERS.items()}
+_HINT = ("partners have the same name apart from a marker _EVN/_ODD, _even/_odd, "
+         "_half1/_half2, or even/ and odd/ folders")
+
+
+def half_key(path: str | os.PathLike, half: str) -> str | None:
+    """The name of ``path`` with its ``half`` marker removed, or None if it has none.
+
+    The marker is looked for as a word of the file name, else as the whole
+    name of a folder (the nearest first), which becomes ``*``.
+
+    Parameters
+    ----------
+    path : path
+        A file name, possibly with folders.
+    half : {"even", "odd"}
+        Which marker to look for.
+
+    Examples
+    --------
+    >>> half_key("tomo_12_EVN.mrc", "even"), half_key("odd/tomo_12.mrc", "odd")
+    ('tomo_12_.mrc', '*/tomo_12.mrc')
+    """
+    if half not in _MARKERS:
+        raise InputError(f"half must be 'even' or 'odd', got {half!r}")
+    path = Path(path)
+    pattern = _PATTERNS[half]
+    stem, suffix = path.name[: -len(path.suffix) or None], path.suffix
+    name, count = pattern.subn("", stem)
+    if count:
+        return str(path.parent / (name + suffix))
+    parts = list(path.parts)
+    for index in range(len(parts) - 2, -1, -1):  # nearest folder first
+        if pattern.fullmatch(parts[index]):
+            parts[index] = "*"  # the same placeholder for both halves
+            return str(Path(*parts))
+    return None
+
+
+def expand_paths(specs: Iterable[str | os.PathLike], *,
+                 suffixes: Sequence[str] = TOMOGRAM_SUFFIXES) -> list[Path]:
+    """Files named by ``specs``: files as given, folders by their tomograms, glob patterns.
+
+    A folder stands for its files ending in one of ``suffixes`` (any case;
+    default MRC and TIFF), sorted by name. Raises InputError for a name that
+    matches nothing.
+
+    Examples
+    --------
+    >>> expand_paths(["nowhere/*.mrc"])
+    Traceback (most recent call last):
+    ...
+    cryocare.errors.InputError: nowhere/*.mrc: the pattern matches no file
+    """
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir()
+                            if p.is_file() and p.suffix.lower() in suffixes)
+        elif path.is_file():
+            found.append(path)
+        elif glob.has_magic(str(spec)):
+            matches = sorted(Path(p) for p in glob.glob(str(spec)) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"{spec}: the pattern matches no file")
+            found += matches
+        else:
+            raise InputError(f"{spec}: no such file or folder")
+    return found
+
+
+def _pair_key(path: Path, half: str, root: int) -> tuple[str | None, bool]:
+    """Key of ``path`` as the ``half`` half, and whether it carries the other half's marker.
+
+    Marker words are removed from the file name and replaced by ``*`` in the
+    folder names from index ``root`` of the absolute path's parts on (below
+    the folder all files share). The key is None if no marker was found.
+    """
+    parts = list(Path(os.path.abspath(path)).parts)
+    pattern, other = _PATTERNS[half], _PATTERNS[_OTHER[half]]
+    name = Path(parts[-1])
+    stem, count = pattern.subn("", name.name[: -len(name.suffix) or None])
+    parts[-1] = stem + name.suffix
+    for index in range(root, len(parts) - 1):
+        parts[index], found = pattern.subn("*", parts[index])
+        count += found
+    if count:
+        return str(Path(*parts)), False
+    tail = Path(*Path(os.path.abspath(path)).parts[root:])
+    return None, any(other.search(part) for part in tail.parts)
+
+
+def match_halves(evens: Sequence[str | os.PathLike],
+                 odds: Sequence[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """Pair even and odd files by name; sorted by the even file name.
+
+    Parameters
+    ----------
+    evens, odds : sequence of path
+        The files of each half, in any order.
+
+    Returns
+    -------
+    list of (Path, Path)
+        ``(even, odd)`` partners, as given, sorted by the even file's name.
+
+    Raises
+    ------
+    InputError
+        Naming the files: any file without a partner, a file whose half
+        cannot be told from its name (except for a single unmarked pair,
+        taken as given), a file named as the other half (``_ODD`` given as
+        even), two files that would be the same half of one tomogram, or one
+        file given as both halves.
+
+    Examples
+    --------
+    >>> match_halves(["even/TS_2.mrc", "even/TS_1.mrc"], ["odd/TS_1.mrc", "odd/TS_2.mrc"])
+    [(PosixPath('even/TS_1.mrc'), PosixPath('odd/TS_1.mrc')), \
+(PosixPath('even/TS_2.mrc'), PosixPath('odd/TS_2.mrc'))]
+    """
+    evens, odds = [Path(p) for p in evens], [Path(p) for p in odds]
+    if not evens or not odds:
+        raise InputError(f"expected even and odd files, got {len(evens)} even and "
+                         f"{len(odds)} odd")
+    same = sorted({os.path.abspath(p) for p in evens} & {os.path.abspath(p) for p in odds})
+    if same:
+        raise InputError(f"{same[0]}: expected two different files for the even and odd "
+                         f"halves, found the same file as both")
+    folders = [os.path.abspath(p.parent) for p in (*evens, *odds)]
+    root = len(Path(os.path.commonpath(folders)).parts)
+    keyed: dict[str, dict[str, Path]] = {"even": {}, "odd": {}}
+    unmarked, misnamed = [], []
+    for half, paths in (("even", evens), ("odd", odds)):
+        for path in paths:
+            key, other = _pair_key(path, half, root)
+            if other:
+                misnamed.append(f"{path} (given as {half}, named as {_OTHER[half]})")
+            elif key is None:
+                unmarked.append(path)
+            elif key in keyed[half]:
+                raise InputError(f"{keyed[half][key]} and {path} would both be the {half} "
+                                 f"half of the same tomogram")
+            else:
+                keyed[half][key] = path
+    if misnamed:
+        raise InputError("even/odd files given as the wrong half: " + ", ".join(misnamed))
+    if unmarked:
+        if len(evens) == 1 and len(odds) == 1 and len(unmarked) == 2:
+            logger.info("%s and %s: names carry no half marker; paired as given",
+                        evens[0], odds[0])
+            return [(evens[0], odds[0])]
+        raise InputError(
+            "cannot tell the half of " + ", ".join(map(str, unmarked)) +
+            " from the name; expected a marker like _EVN/_ODD, _even/_odd, _half1/_half2 "
+            "or even/ and odd/ folders"
+        )
+    lonely = sorted(set(keyed["even"]) ^ set(keyed["odd"]))
+    if lonely:
+        names = [str(keyed["even"].get(k) or keyed["odd"].get(k)) for k in lonely]
+        names.sort(key=lambda name: (name not in map(str, evens), name))
+        raise InputError("even/odd files do not pair by name: no partner found for "
+                         + ", ".join(names) + f" ({_HINT})")
+    return sorted(((keyed["even"][k], keyed["odd"][k]) for k in keyed["even"]),
+                  key=lambda pair: str(pair[0]))
+
+
+def find_halves(even_specs: Iterable[str | os.PathLike],
+                odd_specs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
+    """Expand files, folders and globs for both halves, then :func:`match_halves`.
+
+    This is the one pairing rule of every entry point: explicit file lists
+    are paired by name too, never by position.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("TS_1_EVN.mrc", "TS_1_ODD.mrc"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [(e.name, o.name) for e, o in find_halves([folder / "*_EVN.mrc"], [folder])]
+    [('TS_1_EVN.mrc', 'TS_1_ODD.mrc')]
+    """
+    evens, odds = list(even_specs), list(odd_specs)
+    even_files, odd_files = expand_paths(evens), expand_paths(odds)
+    # A folder or glob given for both halves (one folder holding *_EVN and *_ODD files)
+    # stands for the files of each half only.
+    shared = {os.path.abspath(p) for p in even_files} & {os.path.abspath(p) for p in odd_files}
+    if shared:
+        even_files = [p for p in even_files
+                      if os.path.abspath(p) not in shared or _PATTERNS["even"].search(p.stem)]
+        odd_files = [p for p in odd_files
+                     if os.path.abspath(p) not in shared or _PATTERNS["odd"].search(p.stem)]
+    return match_halves(even_files, odd_files)

@@ -1,0 +1,98 @@
+"""One pairing rule for every entry point: partners by name, anything unmatched is an error."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import cryocare.halves
+import cryocare.pairing
+from cryocare.errors import InputError
+from cryocare.halves import find_halves, match_halves
+
+
+def _touch(folder: Path, *names: str) -> list[Path]:
+    paths = []
+    for name in names:
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"")
+        paths.append(path)
+    return paths
+
+
+def test_folders_whose_file_names_do_not_pair_are_refused(tmp_path):
+    # Regression (issue 19): a cryoCARE config with evn_dir/ts_01.mrc and odd_dir/ts_02.mrc
+    # was paired silently, the very bug of cryoCARE 0.3.0 (#52).
+    even, odd = _touch(tmp_path, "evn_dir/ts_01.mrc", "odd_dir/ts_02.mrc")
+    for evens, odds in (([even], [odd]), ([tmp_path / "evn_dir"], [tmp_path / "odd_dir"])):
+        with pytest.raises(InputError, match="do not pair by name") as caught:
+            find_halves(evens, odds)
+        assert str(even) in str(caught.value) and str(odd) in str(caught.value)
+
+
+def test_explicit_lists_are_paired_by_name_not_by_position(tmp_path):
+    evens = _touch(tmp_path, "evn_dir/ts_01.mrc", "evn_dir/ts_02.mrc")
+    odds = _touch(tmp_path, "odd_dir/ts_02.mrc", "odd_dir/ts_01.mrc")
+    pairs = find_halves(evens, odds)
+    assert [(e.name, o.name) for e, o in pairs] == [("ts_01.mrc", "ts_01.mrc"),
+                                                    ("ts_02.mrc", "ts_02.mrc")]
+
+
+def test_unmatched_file_in_explicit_lists_is_named(tmp_path):
+    evens = _touch(tmp_path, "even/ts_01.mrc", "even/ts_02.mrc")
+    odds = _touch(tmp_path, "odd/ts_01.mrc", "odd/ts_03.mrc")
+    with pytest.raises(InputError, match=r"no partner found for .*even/ts_02.mrc, .*odd/ts_03"):
+        find_halves(evens, odds)
+
+
+def test_marked_files_in_even_and_odd_folders_pair(tmp_path):
+    # Warp's TS_01_EVN.mrc / TS_01_ODD.mrc sorted into even/ and odd/ folders: the folder
+    # marker and the name marker are both removed (was: no partner found).
+    evens = _touch(tmp_path, "even/TS_01_EVN.mrc")
+    odds = _touch(tmp_path, "odd/TS_01_ODD.mrc")
+    assert find_halves([tmp_path / "even"], [tmp_path / "odd"]) == [(evens[0], odds[0])]
+
+
+def test_marker_in_a_shared_parent_folder_says_nothing(tmp_path):
+    even, odd = _touch(tmp_path / "even_odd_test", "a.mrc", "b.mrc")
+    assert match_halves([even], [odd]) == [(even, odd)]
+
+
+def test_a_single_pair_with_one_marked_name_is_refused():
+    with pytest.raises(InputError, match="cannot tell the half of other.mrc"):
+        match_halves(["TS_01_EVN.mrc"], ["other.mrc"])
+
+
+def test_a_file_named_as_the_other_half_is_refused():
+    with pytest.raises(InputError, match=r"a_ODD.mrc \(given as even, named as odd\)"):
+        match_halves(["a_ODD.mrc"], ["a_EVN.mrc"])
+
+
+def test_one_file_as_both_halves_is_refused():
+    with pytest.raises(InputError, match="same file as both"):
+        match_halves(["x.mrc"], ["./x.mrc"])
+
+
+def test_one_folder_for_both_halves_is_split_by_the_names(tmp_path):
+    evens = _touch(tmp_path, "TS_1_EVN.mrc", "TS_2_EVN.mrc")
+    odds = _touch(tmp_path, "TS_2_ODD.mrc", "TS_1_ODD.mrc")
+    assert find_halves([tmp_path], [tmp_path]) == [(evens[0], odds[1]), (evens[1], odds[0])]
+
+
+def test_folders_of_tiff_tomograms_are_expanded(tmp_path):
+    evens = _touch(tmp_path, "even/TS_1.tif")
+    odds = _touch(tmp_path, "odd/TS_1.tif")
+    assert find_halves([tmp_path / "even"], [tmp_path / "odd"]) == [(evens[0], odds[0])]
+
+
+def test_old_module_name_reexports_the_same_functions():
+    for name in ("find_halves", "match_halves", "half_key", "expand_paths", "MRC_SUFFIXES"):
+        assert getattr(cryocare.pairing, name) is getattr(cryocare.halves, name)
+
+
+def test_halves_imports_nothing_of_cryocare_but_errors():
+    tree = ast.parse(Path(cryocare.halves.__file__).read_text())
+    local = {node.module for node in ast.walk(tree)
+             if isinstance(node, ast.ImportFrom) and node.level > 0}
+    assert local == {"errors"}
