@@ -268,3 +268,102 @@ def test_simulation_rejects_bad_input(kwargs, match):
             TINY if "shape" not in kwargs else kwargs["shape"],
             **{k: v for k, v in kwargs.items() if k != "shape"},
         )
+
+
+# --- specimen mix, tilt axis and the settings sampler ---------------------------------
+
+
+def test_phantom_amounts_of_one_kind():
+    shape = (32, 96, 96)
+    # Explicit 1.0 is the default, draw for draw.
+    np.testing.assert_array_equal(
+        phantom(shape, seed=3, membranes=1.0, filaments=1.0, macromolecules=1.0).labels,
+        phantom(shape, seed=3).labels,
+    )
+    for kind, label in (("membranes", 1), ("filaments", 2), ("macromolecules", 3)):
+        ph = phantom(shape, seed=3, **{kind: 0.0})
+        assert label not in np.unique(ph.labels)
+    more = phantom(shape, seed=3, membranes=3.0).labels == 1
+    assert more.mean() > 1.5 * (phantom(shape, seed=3).labels == 1).mean()
+
+
+@pytest.mark.parametrize("kind", ["membranes", "filaments", "macromolecules"])
+def test_phantom_rejects_negative_amounts(kind):
+    with pytest.raises(InputError, match=kind):
+        phantom(TINY, seed=0, **{kind: -0.5})
+
+
+def test_tomogram_tilted_about_x():
+    shape = (32, 64, 64)
+    y = simulate_tomogram(shape, seed=11)
+    x = simulate_tomogram(shape, seed=11, tilt_axis="X")
+    assert x.tilt_axis == "X" and y.tilt_axis == "Y"
+    np.testing.assert_array_equal(x.density, y.density)  # the same specimen
+    assert _corr(x.clean, x.density) < -0.3  # dense is dark, as about Y
+
+    # The missing wedge lies along the axis normal to the tilt axis: the
+    # noiseless tomogram keeps less power at high |kz| along it. Ratio of
+    # power at high kz to the total, along kx (Y-axis tilt) vs ky.
+    def wedge_power(volume, axis):
+        power = np.abs(np.fft.fftn(volume - volume.mean())) ** 2
+        kz = np.abs(np.fft.fftfreq(shape[0]))[:, None, None]
+        k_in = np.abs(np.fft.fftfreq(shape[axis]))
+        k_in = k_in[None, :, None] if axis == 1 else k_in[None, None, :]
+        # Directions within 20° of the beam axis are in the missing wedge of a ±60° series.
+        wedge = (kz > 0.05) & (k_in < np.tan(np.deg2rad(20)) * kz)
+        return float(power[np.broadcast_to(wedge, power.shape)].sum() / power.sum())
+
+    # About Y the Z-X plane is sampled and the wedge is along X (axis 2), about X along Y.
+    assert wedge_power(y.clean, 2) < 0.5 * wedge_power(y.clean, 1)
+    assert wedge_power(x.clean, 1) < 0.5 * wedge_power(x.clean, 2)
+
+
+def test_tilt_series_rejects_bad_tilt_axis():
+    with pytest.raises(InputError, match="tilt_axis"):
+        simulate_tilt_series(TINY, seed=0, tilt_axis="Z")
+
+
+def test_random_settings_are_seeded_in_range_and_simulate():
+    import json
+
+    from cryocare.simulate import random_settings
+
+    draws = [random_settings(np.random.default_rng(5)) for _ in range(2)]
+    assert draws[0] == draws[1]
+    rng = np.random.default_rng(0)
+    many = [random_settings(rng) for _ in range(200)]
+    json.dumps(many)  # JSON-serialisable, for provenance files
+    assert {s["tilt_axis"] for s in many} == {"Y", "X"}
+    for s in many:
+        assert 4.0 <= s["voxel_size"] <= 20.0
+        assert 40 <= s["shape"][0] <= 96 and all(128 <= n <= 192 for n in s["shape"][1:])
+        assert 0 < s["slab_fraction"] <= 1.0
+        assert -70 <= s["tilt_range"][0] <= -40 and 40 <= s["tilt_range"][1] <= 70
+        assert 1.0 <= s["tilt_step"] <= 4.0 and 1.5 <= s["defocus_um"] <= 5.5
+        tilts = int((s["tilt_range"][1] - s["tilt_range"][0]) / s["tilt_step"] + 1e-9) + 1
+        assert 60 <= s["dose_per_tilt"] * tilts <= 180.5  # total dose, rounding aside
+    # Both thin lamellae in ice and crops of thick cells occur.
+    fractions = np.array([s["slab_fraction"] for s in many])
+    assert (fractions < 0.6).any() and (fractions == 1.0).any()
+    small = random_settings(np.random.default_rng(1), depth=(16, 16), lateral=(32, 32))
+    tomo = simulate_tomogram(**small, seed=1)
+    assert tomo.even.shape == (16, 32, 32) and tomo.tilt_axis == small["tilt_axis"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"voxel_size": (20.0, 4.0)}, "voxel_size"),
+        ({"max_tilt": (40.0, 95.0)}, "max_tilt"),
+        ({"depth": 5}, "depth"),
+        ({"p_absent": 1.0}, "p_absent"),
+        ({"tilt_axes": ("Z",)}, "tilt_axes"),
+    ],
+)
+def test_random_settings_rejects_bad_ranges(kwargs, match):
+    from cryocare.simulate import random_settings
+
+    with pytest.raises(InputError, match=match):
+        random_settings(np.random.default_rng(0), **kwargs)
+    with pytest.raises(InputError, match="rng"):
+        random_settings(0)

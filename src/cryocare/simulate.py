@@ -29,6 +29,7 @@ __all__ = [
     "SimulatedTiltSeries",
     "SimulatedTomogram",
     "phantom",
+    "random_settings",
     "simulate_tilt_series",
     "simulate_tomogram",
 ]
@@ -91,11 +92,13 @@ class SimulatedTiltSeries:
         Image contrast ``counts / expected_counts - 1`` of the even-frame sum,
         the odd-frame sum and the noise-free image; ``E[even] = E[odd] = clean``.
     angles : ndarray of float64, shape (n_tilts,)
-        Tilt angles in degrees (about ``Y``).
+        Tilt angles in degrees (about :attr:`tilt_axis`).
     voxel_size : float
         Pixel size in Å.
     density, mask, labels : ndarray, shape (Z, Y, X)
         Ground truth of the imaged :class:`Phantom`.
+    tilt_axis : {"Y", "X"}
+        Axis the specimen was tilted about.
     """
 
     even: np.ndarray
@@ -106,6 +109,7 @@ class SimulatedTiltSeries:
     density: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
+    tilt_axis: str = "Y"
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,9 +124,12 @@ class SimulatedTomogram:
     density, mask, labels : ndarray, shape (Z, Y, X)
         Ground truth of the imaged :class:`Phantom`.
     angles : ndarray of float64, shape (n_tilts,)
-        Tilt angles in degrees (about ``Y``).
+        Tilt angles in degrees (about :attr:`tilt_axis`).
     voxel_size : float
         Voxel size in Å.
+    tilt_axis : {"Y", "X"}
+        Axis the specimen was tilted about (the missing wedge lies along the
+        other in-plane axis).
     """
 
     even: np.ndarray
@@ -133,6 +140,7 @@ class SimulatedTomogram:
     labels: np.ndarray
     angles: np.ndarray
     voxel_size: float
+    tilt_axis: str = "Y"
 
 
 def phantom(
@@ -142,6 +150,9 @@ def phantom(
     voxel_size: float = 10.0,
     slab_fraction: float = 0.75,
     crowding: float = 1.0,
+    membranes: float = 1.0,
+    filaments: float = 1.0,
+    macromolecules: float = 1.0,
 ) -> Phantom:
     """Build a crowded cell-like scene in a lamella of vitreous ice.
 
@@ -162,8 +173,9 @@ def phantom(
       Gaussians (σ 2–4.5 nm) 20–30 nm across, peak density 1.2 (RNA-rich),
       placed outside vesicles and not overlapping one another.
 
-    Amounts scale with the lamella's volume (area for filaments) and with
-    ``crowding``; expected counts are rounded at random. Sizes are in nm and converted
+    Amounts scale with the lamella's volume (area for filaments), with
+    ``crowding`` and with the amount of their own kind (``membranes``,
+    ``filaments``, ``macromolecules``); expected counts are rounded at random. Sizes are in nm and converted
     with ``voxel_size``. Every object is drawn on its own bounding box only,
     and overlapping objects combine by maximum, so the density stays bounded.
 
@@ -180,6 +192,10 @@ def phantom(
         Thickness of the lamella as a fraction of ``Z``, in (0, 1].
     crowding : float, optional
         Multiplies the number of every kind of object; ≥ 0.
+    membranes, filaments, macromolecules : float, optional
+        Multiply the amount of one kind of object (membrane area, number of
+        filaments, number of macromolecules) on top of ``crowding``; ≥ 0. At
+        1 (the defaults) the phantom is the same as without them, seed for seed.
 
     Returns
     -------
@@ -189,7 +205,8 @@ def phantom(
     ------
     InputError
         For a bad shape, a non-positive voxel size, ``slab_fraction`` outside
-        (0, 1] or a negative ``crowding``.
+        (0, 1] or a negative ``crowding``, ``membranes``, ``filaments`` or
+        ``macromolecules``.
 
     Examples
     --------
@@ -204,8 +221,10 @@ def phantom(
     voxel_size = _positive(voxel_size, "voxel_size")
     if not 0.0 < _finite(slab_fraction, "slab_fraction") <= 1.0:
         raise InputError(f"slab_fraction: expected a number in (0, 1], found {slab_fraction!r}")
-    if not _finite(crowding, "crowding") >= 0.0:
-        raise InputError(f"crowding: expected a number >= 0, found {crowding!r}")
+    for name, value in (("crowding", crowding), ("membranes", membranes),
+                        ("filaments", filaments), ("macromolecules", macromolecules)):
+        if not _finite(value, name) >= 0.0:
+            raise InputError(f"{name}: expected a number >= 0, found {value!r}")
     rng = _rng(seed)
     nz, ny, nx = shape
     nm = 10.0 / voxel_size  # voxels per nm
@@ -224,14 +243,14 @@ def phantom(
     n_filaments, n_blobs = (
         int(math.floor(expected + rng.random()))
         for expected in (
-            crowding * area_nm2 * _FILAMENTS_PER_NM2,
-            crowding * volume_nm3 * _MACROMOLECULES_PER_NM3,
+            crowding * filaments * area_nm2 * _FILAMENTS_PER_NM2,
+            crowding * macromolecules * volume_nm3 * _MACROMOLECULES_PER_NM3,
         )
     )
 
     low = np.array([z0, 0, 0], dtype=float)
     high = np.array([z0 + depth - 1, ny - 1, nx - 1], dtype=float)
-    membrane = crowding * volume_nm3 * _MEMBRANE_PER_NM * nm**2  # in voxel faces
+    membrane = crowding * membranes * volume_nm3 * _MEMBRANE_PER_NM * nm**2  # voxel faces
     vesicles = _place_vesicles(rng, membrane, low, high, (15 * nm, 60 * nm), gap=2 * nm)
     for start, stop in _filament_paths(rng, n_filaments, low, high, nm):
         _draw_filament(density, labels, start, stop, radius=3.5 * nm)
@@ -272,13 +291,19 @@ def simulate_tilt_series(
     amplitude_contrast: float = 0.07,
     dose_per_tilt: float = 2.5,
     n_frames: int = 8,
+    tilt_axis: str = "Y",
+    slab_fraction: float = 0.75,
+    crowding: float = 1.0,
+    membranes: float = 1.0,
+    filaments: float = 1.0,
+    macromolecules: float = 1.0,
 ) -> SimulatedTiltSeries:
     """Simulate the even/odd/noiseless tilt series of a synthetic specimen.
 
     The :func:`phantom` built from ``shape`` and ``seed`` is imaged as follows.
 
-    1. Projection about ``Y`` (:func:`cryocare.reconstruct.project`) gives the
-       projected potential; the phase shift is
+    1. Projection about ``tilt_axis`` (:func:`cryocare.reconstruct.project`)
+       gives the projected potential; the phase shift is
        ``φ = σ · 2.0 V · voxel_size · projection``, with ``σ`` the relativistic
        interaction constant at ``voltage_kv`` and 2.0 V the mean inner
        potential of protein above ice.
@@ -310,7 +335,8 @@ def simulate_tilt_series(
         ``(Z, Y, X)`` of the specimen; projections are ``(Y, X)``.
     seed : int or numpy.random.Generator, optional
         Seeds the phantom and then the counting noise; the phantom equals
-        ``phantom(shape, seed=seed, voxel_size=voxel_size)``.
+        ``phantom(shape, seed=seed, voxel_size=voxel_size, ...)`` with the
+        specimen options below.
     voxel_size : float, optional
         Voxel and pixel size in Å.
     tilt_range : (float, float), optional
@@ -332,6 +358,12 @@ def simulate_tilt_series(
         the correlation grows roughly in proportion to the dose at this level.
     n_frames : int, optional
         Frames per tilt movie, ≥ 2.
+    tilt_axis : {"Y", "X"}, optional
+        Axis the specimen is tilted about. ``"X"`` images the same phantom
+        rotating in the ``Z``–``Y`` plane (its missing wedge lies along
+        ``Y``); the noise draws are the same as for ``"Y"``.
+    slab_fraction, crowding, membranes, filaments, macromolecules : float, optional
+        The specimen, as in :func:`phantom`.
 
     Returns
     -------
@@ -342,7 +374,9 @@ def simulate_tilt_series(
     InputError
         For a bad shape, non-positive voxel size, dose, voltage or tilt step, a
         tilt range outside [−90, 90] or reversed, a negative ``cs_mm``, an
-        amplitude contrast outside [0, 1) or fewer than 2 frames.
+        amplitude contrast outside [0, 1), fewer than 2 frames, a tilt axis
+        other than ``"Y"`` or ``"X"``, or a bad specimen option (see
+        :func:`phantom`).
 
     Examples
     --------
@@ -368,16 +402,20 @@ def simulate_tilt_series(
         )
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 2:
         raise InputError(f"n_frames: expected an integer >= 2, found {n_frames!r}")
+    if tilt_axis not in ("Y", "X"):
+        raise InputError(f"tilt_axis: expected 'Y' or 'X', found {tilt_axis!r}")
     shape = _check_shape(shape)
     rng = _rng(seed)
-    specimen = phantom(shape, seed=rng, voxel_size=voxel_size)
+    specimen = phantom(shape, seed=rng, voxel_size=voxel_size, slab_fraction=slab_fraction,
+                       crowding=crowding, membranes=membranes, filaments=filaments,
+                       macromolecules=macromolecules)
 
     wavelength = 12.2643 / math.sqrt(voltage * (1 + 0.978466e-6 * voltage))  # Å
     rest_energy = 510998.95  # electron rest energy, eV
     sigma = (
         2 * math.pi / (wavelength * voltage) * (rest_energy + voltage) / (2 * rest_energy + voltage)
     )  # rad / (V Å)
-    phase = project(specimen.density, angles)
+    phase = project(specimen.density, angles, tilt_axis=tilt_axis)
     phase *= np.float32(sigma * _PROTEIN_POTENTIAL_V * voxel_size)
 
     ky = scipy.fft.fftfreq(shape[1], d=voxel_size)[:, None]
@@ -413,6 +451,7 @@ def simulate_tilt_series(
         density=specimen.density,
         mask=specimen.mask,
         labels=specimen.labels,
+        tilt_axis=tilt_axis,
     )
 
 
@@ -429,6 +468,12 @@ def simulate_tomogram(
     amplitude_contrast: float = 0.07,
     dose_per_tilt: float = 2.5,
     n_frames: int = 8,
+    tilt_axis: str = "Y",
+    slab_fraction: float = 0.75,
+    crowding: float = 1.0,
+    membranes: float = 1.0,
+    filaments: float = 1.0,
+    macromolecules: float = 1.0,
 ) -> SimulatedTomogram:
     """Simulate even, odd and noiseless tomograms of a synthetic specimen.
 
@@ -449,8 +494,10 @@ def simulate_tomogram(
     seed : int or numpy.random.Generator, optional
         Same seed, same output.
     voxel_size, tilt_range, tilt_step, defocus_um, voltage_kv, cs_mm, \
-amplitude_contrast, dose_per_tilt, n_frames
-        As in :func:`simulate_tilt_series`.
+amplitude_contrast, dose_per_tilt, n_frames, tilt_axis, slab_fraction, crowding, \
+membranes, filaments, macromolecules
+        As in :func:`simulate_tilt_series`; the reconstruction is about
+        ``tilt_axis`` too.
 
     Returns
     -------
@@ -484,10 +531,16 @@ amplitude_contrast, dose_per_tilt, n_frames
         amplitude_contrast=amplitude_contrast,
         dose_per_tilt=dose_per_tilt,
         n_frames=n_frames,
+        tilt_axis=tilt_axis,
+        slab_fraction=slab_fraction,
+        crowding=crowding,
+        membranes=membranes,
+        filaments=filaments,
+        macromolecules=macromolecules,
     )
     thickness = series.density.shape[0]
     even, odd, clean = (
-        weighted_backprojection(s, series.angles, thickness=thickness)
+        weighted_backprojection(s, series.angles, thickness=thickness, tilt_axis=tilt_axis)
         for s in (series.even, series.odd, series.clean)
     )
     return SimulatedTomogram(
@@ -499,7 +552,144 @@ amplitude_contrast, dose_per_tilt, n_frames
         labels=series.labels,
         angles=series.angles,
         voxel_size=series.voxel_size,
+        tilt_axis=tilt_axis,
     )
+
+def random_settings(
+    rng: np.random.Generator,
+    *,
+    voxel_size=(4.0, 20.0),
+    thickness_nm=(30.0, 300.0),
+    depth=(40, 96),
+    lateral=(128, 192),
+    max_tilt=(40.0, 70.0),
+    tilt_step=(1.0, 4.0),
+    defocus_um=(1.5, 5.5),
+    total_dose=(60.0, 180.0),
+    crowding=(0.3, 1.6),
+    amount=(0.25, 2.5),
+    p_absent: float = 0.15,
+    tilt_axes=("Y", "X"),
+) -> dict:
+    """Draw the settings of one simulated tomogram from a broad family.
+
+    The defaults are the family the shipped pretrained model was trained on
+    (``docs/pretrained.md``). Every draw is independent:
+
+    * ``voxel_size`` log-uniform in Å; the two lateral sizes ``Y`` and ``X``
+      uniform in ``lateral`` (multiples of 16);
+    * the specimen thickness log-uniform in ``thickness_nm``; ``Z`` is that
+      thickness divided by a fraction drawn uniformly in [0.45, 0.95],
+      clipped to ``depth``, and ``slab_fraction`` is thickness / ``Z``, or 1
+      when the specimen is thicker than the volume (a crop from inside a
+      thick cell);
+    * tilt range from ``−a`` to ``+b`` with ``a`` and ``b`` drawn apart
+      uniformly in ``max_tilt`` (asymmetric, as after a lamella pre-tilt),
+      ``tilt_step`` uniform in steps of 0.5°, the tilt axis one of
+      ``tilt_axes`` at random;
+    * ``defocus_um`` uniform; the total dose uniform in ``total_dose``
+      (e⁻/Å², spread evenly over the tilts); 300 kV (4 in 5) or 200 kV;
+      amplitude contrast uniform in [0.07, 0.10]; 4 to 12 frames;
+    * ``crowding`` uniform and the amounts of membranes, filaments and
+      macromolecules each log-uniform in ``amount``, or absent with
+      probability ``p_absent``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of every draw (pass ``numpy.random.default_rng(seed)``).
+    voxel_size, thickness_nm, depth, lateral, max_tilt, tilt_step, defocus_um, \
+total_dose, crowding, amount : (low, high)
+        Ranges, as described above.
+    p_absent : float
+        Probability that one kind of object is left out, in [0, 1).
+    tilt_axes : sequence of {"Y", "X"}
+        Tilt axes to draw from.
+
+    Returns
+    -------
+    dict
+        Keyword arguments of :func:`simulate_tomogram` (``shape`` included,
+        ``seed`` not), JSON-serialisable.
+
+    Raises
+    ------
+    InputError
+        For a generator that is not one, a reversed or non-positive range,
+        a ``p_absent`` outside [0, 1) or an unknown tilt axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cryocare.simulate import random_settings, simulate_tomogram
+    >>> settings = random_settings(np.random.default_rng(0), depth=(32, 40), lateral=(64, 64))
+    >>> sorted(settings)[:4]
+    ['amplitude_contrast', 'crowding', 'defocus_um', 'dose_per_tilt']
+    >>> tomo = simulate_tomogram(**settings, seed=0)
+    >>> tomo.even.shape == tuple(settings["shape"])
+    True
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise InputError(f"rng: expected a numpy.random.Generator, found {type(rng).__name__}")
+    ranges = {}
+    for name, value in (("voxel_size", voxel_size), ("thickness_nm", thickness_nm),
+                        ("depth", depth), ("lateral", lateral), ("max_tilt", max_tilt),
+                        ("tilt_step", tilt_step), ("defocus_um", defocus_um),
+                        ("total_dose", total_dose), ("crowding", crowding),
+                        ("amount", amount)):
+        try:
+            low, high = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise InputError(f"{name}: expected a range (low, high), found {value!r}") from None
+        if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
+            raise InputError(f"{name}: expected 0 < low <= high, found {value!r}")
+        ranges[name] = (low, high)
+    if ranges["max_tilt"][1] > 90:
+        raise InputError(f"max_tilt: expected angles up to 90 degrees, found {max_tilt!r}")
+    if ranges["depth"][0] < 4 or ranges["lateral"][0] < 16:
+        raise InputError("depth and lateral: expected sizes of at least 4 and 16 voxels")
+    if not 0.0 <= _finite(p_absent, "p_absent") < 1.0:
+        raise InputError(f"p_absent: expected a probability in [0, 1), found {p_absent!r}")
+    axes = tuple(tilt_axes) if not isinstance(tilt_axes, str) else (tilt_axes,)
+    if not axes or any(a not in ("Y", "X") for a in axes):
+        raise InputError(f"tilt_axes: expected some of 'Y' and 'X', found {tilt_axes!r}")
+
+    def log_uniform(name: str) -> float:
+        low, high = ranges[name]
+        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+    size = log_uniform("voxel_size")
+    ny, nx = (16 * int(rng.integers(math.ceil(ranges["lateral"][0] / 16),
+                                    math.floor(ranges["lateral"][1] / 16) + 1))
+              for _ in range(2))
+    thickness = log_uniform("thickness_nm") * 10.0 / size  # in voxels
+    nz = round(thickness / rng.uniform(0.45, 0.95))
+    nz = int(min(max(nz, round(ranges["depth"][0])), round(ranges["depth"][1])))
+    slab = min(1.0, max(thickness / nz, 2.0 / nz))
+    first, last = (float(rng.uniform(*ranges["max_tilt"])) for _ in range(2))
+    steps = np.arange(ranges["tilt_step"][0], ranges["tilt_step"][1] + 1e-9, 0.5)
+    step = float(rng.choice(steps)) if steps.size else ranges["tilt_step"][0]
+    n_tilts = _tilt_angles((-first, last), step).size
+    dose = float(rng.uniform(*ranges["total_dose"])) / n_tilts
+    kinds = {}
+    for kind in ("membranes", "filaments", "macromolecules"):
+        present = rng.random() >= p_absent
+        kinds[kind] = log_uniform("amount") if present else 0.0
+    return {
+        "shape": (nz, ny, nx),
+        "voxel_size": round(size, 3),
+        "slab_fraction": round(slab, 4),
+        "tilt_range": (round(-first, 2), round(last, 2)),
+        "tilt_step": step,
+        "tilt_axis": str(axes[int(rng.integers(len(axes)))]),
+        "defocus_um": round(float(rng.uniform(*ranges["defocus_um"])), 3),
+        "voltage_kv": 300.0 if rng.random() < 0.8 else 200.0,
+        "amplitude_contrast": round(float(rng.uniform(0.07, 0.10)), 4),
+        "dose_per_tilt": round(dose, 4),
+        "n_frames": int(rng.integers(4, 13)),
+        "crowding": round(float(rng.uniform(*ranges["crowding"])), 3),
+        **{k: round(v, 3) for k, v in kinds.items()},
+    }
 
 
 def _check_shape(shape) -> tuple[int, int, int]:
