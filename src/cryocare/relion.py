@@ -28,19 +28,21 @@ Examples
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .errors import CryocareError, InputError, OutputExistsError
+from .errors import InputError, OutputExistsError
 
-__all__ = ["StarTomogram", "read_tomograms", "denoise_star", "predict_star", "train_star",
-           "write_denoised_star", "main"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import CAREModel
+    from .recipe import Recipe
+
+__all__ = ["StarTomogram", "read_tomograms", "denoise_star", "denoised_path", "predict_star",
+           "train_star", "write_denoised_star"]
 
 log = logging.getLogger(__name__)
 
@@ -121,80 +123,68 @@ def read_tomograms(star: str | os.PathLike, *, project: str | os.PathLike | None
     return tomograms
 
 
+def denoised_path(output: str | os.PathLike, name: str) -> Path:
+    """Where the denoised tomogram ``name`` goes in the job folder ``output`` (RELION's naming)."""
+    return Path(output) / "tomograms" / f"rec_{name}.mrc"
+
+
 def train_star(star: str | os.PathLike, *, names: Sequence[str] | None = None,
-               project: str | os.PathLike | None = None, config: Any = None,
-               patch_shape: int | Sequence[int] = 32, n_patches: int = 1200,
-               tilt_axis: str = "Y", seed: int = 0, progress: bool = False):
-    """Train a :class:`~cryocare.model.CAREModel` on (a subset of) the tomograms of ``star``."""
+               project: str | os.PathLike | None = None, recipe: Recipe | None = None,
+               budget: float | None = None, init: Any = "pretrained", seed: int = 0,
+               tilt_axis: str = "Y", fit: bool = True, progress: bool = False,
+               checkpoint_dir: str | os.PathLike | None = None,
+               resume: bool = False) -> CAREModel:
+    """Train a model on (a subset of) the tomograms of ``star`` with the training recipe.
+
+    The halves are memory-mapped and sampled together (statistics from all
+    of them), then trained by :func:`cryocare.recipe.train_on_pair` — the
+    same path as ``cryocare denoise`` — so the options mean the same.
+
+    Parameters
+    ----------
+    star : path
+        RELION 5 ``tomograms.star``.
+    names : sequence of str, optional
+        ``rlnTomoName`` values to train on (default: all).
+    project : path, optional
+        RELION project folder (see the module docstring).
+    recipe, budget, init, seed, tilt_axis, fit, progress, checkpoint_dir, resume
+        As for :func:`cryocare.recipe.train_on_pair`.
+    """
     from . import io
-    from .model import CAREModel
-    from .pairs import sample_pairs
+    from .recipe import DEFAULT_RECIPE, train_on_pair
 
     tomograms = read_tomograms(star, project=project, names=names)
     loaded = [io.read_pair(t.half1, t.half2, mmap=True) for t in tomograms]
-    pairs = sample_pairs([e for e, _, _ in loaded], [o for _, o, _ in loaded],
-                         patch_shape=patch_shape, n_patches=n_patches, tilt_axis=tilt_axis,
-                         seed=seed)
     log.info("training on %s", ", ".join(t.name for t in tomograms))
-    return CAREModel.train(pairs, config, progress=progress)
+    return train_on_pair([e for e, _, _ in loaded], [o for _, o, _ in loaded],
+                         recipe=DEFAULT_RECIPE if recipe is None else recipe, budget=budget,
+                         init=init, seed=seed, tilt_axis=tilt_axis, fit=fit,
+                         progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path.resolve())
-
-
-def write_denoised_star(star: str | os.PathLike, output: str | os.PathLike,
-                        denoised: dict[str, Path], *, project: str | os.PathLike | None = None,
-                        overwrite: bool = False) -> Path:
-    """Copy ``star`` to ``output`` with ``rlnTomoReconstructedTomogramDenoised`` set.
-
-    ``denoised`` maps ``rlnTomoName`` to the denoised file; rows not in it keep
-    their previous value (or ``N/A``, as RELION writes). Written atomically.
-    """
-    import starfile
-
-    star, output = Path(star), Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output}: exists already (use --overwrite to replace it)")
-    blocks, key, table = _read_table(star)
-    root = _project(star, project)
-    table = table.copy()  # the caller's data is never modified
-    previous = table[DENOISED] if DENOISED in table.columns else ["N/A"] * len(table)
-    table[DENOISED] = [_relative(denoised[name], root) if name in denoised else old
-                       for name, old in zip(table[NAME].astype(str), previous, strict=True)]
-    blocks = {**blocks, key: table}
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
-    try:
-        starfile.write(blocks, tmp)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return output
-
-
-def predict_star(star: str | os.PathLike, model, output: str | os.PathLike, *,
+def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.PathLike, *,
                  project: str | os.PathLike | None = None, names: Sequence[str] | None = None,
-                 overwrite: bool = False, tile_shape: Any = "auto",
-                 progress: bool = False) -> Path:
-    """Denoise the tomograms of ``star`` with ``model``; returns ``<output>/tomograms.star``."""
-    from . import io
+                 overwrite: bool = False, **options: Any) -> Path:
+    """Denoise the tomograms of ``star`` with ``model``; returns ``<output>/tomograms.star``.
+
+    Each tomogram streams from its memory-mapped halves to its output file
+    (:func:`cryocare.predict.denoise_file`), so memory does not grow with the
+    number or the size of the tomograms. ``options`` are those of
+    :meth:`cryocare.model.CAREModel.denoise` (``memory``, ``tta``, ...).
+    """
+    from .predict import denoise_file
 
     output = Path(output)
     tomograms = read_tomograms(star, project=project, names=names)
-    folder = output / "tomograms"
-    targets = {t.name: folder / f"rec_{t.name}.mrc" for t in tomograms}
+    targets = {t.name: denoised_path(output, t.name) for t in tomograms}
     for path in [output / "tomograms.star", *targets.values()]:
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path}: exists already (use --overwrite to replace it)")
-    folder.mkdir(parents=True, exist_ok=True)
+    (output / "tomograms").mkdir(parents=True, exist_ok=True)
     for tomogram in tomograms:
-        even, odd, info = io.read_pair(tomogram.half1, tomogram.half2, mmap=True)
-        denoised = model.denoise(even, odd, tile_shape=tile_shape, progress=progress)
-        io.write(targets[tomogram.name], denoised, like=info, overwrite=overwrite,
-                 label=f"CARE denoised {tomogram.name}")
+        denoise_file(model, tomogram.half1, tomogram.half2, targets[tomogram.name],
+                     overwrite=overwrite, **options)
         log.info("wrote %s", targets[tomogram.name])
     return write_denoised_star(star, output / "tomograms.star", targets, project=project,
                                overwrite=overwrite)
@@ -203,7 +193,9 @@ def predict_star(star: str | os.PathLike, model, output: str | os.PathLike, *,
 def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
                  train_names: Sequence[str] | None = None,
                  project: str | os.PathLike | None = None, overwrite: bool = False,
-                 progress: bool = False, tile_shape: Any = "auto", **train_options: Any) -> Path:
+                 progress: bool = False, recipe: Recipe | None = None,
+                 budget: float | None = None, init: Any = "pretrained", seed: int = 0,
+                 tilt_axis: str = "Y", **options: Any) -> Path:
     """Train on (a subset of) the tomograms of ``star``, then denoise all of them.
 
     Parameters
@@ -214,109 +206,25 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
         Job folder: ``tomograms/rec_<name>.mrc`` and ``tomograms.star`` go here.
     train_names : sequence of str, optional
         ``rlnTomoName`` values to train on (default: all).
-    train_options
-        ``config``, ``patch_shape``, ``n_patches``, ``tilt_axis``, ``seed``
-        of :func:`train_star`.
+    recipe, budget, init, seed, tilt_axis
+        As for :func:`train_star`.
+    **options
+        Prediction options of :func:`predict_star`; ``tta`` defaults to the recipe's.
 
     Returns
     -------
     Path
         The updated ``tomograms.star``.
     """
+    from .recipe import DEFAULT_RECIPE
+
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
     output = Path(output)
     if (output / "tomograms.star").exists() and not overwrite:
         raise OutputExistsError(f"{output / 'tomograms.star'}: exists already "
                                 f"(use --overwrite to replace it)")
-    model = train_star(star, names=train_names, project=project, progress=progress,
-                       **train_options)
+    model = train_star(star, names=train_names, project=project, recipe=recipe, budget=budget,
+                       init=init, seed=seed, tilt_axis=tilt_axis, progress=progress)
+    options.setdefault("tta", recipe.tta)
     return predict_star(star, model, output, project=project, overwrite=overwrite,
-                        tile_shape=tile_shape, progress=progress)
-
-
-# --------------------------------------------------------------------- command line
-def _names(text: str) -> list[str]:
-    return [n for n in text.replace(":", ",").split(",") if n.strip()]
-
-
-def build_parser(command: str) -> argparse.ArgumentParser:
-    from .cli import _add_common, _add_train_options, _shape, _tiles
-
-    parser = argparse.ArgumentParser(
-        prog=f"cryocare {command} --star",
-        description=f"{command} the tomograms of a RELION 5 tomograms.star",
-    )
-    parser.add_argument("command", choices=(command,), help=argparse.SUPPRESS)
-    parser.add_argument("--star", type=Path, required=True, help="RELION 5 tomograms.star")
-    parser.add_argument("--project", type=Path,
-                        help="RELION project folder (default: found from the STAR file, else .)")
-    if command == "predict":
-        parser.add_argument("--model", type=Path, required=True,
-                            help="cryocare model folder or cryoCARE .tar.gz archive")
-    parser.add_argument("--output", type=Path, required=True,
-                        help="model folder (train) or job folder for tomograms/ and "
-                             "tomograms.star")
-    if command in ("train", "denoise"):
-        parser.add_argument("--train-on", type=_names,
-                            help="rlnTomoName values to train on, comma- or colon-separated "
-                                 "(default: all)")
-        parser.add_argument("--patch-shape", type=_shape, default=(32,))
-        parser.add_argument("--n-patches", type=int, default=1200)
-        parser.add_argument("--tilt-axis", choices=("Y", "X"), default="Y")
-        _add_train_options(parser)
-    if command == "denoise":
-        parser.add_argument("--save-model", type=Path, help="also keep the model here")
-    if command in ("predict", "denoise"):
-        parser.add_argument("--tiles", type=_tiles, default="auto")
-    _add_common(parser)
-    return parser
-
-
-def main(argv: Sequence[str]) -> int:
-    """``cryocare denoise|train|predict --star tomograms.star ...``; returns the exit status."""
-    from .cli import _config_from_args
-
-    command = argv[0] if argv else ""
-    if command not in ("denoise", "train", "predict"):
-        print("cryocare: --star works with denoise, train and predict", file=sys.stderr)
-        return 2
-    args = build_parser(command).parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    progress = not args.quiet
-    try:
-        if command == "predict":
-            from .legacy_cli import _load_any_model
-
-            model = _load_any_model(args.model)
-            print(predict_star(args.star, model, args.output, project=args.project,
-                               overwrite=args.overwrite, tile_shape=args.tiles,
-                               progress=progress))
-            return 0
-        patch = args.patch_shape[0] if len(args.patch_shape) == 1 else args.patch_shape
-        options = dict(names=args.train_on, project=args.project,
-                       config=_config_from_args(args, 3), patch_shape=patch,
-                       n_patches=args.n_patches, tilt_axis=args.tilt_axis,
-                       seed=args.seed or 0, progress=progress)
-        save_to = args.output if command == "train" else args.save_model
-        if save_to is not None and save_to.exists() and not args.overwrite:
-            raise OutputExistsError(f"{save_to}: exists already (use --overwrite to replace it)")
-        if command == "denoise" and (args.output / "tomograms.star").exists() \
-                and not args.overwrite:
-            raise OutputExistsError(f"{args.output / 'tomograms.star'}: exists already "
-                                    f"(use --overwrite to replace it)")
-        model = train_star(args.star, **options)
-        if save_to is not None:
-            save_to.parent.mkdir(parents=True, exist_ok=True)
-            model.save(save_to, overwrite=args.overwrite)
-            print(save_to)
-        if command == "denoise":
-            print(predict_star(args.star, model, args.output, project=args.project,
-                               overwrite=args.overwrite, tile_shape=args.tiles,
-                               progress=progress))
-    except CryocareError as error:
-        print(f"cryocare {command}: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"cryocare {command}: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+                        progress=progress, **options)

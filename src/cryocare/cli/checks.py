@@ -1,0 +1,101 @@
+"""Checks that run before any work: outputs writable, halves matching, tile sizes sane.
+
+Keras-free: they run before the deep-learning backend is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError, OutputExistsError
+
+__all__ = ["check_output", "check_pair", "check_tiles", "denoised_name", "prediction_jobs"]
+
+_VOLUME_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
+
+
+def check_output(path: Path, overwrite: bool) -> Path:
+    """``path`` may be written: not there (or ``overwrite``), in a folder that exists or can be."""
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists already (use --overwrite to replace it)")
+    if path.is_dir() and path.suffix:
+        raise InputError(f"{path}: is a folder, expected a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{path}: cannot be created ({parent} is not a folder)")
+    return path
+
+
+def check_pair(even: Path, odd: Path):
+    """Read and compare the headers of an even/odd pair (no data read); returns the info."""
+    from .. import io
+
+    checker = getattr(io, "check_pair", None)
+    if checker is not None:  # streamed finite-value scan and header checks
+        return checker(even, odd)
+    info = io.read_info(even)
+    other = io.read_info(odd)
+    if info.shape != other.shape:
+        raise InputError(f"{odd}: expected the shape of {even.name}, {info.shape}, found "
+                         f"{other.shape}")
+    return info
+
+
+def check_tiles(tiles, config, n_dim: int) -> None:
+    """A fixed tile size must be larger than twice the network's margin."""
+    from .. import nets
+    from ..tiling import aligned_margin
+
+    if not isinstance(tiles, tuple):
+        return
+    if len(tiles) not in (1, n_dim):
+        raise InputError(f"--tiles: expected 1 or {n_dim} sizes (a tile SIZE in voxels), got "
+                         f"{','.join(map(str, tiles))}")
+    margin = aligned_margin(nets.halo(config), nets.multiple_of(config))
+    if min(tiles) < 2 * margin:
+        raise InputError(
+            f"--tiles {','.join(map(str, tiles))}: a tile SIZE of at least {2 * margin} voxels "
+            f"is needed (twice the network's margin of {margin}); --tiles is a size, not "
+            f"cryoCARE's n_tiles count — use 'auto' to fit the memory budget")
+
+
+def denoised_name(even: Path) -> str:
+    """The output name of a pair: the even file's name without its marker, + ``_denoised.mrc``.
+
+    Examples
+    --------
+    >>> [denoised_name(Path(n)) for n in ("TS_01_EVN.mrc", "rec_TS_01_half1.mrc", "even.mrc",
+    ...                                   "tomo.rec")]
+    ['TS_01_denoised.mrc', 'rec_TS_01_denoised.mrc', 'denoised.mrc', 'tomo_denoised.mrc']
+    """
+    from ..halves import half_key
+
+    key = half_key(even.stem, "even")
+    stem = (even.stem if key is None else key).strip("_-.")
+    return f"{stem}_denoised.mrc" if stem else "denoised.mrc"
+
+
+def prediction_jobs(even: Sequence, odd: Sequence, output: Path) -> list[tuple[Path, Path, Path]]:
+    """(even, odd, output) for every pair: files, folders and globs paired by name.
+
+    ``output`` is the file for a single pair (if it has a volume extension and
+    is no folder), else a folder for ``<name>_denoised.mrc``.
+    """
+    from ..halves import find_halves
+
+    pairs = find_halves(even, odd)
+    to_file = len(pairs) == 1 and output.suffix.lower() in _VOLUME_SUFFIXES \
+        and not output.is_dir()
+    if len(pairs) > 1 and output.suffix and not output.is_dir():
+        raise InputError(f"{output}: with {len(pairs)} tomograms, --output must be a folder")
+    if to_file:
+        return [(pairs[0][0], pairs[0][1], output)]
+    jobs = [(e, o, output / denoised_name(e)) for e, o in pairs]
+    names = [target.name for _, _, target in jobs]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise InputError(f"--even: several pairs would be written to {', '.join(clashes)}")
+    return jobs

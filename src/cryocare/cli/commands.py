@@ -1,0 +1,452 @@
+"""The subcommands of ``cryocare``: check everything first, then load the backend, then work.
+
+Each ``cmd_*`` function takes the parsed arguments and returns an exit
+status. Inputs (headers, shapes, models, output paths) are checked before
+the deep-learning backend is imported (:func:`cryocare.cli.app.load_backend`),
+so a bad input fails in a fraction of a second with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import InputError
+from .app import load_backend
+from .checks import check_output, check_pair, check_tiles, prediction_jobs
+from .options import (
+    budget_from_args,
+    fit_to_machine,
+    prediction_options,
+    read_config_file,
+    recipe_from_args,
+)
+
+log = logging.getLogger("cryocare")
+
+
+def _model_config_check(source, args) -> None:
+    """Compare what the model restores with the inputs' dimensionality (no Keras)."""
+    from ..config import CareConfig
+
+    if source.kind != "cryoCARE-0.3.0" and isinstance(args.tiles, tuple):
+        try:
+            config = CareConfig.from_dict(source.config)
+        except InputError as error:
+            raise InputError(f"{source.path}: {error}") from None
+        check_tiles(args.tiles, config, source.n_dim)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .. import io
+    from ..simulate import simulate_tomogram
+
+    names = ("even", "odd", "clean", "mask")
+    for name in names:
+        check_output(args.output / f"{args.prefix}{name}.mrc", args.overwrite)
+    args.output.mkdir(parents=True, exist_ok=True)
+    data = simulate_tomogram(tuple(args.shape), seed=args.seed, voxel_size=args.voxel_size)
+    for name in names:
+        volume = data.mask.astype("float32") if name == "mask" else getattr(data, name)
+        label = "simulated object mask" if name == "mask" else f"simulated {name}"
+        print(io.write(args.output / f"{args.prefix}{name}.mrc", volume,
+                       voxel_size=data.voxel_size, overwrite=args.overwrite, label=label))
+    return 0
+
+
+def sample_from_files(evens: Sequence, odds: Sequence, args: argparse.Namespace, *,
+                      masks=None, patch_shape, n_patches: int, normalize: str = "global"):
+    """Training pairs from even/odd files paired by name (memory-mapped)."""
+    from .. import io
+    from ..halves import find_halves
+    from ..pairs import sample_pairs
+
+    matched = find_halves(evens, odds)
+    for even, odd in matched:
+        check_pair(even, odd)
+    loaded = [io.read_pair(e, o, mmap=True) for e, o in matched]
+    return sample_pairs([e for e, _, _ in loaded], [o for _, o, _ in loaded],
+                        patch_shape=patch_shape, n_patches=n_patches,
+                        val_fraction=args.val_fraction, tilt_axis=args.tilt_axis, masks=masks,
+                        normalize=normalize, seed=args.seed)
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        return _run_cryocare_config(args, "extract")
+    if not args.even or not args.odd:
+        raise InputError("expected --even and --odd tomograms (or --config with a cryoCARE "
+                         "train_data config)")
+    check_output(args.output, args.overwrite)
+    masks = _masks(args)
+    patch = args.patch_shape[0] if len(args.patch_shape) == 1 else args.patch_shape
+    pairs = sample_from_files(args.even, args.odd, args, masks=masks, patch_shape=patch,
+                              n_patches=args.n_patches,
+                              normalize=args.normalize.replace("-", "_"))
+    pairs.save(args.output, overwrite=args.overwrite)
+    print(f"{args.output}: {len(pairs.x_train)} training and {len(pairs.x_val)} "
+          f"validation pairs of {pairs.patch_shape}")
+    return 0
+
+
+def _masks(args: argparse.Namespace):
+    """Masks in the order of the matched pairs, 'auto', or None."""
+    from .. import io
+    from ..halves import find_halves
+
+    if args.mask is None:
+        return None
+    if args.mask == ["auto"]:
+        return "auto"
+    if len(args.mask) != len(args.even):
+        raise InputError(f"--mask: got {len(args.mask)} masks for {len(args.even)} even files; "
+                         "give one mask per even file, or 'auto'")
+    mask_of = {Path(e): Path(m) for e, m in zip(args.even, args.mask, strict=True)}
+    matched = find_halves(args.even, args.odd)
+    missing = [str(e) for e, _ in matched if e not in mask_of]
+    if missing:
+        raise InputError("--mask: with folders or patterns in --even, give --mask auto; no mask "
+                         "for " + ", ".join(missing))
+    return [io.read(mask_of[e], mmap=True) for e, _ in matched]
+
+
+def train_model(pairs, recipe, args: argparse.Namespace):
+    """The one training call of the command line (``cryocare.training.train``)."""
+    from ..training import train
+
+    return train(pairs, recipe.config, budget=budget_from_args(args), init=args.init,
+                 progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
+                 resume=args.resume)
+
+
+def _check_checkpoints(args: argparse.Namespace) -> None:
+    if args.resume and args.checkpoint_dir is None:
+        raise InputError("--resume: expected --checkpoint-dir, the folder to resume from")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.star is not None:
+        from .star import train_star
+
+        return train_star(args)
+    if args.config is not None and _is_cryocare_config(args.config):
+        return _run_cryocare_config(args, "train")
+    if args.pairs is None:
+        raise InputError("expected a pair file from 'cryocare extract' (or --star)")
+    from ..pairs import PairSet
+
+    check_output(args.output, args.overwrite)
+    _check_checkpoints(args)
+    pairs = PairSet.load(args.pairs)
+    recipe = recipe_from_args(args, len(pairs.patch_shape))
+    load_backend(device=args.device)
+    model = train_model(pairs, recipe, args)
+    model.save(args.output, overwrite=args.overwrite)
+    best = min(model.history.get("val_loss", [float("nan")]))
+    print(f"{args.output}: trained, best validation loss {best:.5f}")
+    return 0
+
+
+def _is_cryocare_config(path: Path) -> bool:
+    from ..compat import is_cryocare_config
+
+    return is_cryocare_config(read_config_file(path))
+
+
+def _run_cryocare_config(args: argparse.Namespace, kind: str) -> int:
+    from .scripts import run_config_args
+
+    return run_config_args(kind, args)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    if args.star is not None:
+        from .star import predict_star
+
+        return predict_star(args)
+    if args.config is not None:
+        return _run_cryocare_config(args, "predict")
+    from ..modelfiles import inspect_model
+
+    if args.model is None or not args.even or not args.odd or args.output is None:
+        raise InputError("expected --model, --even, --odd and --output (or --star, or --config "
+                         "with a cryoCARE predict config)")
+    jobs = prediction_jobs(args.even, args.odd, args.output)
+    for even, odd, target in jobs:
+        check_pair(even, odd)
+        check_output(target, args.overwrite)
+    source = inspect_model(args.model)
+    _model_config_check(source, args)
+    n_dim = len(check_pair(*jobs[0][:2]).shape)
+    if source.n_dim != n_dim:
+        raise InputError(f"{args.model}: restores {source.n_dim}-D images, the inputs are "
+                         f"{n_dim}-D")
+    if len(jobs) > 1 or jobs[0][2].parent == args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+    options = prediction_options(args)
+    if args.scheduler is not None:
+        return _predict_on_cluster(args, source, jobs, options)
+    load_backend(device=args.device)
+    from ..modelfiles import load_model
+    from ..predict import denoise_file
+
+    model = load_model(source)
+    for even, odd, target in jobs:
+        print(denoise_file(model, even, odd, target, overwrite=args.overwrite, **options))
+    return 0
+
+
+def _predict_on_cluster(args, source, jobs, options) -> int:
+    from .. import distributed
+
+    if source.kind == "cryoCARE-0.3.0":
+        raise InputError(f"{source.path}: --scheduler needs a cryocare model folder (convert "
+                         f"the archive first: cryocare.compat.load_archive(...).save(...))")
+    options = {k: v for k, v in options.items() if k != "progress"}
+    cluster = {"scheduler": None if args.scheduler == "local" else args.scheduler,
+               "n_workers": args.workers, "overwrite": args.overwrite,
+               "progress": not args.quiet}
+    if len(jobs) == 1:
+        even, odd, target = jobs[0]
+        print(distributed.predict_chunked(source.path, even, odd, target, chunk=args.chunk,
+                                          **cluster, **options))
+        return 0
+    for path in distributed.predict_files(source.path, [(e, o) for e, o, _ in jobs],
+                                          [t for _, _, t in jobs], **cluster, **options):
+        print(path)
+    return 0
+
+
+def cmd_denoise(args: argparse.Namespace) -> int:
+    if args.star is not None:
+        from .star import denoise_star
+
+        return denoise_star(args)
+    if args.even is None or args.odd is None or args.output is None:
+        raise InputError("expected --even, --odd and --output (or --star)")
+    from ..halves import find_halves
+
+    (even_path, odd_path), = find_halves([args.even], [args.odd])
+    info = check_pair(even_path, odd_path)
+    check_output(args.output, args.overwrite)
+    if args.save_model is not None:
+        check_output(args.save_model, args.overwrite)
+    _check_checkpoints(args)
+    recipe = recipe_from_args(args, len(info.shape))
+    check_tiles(args.tiles, recipe.config, len(info.shape))
+    load_backend(device=args.device)
+    from .. import io
+    from ..predict import denoise_file
+    from ..recipe import train_on_pair
+
+    even, odd, _ = io.read_pair(even_path, odd_path, mmap=True)
+    model = train_on_pair(even, odd, recipe=recipe, budget=budget_from_args(args),
+                          init=args.init, seed=args.seed, tilt_axis=args.tilt_axis,
+                          fit=fit_to_machine(args), progress=not args.quiet,
+                          checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+    if args.save_model is not None:
+        model.save(args.save_model, overwrite=args.overwrite)
+    print(denoise_file(model, even_path, odd_path, args.output, overwrite=args.overwrite,
+                       **prediction_options(args, tta=recipe.tta)))
+    return 0
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import io
+    from ..segment import dice, segment_otsu
+
+    io.read_info(args.input)
+    check_output(args.output, args.overwrite)
+    volume = io.read(args.input, mmap=False)
+    mask = segment_otsu(volume, sigma=args.sigma, foreground=args.foreground)
+    io.write(args.output, mask.astype(np.float32), like=io.read_info(args.input),
+             overwrite=args.overwrite, label=f"Otsu segmentation of {args.input.name}")
+    line = f"{args.output}: {mask.mean():.1%} of voxels segmented"
+    if args.reference is not None:
+        reference = io.read(args.reference) > 0.5
+        line += f", Dice {dice(mask, reference):.4f} against {args.reference.name}"
+    print(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    load_backend(device=args.device)
+    from ..demo import run_demo
+
+    result = run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"cryocare demo: files in {result.output}/ (figure: {result.files['figure'].name})")
+    print(f"{'method':<10}{'PSNR [dB]':>12}{'SSIM':>8}{'Otsu Dice':>12}{'Dice/mask':>12}")
+    for name, score in result.scores.items():
+        print(f"{name:<10}{score['psnr']:>12.2f}{score['ssim']:>8.3f}{score['dice']:>12.3f}"
+              f"{score['dice_mask']:>12.3f}")
+    print("PSNR/SSIM against the noiseless tomogram (SSIM after an affine fit); Otsu Dice "
+          "against the Otsu segmentation of the noiseless tomogram, Dice/mask against the "
+          "simulator's object mask")
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
+    print(f"time: {sum(result.timings.values()):.0f} s ({timings})")
+    return 0
+
+
+def cmd_filter(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .. import io
+    from ..filters import FILTERS, apply_filter
+    from ..filters import bm4d as _bm4d
+
+    io.read_info(args.input)
+    check_output(args.output, args.overwrite)
+    if args.method == "bm4d" and "bm4d" not in FILTERS:
+        _bm4d(np.zeros((2, 2)))  # raises: the optional package is not installed
+    options = {name: getattr(args, name) for name in ("size", "sigma", "iterations", "k",
+                                                      "time_step")
+               if getattr(args, name) is not None}
+    if args.method == "nad":
+        options["progress"] = not args.quiet
+    volume = io.read(args.input, mmap=True)
+    filtered = apply_filter(volume, args.method, **options)
+    described = ", ".join(f"{k}={v}" for k, v in options.items() if k != "progress")
+    io.write(args.output, filtered, like=io.read_info(args.input), overwrite=args.overwrite,
+             label=f"{args.method} filter ({described or 'defaults'}) of {args.input.name}")
+    print(f"{args.output}: {args.method} filter ({described or 'defaults'})")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .. import io
+    from ..report import REPORT_FILES
+
+    if not args.overwrite:
+        for name in REPORT_FILES.values():
+            check_output(args.output / name, False)
+    clean = mask = None
+    if args.simulate is not None:
+        if args.even or args.odd or args.clean or args.mask:
+            raise InputError("--simulate: expected no --even/--odd/--clean/--mask with it")
+        if len(args.simulate) != 3:
+            raise InputError(f"--simulate: expected Z,Y,X, found {args.simulate}")
+        n_dim = 3
+    else:
+        if args.even is None or args.odd is None:
+            raise InputError("expected --even and --odd tomograms (or --simulate Z,Y,X)")
+        n_dim = len(check_pair(args.even, args.odd).shape)
+        for path in (args.clean, args.mask):
+            if path is not None:
+                io.read_info(path)
+    recipe = recipe_from_args(args, n_dim)
+    if args.simulate is not None:
+        from ..simulate import simulate_tomogram
+
+        data = simulate_tomogram(tuple(args.simulate), seed=args.data_seed)
+        # The reference mask is the Otsu segmentation of the noiseless volume (evaluate's
+        # default), not the simulator's object mask: against the object mask, Otsu of the
+        # noiseless volume itself scores below NAD's, so that Dice rewards blur, not restoration.
+        even, odd, clean = data.even, data.odd, data.clean
+        voxel_size = data.voxel_size
+        title = f"cryocare evaluate: simulated {'x'.join(map(str, args.simulate))}, " \
+                f"seed {args.data_seed}"
+    else:
+        even, odd, info = io.read_pair(args.even, args.odd, mmap=False)
+        voxel_size = float(info.voxel_size[-1]) or 1.0
+        if args.clean is not None:
+            clean = io.read(args.clean, mmap=False)
+        if args.mask is not None:
+            mask = io.read(args.mask, mmap=False) > 0.5
+        title = f"cryocare evaluate: {args.even.name} / {args.odd.name}"
+    if args.voxel_size is not None:
+        voxel_size = args.voxel_size
+    if args.methods is None or "CARE" in args.methods:
+        load_backend(device=args.device)
+    from ..evaluate import evaluate
+    from ..report import write_report
+
+    result = evaluate(even, odd, clean=clean, mask=mask, voxel_size=voxel_size,
+                      methods=args.methods, recipe=recipe, budget=budget_from_args(args),
+                      init=args.init, segment_sigma=args.segment_sigma, seed=args.data_seed,
+                      progress=not args.quiet)
+    files = write_report(result, args.output, title=title, overwrite=args.overwrite)
+    keys = [k for k in ("psnr", "ssim", "dice", "halves_r") if
+            any(k in v for v in result.scores.values())]
+    print(f"{'method':<10}" + "".join(f"{k:>10}" for k in keys))
+    for name, score in result.scores.items():
+        print(f"{name:<10}" + "".join(f"{score[k]:>10.3f}" for k in keys))
+    print(f"report: {files['markdown']}")
+    return 0
+
+
+def cmd_split_frames(args: argparse.Namespace) -> int:
+    from ..frames import split_movies
+
+    if args.tilts is None:
+        written = split_movies(args.movies, args.output, gain=args.gain, align=args.align,
+                               pixel_size=args.pixel_size, overwrite=args.overwrite,
+                               progress=not args.quiet)
+        for even, odd in written:
+            print(f"{even}\n{odd}")
+        return 0
+    from .. import io
+    from ..tiltseries import split_tilt_movies, write_tilt_series_halves
+
+    name = args.name or args.tilts.stem
+    for target in (f"{name}_EVN.st", f"{name}_ODD.st", f"{name}.tlt"):
+        check_output(args.output / target, args.overwrite)
+    series = split_tilt_movies(args.movies, args.tilts, gain=args.gain, align=args.align,
+                               progress=not args.quiet)
+    size = args.pixel_size
+    if size is None:  # from the first movie's MRC header; TIFF has none
+        first = args.movies[0]
+        size = 0.0 if first.suffix.lower() in (".tif", ".tiff") else io.read_info(
+            first).voxel_size[-1]
+    for path in write_tilt_series_halves(series, args.output, name, pixel_size=size,
+                                         overwrite=args.overwrite):
+        print(path)
+    return 0
+
+
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .. import io
+    from ..reconstruct import reconstruct
+    from ..tiltseries import find_tilt_file, read_tilt_angles
+
+    if len(args.stacks) > 1 and args.output.suffix:
+        raise InputError(f"{args.output}: with several tilt series, --output must be a folder")
+    single = len(args.stacks) == 1 and args.output.suffix
+    targets = [args.output if single else args.output / f"{stack.stem}_rec.mrc"
+               for stack in args.stacks]
+    for stack, target in zip(args.stacks, targets, strict=True):
+        io.read_info(stack)
+        check_output(target, args.overwrite)
+    for stack, target in zip(args.stacks, targets, strict=True):
+        tilt_file = args.angles or find_tilt_file(stack)
+        info = io.read_info(stack)
+        size = info.voxel_size[-1] if args.pixel_size is None else args.pixel_size
+        rec = reconstruct(io.read(stack, mmap=True), read_tilt_angles(tilt_file),
+                          thickness=args.thickness, tilt_axis=args.tilt_axis,
+                          lowpass=args.lowpass, binning=args.binning, pixel_size=size)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        print(io.write(target, rec.volume, voxel_size=rec.voxel_size, overwrite=args.overwrite,
+                       label=f"WBP of {stack.name} ({tilt_file.name}), bin {args.binning}"[:80]))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ..modelfiles import inspect_model
+
+    source = inspect_model(args.model)
+    if source.config.get("network") != "diffusion":
+        raise InputError(f"{args.model}: expected a model of the 'diffusion' network, found "
+                         f"{source.config.get('network', 'a U-Net')!r}")
+    output = Path(source.path) / "inspect" if args.output is None else args.output
+    load_backend(device=None)
+    from ..modelfiles import load_model
+    from ..nets.diffusion import write_inspection
+
+    model = load_model(source)
+    for path in write_inspection(model.keras_model, output, overwrite=args.overwrite):
+        print(path)
+    return 0

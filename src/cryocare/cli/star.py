@@ -1,0 +1,98 @@
+"""``cryocare denoise|train|predict --star tomograms.star``: the RELION 5 face.
+
+The same options as the file-based commands, mapped by the same functions
+(:mod:`cryocare.cli.options`), on the same training path and prediction
+engine: the tomograms of the STAR file take the place of ``--even/--odd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import InputError
+from .app import load_backend
+from .checks import check_output, check_pair, check_tiles
+from .options import budget_from_args, fit_to_machine, prediction_options, recipe_from_args
+
+__all__ = ["denoise_star", "train_star", "predict_star"]
+
+
+def _tomograms(args: argparse.Namespace, names=None):
+    from ..relion import read_tomograms
+
+    tomograms = read_tomograms(args.star, project=args.project, names=names)
+    for tomogram in tomograms:
+        check_pair(tomogram.half1, tomogram.half2)
+    return tomograms
+
+
+def _outputs(args: argparse.Namespace, tomograms) -> None:
+    from ..relion import denoised_path
+
+    check_output(args.output / "tomograms.star", args.overwrite)
+    for tomogram in tomograms:
+        check_output(denoised_path(args.output, tomogram.name), args.overwrite)
+
+
+def _train(args: argparse.Namespace, save_to):
+    from ..relion import train_star as train
+
+    _tomograms(args, args.train_on)
+    if save_to is not None:
+        check_output(save_to, args.overwrite)
+    if args.resume and args.checkpoint_dir is None:
+        raise InputError("--resume: expected --checkpoint-dir, the folder to resume from")
+    recipe = recipe_from_args(args, 3)
+    check_tiles(getattr(args, "tiles", None), recipe.config, 3)
+    return recipe, lambda: train(
+        args.star, names=args.train_on, project=args.project, recipe=recipe,
+        budget=budget_from_args(args), init=args.init, seed=args.seed,
+        tilt_axis=args.tilt_axis, fit=fit_to_machine(args), progress=not args.quiet,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+
+
+def train_star(args: argparse.Namespace) -> int:
+    """``cryocare train --star``: train on (some of) the tomograms; save the model."""
+    if args.output is None:
+        raise InputError("--output: expected the model folder")
+    _, start = _train(args, args.output)
+    load_backend(device=args.device)
+    model = start()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    print(model.save(args.output, overwrite=args.overwrite))
+    return 0
+
+
+def denoise_star(args: argparse.Namespace) -> int:
+    """``cryocare denoise --star``: train, then denoise every tomogram of the STAR file."""
+    from ..relion import predict_star as predict
+
+    if args.output is None:
+        raise InputError("--output: expected the job folder")
+    _outputs(args, _tomograms(args))
+    recipe, start = _train(args, args.save_model)
+    load_backend(device=args.device)
+    model = start()
+    if args.save_model is not None:
+        args.save_model.parent.mkdir(parents=True, exist_ok=True)
+        print(model.save(args.save_model, overwrite=args.overwrite))
+    print(predict(args.star, model, args.output, project=args.project,
+                  overwrite=args.overwrite, **prediction_options(args, tta=recipe.tta)))
+    return 0
+
+
+def predict_star(args: argparse.Namespace) -> int:
+    """``cryocare predict --star``: denoise every tomogram with a model in any format."""
+    from ..modelfiles import inspect_model
+    from ..relion import predict_star as predict
+
+    if args.model is None or args.output is None:
+        raise InputError("expected --model and --output (the job folder) with --star")
+    _outputs(args, _tomograms(args))
+    source = inspect_model(args.model)
+    load_backend(device=args.device)
+    from ..modelfiles import load_model
+
+    print(predict(args.star, load_model(source), args.output, project=args.project,
+                  overwrite=args.overwrite, **prediction_options(args)))
+    return 0

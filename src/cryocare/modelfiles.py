@@ -1,0 +1,207 @@
+"""Models in every format: name, check without Keras, load.
+
+Every face of cryocare (the command line, STAR files, the cryoCARE scripts,
+notebooks) loads models through :func:`load_model`, so each of them takes
+each format:
+
+* a cryocare model folder, as :meth:`cryocare.model.CAREModel.save` writes it
+  (``config.json`` with ``"format": "cryocare-model"``);
+* a cryoCARE 0.3.0 model: the ``<model_name>.tar.gz`` archive that
+  ``cryoCARE_train.py`` (and RELION 5's denoising job) writes, or the folder
+  it was packed from;
+* ``"pretrained"`` (or ``"pretrained:NAME"``): a general model shipped with
+  the package (:mod:`cryocare.pretrained`). A folder that happens to be
+  called ``pretrained`` is reached as ``./pretrained``.
+
+:func:`inspect_model` checks that a model is there and complete, and reads
+what the command line must know before anything heavy happens (the
+dimensionality, the network configuration), without importing Keras: a bad
+model path fails in a fraction of a second.
+
+Examples
+--------
+>>> import json, tempfile
+>>> folder = Path(tempfile.mkdtemp())
+>>> inspect_model(folder / "missing")
+Traceback (most recent call last):
+...
+cryocare.errors.InputError: .../missing: no such model (expected a cryocare model folder, \
+a cryoCARE .tar.gz archive or folder, or 'pretrained')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import CAREModel
+
+__all__ = ["ModelSource", "inspect_model", "load_model", "PRETRAINED"]
+
+#: The spec that names the shipped general model.
+PRETRAINED = "pretrained"
+_OURS = "cryocare-model"
+_OUR_WEIGHTS = "weights.weights.h5"
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model found on disk (or in the package), checked but not loaded.
+
+    Attributes
+    ----------
+    spec : str
+        What the user gave.
+    path : Path
+        The model folder or archive.
+    kind : {"cryocare", "cryoCARE-0.3.0", "pretrained"}
+        Its format.
+    n_dim : int
+        2 or 3: what the model restores.
+    config : dict
+        Its network configuration as stored (CareConfig keys for cryocare
+        models, CSBDeep keys for cryoCARE 0.3.0 models).
+    """
+
+    spec: str
+    path: Path
+    kind: str
+    n_dim: int
+    config: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _pretrained_path(spec: str) -> Path:
+    name = spec.partition(":")[2] or "general"
+    try:
+        from . import pretrained
+    except ImportError:  # pragma: no cover - the package data is part of cryocare
+        raise InputError(f"{spec}: no pretrained models are installed with this cryocare") \
+            from None
+    return pretrained.model_path(name)
+
+
+def _json(path: Path, text: str | bytes, what: str) -> dict[str, Any]:
+    try:
+        values = json.loads(text)
+    except ValueError as error:
+        raise InputError(f"{path}: unreadable {what} ({error})") from None
+    if not isinstance(values, dict):
+        raise InputError(f"{path}: {what} is not a JSON object")
+    return values
+
+
+def _n_dim(path: Path, config: dict[str, Any]) -> int:
+    n_dim = config.get("n_dim", 3)
+    if n_dim not in (2, 3):
+        raise InputError(f"{path}: expected a model for 2-D or 3-D images, found n_dim={n_dim!r}")
+    return int(n_dim)
+
+
+def _inspect_folder(spec: str, path: Path, kind: str) -> ModelSource:
+    meta_path = path / "config.json"
+    if meta_path.is_file():
+        meta = _json(meta_path, meta_path.read_text(), "model description")
+        if meta.get("format") == _OURS:
+            if not (path / _OUR_WEIGHTS).is_file():
+                raise InputError(f"{path}: incomplete cryocare model folder ({_OUR_WEIGHTS} is "
+                                 f"missing)")
+            config = meta.get("config") or {}
+            return ModelSource(spec, path, kind, _n_dim(path, config), config)
+        folder = path
+    else:  # the folder cryoCARE packed: <path>/<model_name>/config.json
+        inner = [p for p in path.iterdir() if (p / "config.json").is_file()]
+        if len(inner) != 1:
+            raise InputError(f"{path}: not a model folder (expected config.json of a cryocare "
+                             f"model, or one cryoCARE model folder inside, found {len(inner)})")
+        folder = inner[0]
+    config = _json(folder / "config.json", (folder / "config.json").read_text(),
+                   "CSBDeep config.json")
+    missing = [n for n in ("norm.json", "weights_best.h5") if not (folder / n).is_file()]
+    if missing:
+        raise InputError(f"{path}: incomplete cryoCARE model folder ({', '.join(missing)} "
+                         f"missing)")
+    return ModelSource(spec, path, "cryoCARE-0.3.0", _n_dim(path, config), config)
+
+
+def _inspect_archive(spec: str, path: Path) -> ModelSource:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = {Path(m.name): m for m in tar.getmembers() if m.isfile()}
+            configs = [name for name in members if name.name == "config.json"]
+            if len(configs) != 1:
+                raise InputError(f"{path}: expected one config.json in the cryoCARE model "
+                                 f"archive, found {len(configs)}")
+            folder = configs[0].parent
+            missing = [n for n in ("norm.json", "weights_best.h5") if folder / n not in members]
+            if missing:
+                raise InputError(f"{path}: incomplete cryoCARE model archive "
+                                 f"({', '.join(missing)} missing)")
+            stream = tar.extractfile(members[configs[0]])
+            text = stream.read() if stream is not None else b""
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise InputError(f"{path}: not a readable cryoCARE model archive (.tar.gz: {error})") \
+            from None
+    config = _json(path, text, "CSBDeep config.json in the archive")
+    return ModelSource(spec, path, "cryoCARE-0.3.0", _n_dim(path, config), config)
+
+
+def inspect_model(spec: str | os.PathLike) -> ModelSource:
+    """Find and check a model without loading it (no Keras import).
+
+    Parameters
+    ----------
+    spec : path or str
+        A cryocare model folder, a cryoCARE 0.3.0 archive (``.tar.gz``) or
+        folder, or ``"pretrained"`` / ``"pretrained:NAME"``.
+
+    Returns
+    -------
+    ModelSource
+
+    Raises
+    ------
+    InputError
+        The model is missing, incomplete or unreadable; the message names it.
+    """
+    text = os.fspath(spec)
+    if text == PRETRAINED or text.startswith(PRETRAINED + ":"):
+        return _inspect_folder(text, _pretrained_path(text), PRETRAINED)
+    path = Path(text)
+    if path.is_dir():
+        return _inspect_folder(text, path, "cryocare")
+    if path.is_file():
+        return _inspect_archive(text, path)
+    raise InputError(f"{path}: no such model (expected a cryocare model folder, a cryoCARE "
+                     f".tar.gz archive or folder, or 'pretrained')")
+
+
+def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best") -> CAREModel:
+    """Load a model in any format (see the module docstring) on any Keras backend.
+
+    Parameters
+    ----------
+    spec : path, str or ModelSource
+        What :func:`inspect_model` takes, or what it returned.
+    weights : {"best", "last"}
+        The weights with the lowest validation loss (default) or those after
+        the last epoch.
+
+    Returns
+    -------
+    CAREModel
+    """
+    source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
+    if source.kind == "cryoCARE-0.3.0":
+        from .compat import load_archive
+
+        return load_archive(source.path, weights=weights)
+    from .model import CAREModel
+
+    return CAREModel.load(source.path, weights=weights)
