@@ -577,3 +577,209 @@ def test_read_region_of_a_memory_map_keeps_almost_nothing_resident(tmp_path, rng
     assert _resident_bytes() - before < 4 * 2**20
     assert block.dtype == np.float32 and np.array_equal(block, volume[region])
     assert np.array_equal(read_region(volume, region), volume[region])  # plain arrays too
+
+
+# --- labels: kept from the source, ours appended ----------------------------------------
+
+
+def test_write_keeps_the_labels_of_the_source_header(tmp_path, rng):
+    # Regression (issue 19): writing with like= dropped the labels already in the header,
+    # and with them the provenance (IMOD appends its label to the existing ones).
+    source = tmp_path / "imod.mrc"
+    with mrcfile.new(source) as mrc:
+        mrc.set_data(_volume(rng))
+        mrc.header.nlabl = 0
+        mrc.header.label = b""
+        for text in ("tilt: Reconstructed by back-projection", "trimvol: Trimmed"):
+            mrc.add_label(text)
+    out = write(tmp_path / "den.mrc", _volume(rng), like=source, label="denoised")
+    labels = read_info(out).labels
+    assert labels[:2] == ("tilt: Reconstructed by back-projection", "trimvol: Trimmed")
+    assert len(labels) == 3 and labels[2].startswith(f"cryocare {__version__}: denoised ")
+
+
+def test_a_full_label_list_drops_the_oldest_of_the_source_never_ours(tmp_path, rng):
+    from cryocare.io import open_writer
+
+    source = tmp_path / "full.mrc"
+    with mrcfile.new(source) as mrc:
+        mrc.set_data(_volume(rng))
+        mrc.header.nlabl = 0
+        mrc.header.label = b""
+        for index in range(10):
+            mrc.add_label(f"step {index}")
+    out = write(tmp_path / "a.mrc", _volume(rng), like=read_info(source), label="ours")
+    labels = read_info(out).labels
+    assert len(labels) == 10
+    assert labels[:9] == tuple(f"step {index}" for index in range(1, 10))
+    assert "ours" in labels[9]
+    with open_writer(tmp_path / "b.mrc", (6, 7, 8), like=source, label="slabs") as writer:
+        writer.write(_volume(rng))
+    assert read_info(tmp_path / "b.mrc").labels[:9] == labels[:9]
+
+
+# --- TIFF tomograms -----------------------------------------------------------------
+
+
+def test_tiff_tomograms_are_read_like_mrc(tmp_path, rng):
+    # Regression (issue 19): TIFF tomograms were refused ("not an MRC file").
+    tifffile = pytest.importorskip("tifffile")
+    volume = _volume(rng, (5, 16, 12))
+    tifffile.imwrite(tmp_path / "t.tif", volume, photometric="minisblack")
+    info = read_info(tmp_path / "t.tif")
+    assert (info.shape, info.dtype, info.voxel_size, info.labels) == (
+        (5, 16, 12), np.dtype(np.float32), (0.0, 0.0, 0.0), ())
+    np.testing.assert_array_equal(read(tmp_path / "t.tif"), volume)
+    mapped = read(tmp_path / "t.tif", mmap=True)
+    assert isinstance(mapped, np.memmap) and not mapped.flags.writeable
+    np.testing.assert_array_equal(mapped, volume)
+
+
+def test_tiff_voxel_size_from_resolution_tags_and_imagej_spacing(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    volume = _volume(rng, (5, 16, 12))
+    # ImageJ: unit in the description, 2 pixels per nm in-plane, 0.6 nm between slices.
+    tifffile.imwrite(tmp_path / "ij.tif", volume, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"spacing": 0.6, "unit": "nm", "axes": "ZYX"})
+    assert read_info(tmp_path / "ij.tif").voxel_size == (6.0, 5.0, 5.0)
+    # Baseline TIFF: pixels per centimetre; Z taken as the (isotropic) in-plane size.
+    tifffile.imwrite(tmp_path / "cm.tif", volume, photometric="minisblack",
+                     resolution=(1e8 / 7.0, 1e8 / 7.0), resolutionunit="CENTIMETER",
+                     compression="zlib")
+    assert read_info(tmp_path / "cm.tif").voxel_size == (7.0, 7.0, 7.0)
+    np.testing.assert_array_equal(read(tmp_path / "cm.tif", mmap=True), volume)  # compressed
+    out = write(tmp_path / "out.mrc", read(tmp_path / "ij.tif"), like=tmp_path / "ij.tif")
+    assert read_info(out).voxel_size == (6.0, 5.0, 5.0)
+
+
+def test_tiff_pair_and_bad_tiffs(tmp_path, rng):
+    tifffile = pytest.importorskip("tifffile")
+    volume = _volume(rng, (5, 16, 12))
+    for name in ("e.tif", "o.tiff"):
+        tifffile.imwrite(tmp_path / name, volume, photometric="minisblack")
+    even, odd, info = read_pair(tmp_path / "e.tif", tmp_path / "o.tiff", mmap=True)
+    assert even.shape == odd.shape == info.shape == (5, 16, 12)
+    text = tmp_path / "notes.tif"
+    text.write_text("not an image")
+    with _raises(InputError, text) as err:
+        read_info(text)
+    assert "not a readable TIFF file" in str(err.value)
+    raw = (tmp_path / "e.tif").read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(raw[: len(raw) // 2])
+    with _raises(InputError, cut) as err:
+        read(cut)
+    assert "truncated TIFF" in str(err.value)
+    rgb = tmp_path / "rgb.tif"
+    tifffile.imwrite(rgb, np.zeros((16, 16, 3), np.uint8), photometric="rgb")
+    with _raises(InputError, rgb) as err:
+        read_info(rgb)
+    assert "colour" in str(err.value)
+
+
+# --- checks before any work: finite values, headers ---------------------------------------
+
+
+def test_nan_in_an_input_half_is_caught_up_front_naming_the_file(tmp_path, rng):
+    # Regression (issue 19): NaN in a half was found only when the output was written,
+    # and the error named the output file.
+    from cryocare.io import check_inputs, validate_pair
+
+    even = write(tmp_path / "t_even.mrc", _volume(rng))
+    bad = _volume(rng)
+    bad[2, 3, 4] = np.nan
+    bad[4, 0, 1] = np.inf
+    bad[5, 6, 7] = -np.inf
+    odd = write(tmp_path / "t_odd.mrc", np.zeros_like(bad))
+    with mrcfile.open(odd, mode="r+") as mrc:  # write() refuses NaN: put it in afterwards
+        mrc.data[...] = bad
+    with _raises(InputError, odd) as err:
+        validate_pair(even, odd)
+    assert "found 3 NaN or infinite value(s), the first at (z, y, x) = (2, 3, 4)" in str(
+        err.value)
+    with _raises(InputError, odd):
+        check_inputs([(even, odd)])
+    assert validate_pair(even, odd, finite=False).shape == (6, 7, 8)
+
+
+@pytest.mark.parametrize("where", [(0, 0, 0), (39, 63, 63), (17, 5, 60)])
+def test_check_finite_streams_and_finds_the_first_position(tmp_path, where):
+    from cryocare.io import check_finite
+
+    volume = np.ones((40, 64, 64), np.float32)
+    volume[where] = np.nan
+    path = tmp_path / "v.mrc"
+    write(path, np.ones_like(volume))
+    with mrcfile.open(path, mode="r+") as mrc:
+        mrc.data[...] = volume
+    for source in (path, volume, read(path, mmap=True)):
+        with pytest.raises(InputError, match=rf"1 NaN .* = \({where[0]}, {where[1]}, "
+                                             rf"{where[2]}\)"):
+            check_finite(source, name="v.mrc")
+    check_finite(np.ones((3, 4), np.int16))  # integers are finite
+    with pytest.raises(InputError, match=r"\(y, x\) = \(1, 2\)"):
+        check_finite(np.array([[0, 0, 0], [0, 0, np.inf]]))
+
+
+def test_check_finite_of_a_large_file_keeps_little_resident(tmp_path):
+    from cryocare.io import check_finite
+
+    path = write(tmp_path / "big.mrc", np.ones((64, 512, 512), np.float32))  # 64 MiB
+    before = _resident_bytes()
+    check_finite(path)
+    assert _resident_bytes() - before < 40 * 2**20  # a chunk of 16 MiB (+ its mask)
+
+
+def test_check_inputs_reads_every_header_before_any_value(tmp_path, rng, monkeypatch):
+    from cryocare import io
+
+    good = [write(tmp_path / f"a_{h}.mrc", _volume(rng)) for h in ("even", "odd")]
+    short = [write(tmp_path / f"b_{h}.mrc", _volume(rng, s))
+             for h, s in (("even", (6, 7, 8)), ("odd", (6, 7, 9)))]
+    scanned = []
+    monkeypatch.setattr(io, "check_finite", lambda path, **_: scanned.append(path))
+    with _raises(InputError, *short):
+        io.check_inputs([good, short])
+    assert scanned == []
+    mask = write(tmp_path / "mask.mrc", np.ones((6, 7, 9)))
+    with _raises(InputError, mask, good[0]):
+        io.check_inputs([good], masks=mask)
+    assert len(io.check_inputs([good], masks=[None])) == 1
+    assert scanned == good
+
+
+# --- temporary files, failed writes --------------------------------------------------
+
+
+def test_temporary_files_of_a_dead_writer_are_removed_by_the_next_write(tmp_path, rng):
+    # Regression (issue 19): a killed `cryocare predict` left a full-size
+    # .den.mrc.<hex>.tmp that no later run removed.
+    from cryocare.io import open_writer, temporary_path
+
+    target = tmp_path / "den.mrc"
+    ours = temporary_path(target)
+    dead = ours.with_name(ours.name.replace(f"-{os.getpid()}-", "-999999999-"))
+    other_target = temporary_path(tmp_path / "other.mrc")
+    other_host = ours.with_name(ours.name.replace(".cryocare-", ".cryocare-elsewhere-"))
+    alive = temporary_path(target)
+    for path in (dead, other_target, other_host, alive):
+        path.write_bytes(b"partial")
+    write(target, _volume(rng))
+    assert not dead.exists() and other_target.exists() and other_host.exists()
+    assert alive.exists()  # this process runs: maybe another thread writes it
+    dead.write_bytes(b"partial")
+    with open_writer(target, (6, 7, 8), overwrite=True) as writer:
+        writer.write(_volume(rng))
+    assert not dead.exists()
+
+
+def test_check_output_finds_a_bad_target_before_any_work(tmp_path):
+    from cryocare.io import check_output
+
+    assert check_output(tmp_path / "out.mrc") == tmp_path / "out.mrc"
+    assert sorted(tmp_path.iterdir()) == []
+    (tmp_path / "out.mrc").write_bytes(b"")
+    with _raises(OutputExistsError, tmp_path / "out.mrc"):
+        check_output(tmp_path / "out.mrc")
+    with _raises(InputError, tmp_path / "out.tif"):
+        check_output(tmp_path / "out.tif")
