@@ -9,6 +9,7 @@ import pytest
 
 from cryocare import cli, compat, io, legacy_cli
 from cryocare.errors import InputError
+from cryocare.halves import find_halves
 from cryocare.pairs import PairSet
 from cryocare.simulate import simulate_tomogram
 
@@ -69,12 +70,14 @@ def test_three_scripts_end_to_end_as_relion_calls_them(project, monkeypatch, cap
     out = project / "Denoise/job008/tomograms"
     written = sorted(p.name for p in out.iterdir())
     assert written == ["rec_TS_01_half1.mrc", "rec_TS_02_half1.mrc"]  # named after even
-    # The output is the model's denoising of the right pair (paired by position, as listed).
+    # The output is the model's denoising of the right pair (paired by name), with the
+    # recipe's test-time augmentation.
     model = compat.load_archive(archive)
     even, odd, _ = io.read_pair(project / "Tomograms/job007/tomograms/rec_TS_02_half1.mrc",
                                 project / "Tomograms/job007/tomograms/rec_TS_02_half2.mrc")
     # Same network and weights; tiled vs whole differ only by summation order (float32).
-    np.testing.assert_allclose(io.read(out / "rec_TS_02_half1.mrc"), model.denoise(even, odd),
+    np.testing.assert_allclose(io.read(out / "rec_TS_02_half1.mrc"),
+                               model.denoise(even, odd, tta=True),
                                rtol=0, atol=1e-4 * float(np.ptp(even)))
     assert io.read_info(out / "rec_TS_02_half1.mrc").voxel_size == (10.0, 10.0, 10.0)
 
@@ -98,7 +101,7 @@ def test_folders_are_paired_by_name(tmp_path, monkeypatch):
     for name in ("b_tomo", "a_tomo"):
         for half in ("even", "odd"):
             (tmp_path / half / f"{name}.mrc").write_bytes(b"")
-    pairs = legacy_cli._halves([str(tmp_path / "even")], [str(tmp_path / "odd")])
+    pairs = find_halves([str(tmp_path / "even")], [str(tmp_path / "odd")])
     assert [(e.parent.name, e.name, o.parent.name, o.name) for e, o in pairs] == [
         ("even", "a_tomo.mrc", "odd", "a_tomo.mrc"), ("even", "b_tomo.mrc", "odd", "b_tomo.mrc")]
 
@@ -133,9 +136,9 @@ def test_wrong_kind_of_config_and_missing_file(tmp_path, capsys):
 
 def test_console_scripts_are_declared():
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts.get("cryoCARE_extract_train_data.py") == "cryocare.legacy_cli:main_extract"
-    assert scripts.get("cryoCARE_train.py") == "cryocare.legacy_cli:main_train"
-    assert scripts.get("cryoCARE_predict.py") == "cryocare.legacy_cli:main_predict"
+    assert scripts.get("cryoCARE_extract_train_data.py") == "cryocare.cli.scripts:main_extract"
+    assert scripts.get("cryoCARE_train.py") == "cryocare.cli.scripts:main_train"
+    assert scripts.get("cryoCARE_predict.py") == "cryocare.cli.scripts:main_predict"
 
 
 def test_mask_key_places_patches_inside_the_mask(tmp_path, monkeypatch):

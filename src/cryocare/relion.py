@@ -123,6 +123,42 @@ def read_tomograms(star: str | os.PathLike, *, project: str | os.PathLike | None
     return tomograms
 
 
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def write_denoised_star(star: str | os.PathLike, output: str | os.PathLike,
+                        denoised: dict[str, Path], *, project: str | os.PathLike | None = None,
+                        overwrite: bool = False) -> Path:
+    """Copy ``star`` to ``output`` with ``rlnTomoReconstructedTomogramDenoised`` set.
+
+    ``denoised`` maps ``rlnTomoName`` to the denoised file; rows not in it keep
+    their previous value (or ``N/A``, as RELION writes). Written atomically.
+    """
+    import starfile
+
+    star, output = Path(star), Path(output)
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"{output}: exists already (use --overwrite to replace it)")
+    blocks, key, table = _read_table(star)
+    root = _project(star, project)
+    table = table.copy()  # the caller's data is never modified
+    previous = table[DENOISED] if DENOISED in table.columns else ["N/A"] * len(table)
+    table[DENOISED] = [_relative(denoised[name], root) if name in denoised else old
+                       for name, old in zip(table[NAME].astype(str), previous, strict=True)]
+    blocks = {**blocks, key: table}
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        starfile.write(blocks, tmp)
+        os.replace(tmp, output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return output
+
+
 def denoised_path(output: str | os.PathLike, name: str) -> Path:
     """Where the denoised tomogram ``name`` goes in the job folder ``output`` (RELION's naming)."""
     return Path(output) / "tomograms" / f"rec_{name}.mrc"

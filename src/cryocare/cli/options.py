@@ -35,13 +35,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter,
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, argparse.SUPPRESS) \
+        if "default" in text or action.default is argparse.SUPPRESS or action.required \
+                or not action.option_strings \
                 or isinstance(action, argparse._StoreConstAction | argparse._HelpAction
-                              | argparse._VersionAction):
+                              | argparse._VersionAction | argparse.BooleanOptionalAction):
             return text
-        if isinstance(action, argparse.BooleanOptionalAction):
-            return text
-        return text + " (default: %(default)s)"
+        return text + (" (default: none)" if action.default is None
+                       else " (default: %(default)s)")
 
 
 # ------------------------------------------------------------------ value types
