@@ -84,9 +84,9 @@ def cluster_client(scheduler=None, *, n_workers: int = 2, processes: bool = True
 
 @functools.lru_cache(maxsize=2)
 def _cached_model(directory: str, stamp: float):
-    from .model import CAREModel
+    from .modelfiles import load_model
 
-    return CAREModel.load(directory)
+    return load_model(directory)
 
 
 def _load_model(directory: str):
@@ -209,18 +209,20 @@ def predict_chunked(
         The output file.
     """
     from . import nets
-    from .pairs import compute_normalization
+    from .normalize import compute_normalization
+    from .tiling import aligned_margin, round_up
 
     output = Path(output)
     _check_outputs([output], overwrite)
     model_dir = str(Path(model).resolve())
     even, odd = str(Path(even).resolve()), str(Path(odd).resolve())
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
-    config = _load_model(model_dir).config
-    multiple, halo = nets.multiple_of(config), nets.halo(config)
-    margin = -(-max(halo, 1) // multiple) * multiple
-    step = -(-max(int(chunk), 1) // multiple) * multiple
-    if options.get("normalize") == "image":
+    loaded = _load_model(model_dir)
+    config, config_normalization = loaded.config, loaded.normalization
+    multiple = nets.multiple_of(config)
+    margin = aligned_margin(nets.halo(config), multiple)  # as every tile plan reads
+    step = round_up(max(int(chunk), 1), multiple)
+    if options.get("normalize") == "image" or config_normalization is None:
         options = {**options, "normalize": compute_normalization([even_data, odd_data])}
     depth = info.shape[0]
     regions = [((max(0, z - margin), min(depth, z + step + margin)), (z, min(depth, z + step)))

@@ -26,7 +26,7 @@ normalised float32 batch ``(n, *tile_shape)`` to an array of the same shape.
 Examples
 --------
 >>> import numpy as np
->>> from cryocare.pairs import Normalization
+>>> from cryocare.normalize import Normalization
 >>> image = np.arange(24 * 20, dtype=np.float32).reshape(24, 20)
 >>> out = predict_volume(lambda batch: 2 * batch, image, normalization=Normalization(0.0, 1.0),
 ...                      halo=2, multiple_of=4, memory="1M", bytes_per_voxel=400)
@@ -50,8 +50,8 @@ from tqdm.auto import tqdm
 
 from . import io
 from .errors import CryocareError, InputError
-from .pairs import Normalization, compute_normalization
 from .nets.unet import unet_bytes_per_voxel
+from .normalize import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
 __all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "flip_averaged",

@@ -16,11 +16,20 @@ _VOLUME_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
 
 
 def check_output(path: Path, overwrite: bool) -> Path:
-    """``path`` may be written: not there (or ``overwrite``), in a folder that exists or can be."""
+    """``path`` may be written: not there (or ``overwrite``), in a folder that exists or can be.
+
+    A volume whose folder exists already is checked by :func:`cryocare.io.check_output`
+    (which also finds a read-only folder or a full disk now, and removes the
+    temporaries that a killed run left for this output).
+    """
+    from .. import io
+
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path}: exists already (use --overwrite to replace it)")
     if path.is_dir() and path.suffix:
         raise InputError(f"{path}: is a folder, expected a file name")
+    if path.suffix.lower() in _VOLUME_SUFFIXES and path.parent.is_dir():
+        return io.check_output(path, overwrite=True)
     parent = path.parent
     while not parent.exists():
         parent = parent.parent
@@ -30,18 +39,13 @@ def check_output(path: Path, overwrite: bool) -> Path:
 
 
 def check_pair(even: Path, odd: Path):
-    """Read and compare the headers of an even/odd pair (no data read); returns the info."""
+    """Headers, shapes and voxel sizes of an even/odd pair, then a streamed finite scan.
+
+    Returns the even half's header (:class:`cryocare.io.VolumeInfo`).
+    """
     from .. import io
 
-    checker = getattr(io, "check_pair", None)
-    if checker is not None:  # streamed finite-value scan and header checks
-        return checker(even, odd)
-    info = io.read_info(even)
-    other = io.read_info(odd)
-    if info.shape != other.shape:
-        raise InputError(f"{odd}: expected the shape of {even.name}, {info.shape}, found "
-                         f"{other.shape}")
-    return info
+    return io.validate_pair(even, odd)
 
 
 def check_tiles(tiles, config, n_dim: int) -> None:
