@@ -55,6 +55,7 @@ from .normalize import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
 __all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "flip_averaged",
+           "flip_subsets", "tta_flips",
            "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
            "predict_volume", "predict_tiled", "denoise_file"]
 
@@ -323,7 +324,7 @@ def predict_volume(
     normalize: str | Normalization = "training",
     out: np.ndarray | _Sink | None = None,
     progress: bool = False,
-    tta: bool = False,
+    tta: bool | int = False,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
@@ -361,18 +362,20 @@ def predict_volume(
         None is returned).
     progress : bool
         Show a progress bar over slices.
-    tta : bool
-        Test-time augmentation: average the network's output over all flips
-        of the tile along its axes (8 in 3-D, 4 in 2-D; see
-        :func:`flip_averaged`). Costs as many forward passes.
+    tta : bool or int
+        Test-time augmentation: average the network's output over flips of
+        the tile along its axes — True: all of them (8 in 3-D, 4 in 2-D), or
+        2, 4 or 8 of them (see :func:`flip_subsets`). Costs as many forward
+        passes.
 
     Returns
     -------
     ndarray or None
         float32 array of ``image.shape``, or None when writing to a slab writer.
     """
-    if tta:
-        network = flip_averaged(network)
+    flips = tta_flips(tta, np.ndim(image))
+    if flips > 1:
+        network = flip_averaged(network, flips)
     images = [image] if odd is None else [image, odd]
     for item in images:
         if np.ndim(item) not in (2, 3):
@@ -503,13 +506,60 @@ def predict_tiled(
     return out
 
 
-def flip_averaged(network: Network) -> Network:
-    """``network`` averaged over every flip of its input along the spatial axes.
+def flip_subsets(n_dim: int, flips: int) -> list[tuple[int, ...]]:
+    """The spatial axes flipped for each of ``flips`` test-time augmentations (0-based).
+
+    The subsets are taken in a fixed order: none, the last axis (X), the one
+    before (Y), both, then the same with the first axis (Z) flipped too; so
+    2 flips average over X mirrors, 4 over X and Y mirrors, 8 (3-D) over all.
+
+    Examples
+    --------
+    >>> flip_subsets(3, 4)
+    [(), (2,), (1,), (1, 2)]
+    >>> len(flip_subsets(2, 4)), flip_subsets(3, 1)
+    (4, [()])
+    """
+    everything = 2**n_dim
+    if flips not in (1, 2, 4, 8) or flips > everything:
+        raise InputError(f"tta: expected 1, 2, 4 or {everything} flips for {n_dim}-D images, "
+                         f"got {flips!r}")
+    order = itertools.product((0, 1), repeat=n_dim)  # X varies fastest
+    subsets = [tuple(axis for axis, bit in enumerate(bits) if bit) for bits in order]
+    return subsets[:flips]
+
+
+def tta_flips(tta: bool | int, n_dim: int) -> int:
+    """Number of flips that ``tta`` asks for: False/0/1 none, True all, else 2, 4 or 8.
+
+    Examples
+    --------
+    >>> tta_flips(True, 3), tta_flips(False, 3), tta_flips(4, 3), tta_flips(True, 2)
+    (8, 1, 4, 4)
+    """
+    if tta is True:
+        return 2**n_dim
+    if tta is False or tta in (0, 1):
+        return 1
+    flips = int(tta)
+    flip_subsets(n_dim, flips)  # validates
+    return flips
+
+
+def flip_averaged(network: Network, flips: int | None = None) -> Network:
+    """``network`` averaged over flips of its input along the spatial axes.
 
     Flips keep the geometry of a tomogram: the missing wedge is symmetric
     under them (unlike 90° rotations, which would turn it), so each flipped
     copy looks like training data and the average of the un-flipped outputs
     has less variance. The batch axis (the first) is never flipped.
+
+    Parameters
+    ----------
+    network : callable
+        Batch ``(n, *spatial)`` to the same shape.
+    flips : int, optional
+        How many of the flips (see :func:`flip_subsets`); None: all of them.
 
     Examples
     --------
@@ -519,11 +569,11 @@ def flip_averaged(network: Network) -> Network:
     [1.5, 1.5, 1.5, 1.5]
     """
     def averaged(batch: np.ndarray) -> np.ndarray:
-        spatial = range(1, batch.ndim)
-        subsets = [axes for n in range(len(spatial) + 1)
-                   for axes in itertools.combinations(spatial, n)]
+        n_dim = batch.ndim - 1
+        subsets = flip_subsets(n_dim, 2**n_dim if flips is None else flips)
         total = np.zeros(batch.shape, np.float32)
-        for axes in subsets:
+        for spatial in subsets:
+            axes = tuple(axis + 1 for axis in spatial)
             flipped = np.ascontiguousarray(np.flip(batch, axes)) if axes else batch
             result = network(flipped)
             total += np.flip(result, axes) if axes else result

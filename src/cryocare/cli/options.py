@@ -95,6 +95,18 @@ def device_type(text: str) -> str:
     raise argparse.ArgumentTypeError(f"expected cpu, gpu or gpu:N, got {text!r}")
 
 
+def tta_type(text: str) -> bool | int:
+    """``off`` (or 0, 1), ``on`` (all flips), or a number of flips: 2, 4 or 8."""
+    value = text.strip().lower()
+    if value in ("off", "no", "0", "1"):
+        return False
+    if value in ("on", "yes", "all"):
+        return True
+    if value in ("2", "4", "8"):
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected off, 2, 4 or 8 flips, got {text!r}")
+
+
 def names_type(text: str) -> list[str]:
     """Comma- or colon-separated names."""
     return [n.strip() for n in text.replace(":", ",").split(",") if n.strip()]
@@ -213,11 +225,14 @@ def add_prediction_options(parser: argparse.ArgumentParser, *, tta_default: bool
     group.add_argument("--normalize", choices=("training", "image"), default="training",
                        help="intensity statistics: the training data's, or each tomogram's own "
                             "(models that normalise per image always use their own)")
-    group.add_argument("--tta", action=argparse.BooleanOptionalAction, default=tta_default,
-                       help="test-time augmentation: average over the 8 flips of every tile "
-                            "(8x the prediction time) (default: " +
-                            ("the recipe's, on" if tta_default is None else
-                             "on" if tta_default else "off") + ")")
+    group.add_argument("--tta", type=tta_type, nargs="?", const=True, default=tta_default,
+                       metavar="off|2|4|8",
+                       help="test-time augmentation: average over 2, 4 or 8 flips of every tile "
+                            "(as many times the prediction time); --tta alone: all flips "
+                            "(default: " + ("the recipe's" if tta_default is None else
+                                            "all" if tta_default else "off") + ")")
+    group.add_argument("--no-tta", dest="tta", action="store_const", const=False,
+                       help="no test-time augmentation (same as --tta off)")
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
@@ -318,5 +333,5 @@ def prediction_options(args: argparse.Namespace, *, tta: bool | None = None) -> 
             "batch_size": getattr(args, "predict_batch", None),
             "normalize": getattr(args, "normalize", "training"),
             "progress": not getattr(args, "quiet", False),
-            "tta": bool(getattr(args, "tta", False) if tta is None else tta),
+            "tta": getattr(args, "tta", False) if tta is None else tta,
             "precision": "bfloat16" if precision == "bfloat16" else "float32"}
