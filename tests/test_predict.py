@@ -240,3 +240,15 @@ def test_every_forward_pass_fits_the_budget(memory):
     result = predict_volume(network, even, odd, memory=memory, **options)
     assert max(calls) * 400 <= parse_memory(memory)
     np.testing.assert_allclose(result, expected, rtol=0, atol=1e-6)  # float32 rounding
+
+
+def test_no_forward_pass_is_larger_than_the_cap_however_much_memory_there_is():
+    """Regression: a 96x256x256 pair was planned as one tile with 18 GB free, and oneDNN's
+    AVX2 kernels aborted allocating its activations (std::bad_alloc)."""
+    from cryocare.predict import MAX_PASS_VOXELS
+
+    plan, batch = plan_for_memory((96, 256, 256), budget=64 * 2**30, bytes_per_voxel=425,
+                                  halo=23, multiple_of=4)
+    largest = max(np.prod(t.read_shape) for t in plan.tiles)
+    assert len(plan.tiles) > 1
+    assert 2 * batch * largest <= MAX_PASS_VOXELS

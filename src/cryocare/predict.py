@@ -63,6 +63,11 @@ log = logging.getLogger(__name__)
 
 NORMALIZE_CHOICES = ("training", "image")
 MAX_BATCH = 8  # tiles per forward pass; more gains nothing measurable on CPU or GPU
+#: Input voxels of one forward pass (all tiles and halves together). Larger passes gain
+#: little (overlap is already small) and make single activation tensors of gigabytes,
+#: which oneDNN's AVX2 kernels failed to allocate (std::bad_alloc, an abort no retry
+#: can catch) on a 96x256x256 pair planned as one tile with 18 GB free.
+MAX_PASS_VOXELS = 2**23
 _ENGINE_BYTES = 16  # per read voxel and image: the batch, the result and reading temporaries
 _FALLBACK_MEMORY = 4 * 2**30  # used when the free memory cannot be measured
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -144,7 +149,8 @@ def plan_for_memory(
     axis into 1, 2, 3, ... equal parts are tried; of those that fit, the plan
     reading the fewest voxels in all (least overlap) wins, then the largest
     core. Then as many tiles per pass as fit are batched (at most
-    ``max_batch``). With ``tile_shape`` given, only the batch is chosen.
+    ``max_batch``). No forward pass takes more than :data:`MAX_PASS_VOXELS`
+    input voxels. With ``tile_shape`` given, only the batch is chosen.
 
     Parameters
     ----------
@@ -173,7 +179,7 @@ def plan_for_memory(
     >>> plan, batch = plan_for_memory((300, 1000, 1000), budget=4 * 2**30, bytes_per_voxel=425,
     ...                               halo=26, multiple_of=4)
     >>> plan.tile_shape, batch, len(plan.tiles)
-    ((100, 112, 112), 1, 243)
+    ((100, 92, 112), 1, 297)
     """
     shape = tuple(int(n) for n in shape)
     probe = plan_tiles(shape, tile_shape=tile_shape, halo=halo, multiple_of=multiple_of)
@@ -199,6 +205,7 @@ def plan_for_memory(
         slabs = 4 * np.minimum(cores[:, 0], shape[0]) * math.prod(shape[1:])
         reads = np.minimum(cores + 2 * margin, np.array(padded))
         fits = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1) <= budget
+        fits &= halves * reads.prod(axis=1) <= max(MAX_PASS_VOXELS, halves * multiple_of**len(shape))
         if not fits.any():
             raise InputError(
                 f"memory: a budget of {budget / 2**20:.0f} MiB is too small for the "
@@ -210,7 +217,9 @@ def plan_for_memory(
         core = [int(c) for c in cores[best]]
     plan = plan_tiles(shape, tile_shape=core, halo=halo, multiple_of=multiple_of)
     batch = 1
-    while batch < min(max_batch, len(plan.tiles)) and cost(core, batch + 1) <= budget:
+    pass_voxels = halves * _read_voxels(core, margin, padded)
+    while batch < min(max_batch, len(plan.tiles)) and cost(core, batch + 1) <= budget \
+            and (batch + 1) * pass_voxels <= MAX_PASS_VOXELS:
         batch += 1
     log.debug("memory plan for %s: cores %s, halo %d, %d tiles, %d per pass, budget %d MiB",
               shape, plan.tile_shape, plan.halo, len(plan.tiles), batch, budget // 2**20)
