@@ -86,13 +86,21 @@ def test_gpu_id_as_pipelines_write_it(gpu_id, expected):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"split": 1.5}, "'split'"), ({"tilt_axis": "Z"}, "'tilt_axis'"),
+    ({"split": 1.5}, "'split'"), ({"tilt_axis": "W"}, "'tilt_axis'"),
     ({"patch_shape": [64, 64]}, "'patch_shape'"), ({"num_slices": "many"}, "'num_slices'"),
     ({"overwrite": "sometimes"}, "'overwrite'"), ({"colour": "blue"}, "unknown key.*'colour'"),
 ])
 def test_bad_train_data_configs_name_the_key(change, message):
     with pytest.raises(InputError, match=message):
         compat.config_from_dict({**RELION_TRAIN_DATA, **change})
+
+
+def test_tilt_axis_z_is_accepted_as_cryocare_does():
+    # Regression (issue 19): cryoCARE 0.3.0 accepts "Z" (Scipion offers it, for tomograms
+    # never rotated after IMOD reconstruction); it was refused here.
+    for given in ("Z", "z", " Z "):
+        config = compat.config_from_dict({**RELION_TRAIN_DATA, "tilt_axis": given})
+        assert config.tilt_axis == "Z"
 
 
 SCIPION_TRAIN_DATA = {  # older scipion-em-cryocare: no tilt_axis, n_normalization_samples
@@ -231,3 +239,58 @@ def test_cryocare_030_predicts_with_our_archive(tmp_path):
     theirs = io.read(tmp_path / "out" / "tomo_even.mrc")
     assert np.corrcoef(ours.ravel(), theirs.ravel())[0, 1] >= 0.999
 
+
+
+# ------------------------------------------------------------------ CSBDeep as the oracle
+def _csbdeep_config_class():
+    """CSBDeep's own Config; its package refuses Keras backends other than TensorFlow."""
+    try:
+        from csbdeep.models import Config
+    except (ImportError, NotImplementedError, RuntimeError) as error:
+        pytest.skip(f"csbdeep.models cannot be imported here: {error}")
+    return Config
+
+
+def test_missing_archive_config_keys_take_csbdeeps_own_defaults():
+    # A config.json with only the axes: every value is CSBDeep's default (was: a 3-D
+    # kernel of 5 and the loss "mse", where CSBDeep builds 3 and "mae").
+    theirs = _csbdeep_config_class()("ZYX", n_channel_in=1, n_channel_out=1)
+    ours = compat._care_config({"n_dim": 3, "axes": "ZYXC"}, Path("config.json"))
+    names = ("unet_n_depth", "unet_kern_size", "unet_n_first", "unet_residual", "train_loss",
+             "train_epochs", "train_steps_per_epoch", "train_batch_size",
+             "train_learning_rate")
+    assert {n: getattr(ours, n) for n in names} == {n: getattr(theirs, n) for n in names}
+    assert ours.train_reduce_lr_patience == theirs.train_reduce_lr["patience"]
+
+
+def test_written_archive_config_is_the_one_csbdeep_writes_and_accepts():
+    Config = _csbdeep_config_class()
+    care = CareConfig(unet_n_depth=3, unet_n_first=16, unet_kern_size=3, train_epochs=6,
+                      train_steps_per_epoch=50, train_batch_size=8)
+    ours = compat._csbdeep_config(care)
+    options = {k: v for k, v in ours.items()
+               if k not in ("n_dim", "axes", "n_channel_in", "n_channel_out", "probabilistic")}
+    theirs = Config(ours["axes"], n_channel_in=1, n_channel_out=1,
+                    probabilistic=ours["probabilistic"], **options)  # refuses unknown keys
+    assert theirs.is_valid(return_invalid=True) == (True, ())
+    assert json.loads(json.dumps(vars(theirs))) == ours  # what CARE.save writes: the same
+
+
+def test_cryocare_archive_config_round_trips_through_csbdeep():
+    Config = _csbdeep_config_class()
+    with tarfile.open(DATA / "model.tar.gz") as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/config.json"))
+        written = json.load(tar.extractfile(member))
+    care = compat._care_config(written, DATA / "model.tar.gz")
+    again = compat._csbdeep_config(care)
+    assert {k: again[k] for k in written} == written  # what cryoCARE wrote, key for key
+    assert Config(**{k: v for k, v in again.items() if k != "n_dim"}).is_valid()
+
+
+def test_an_archive_of_a_network_trained_with_the_fsc_loss_is_one_cryocare_loads():
+    # CSBDeep refuses to load a config.json whose train_loss is not mse/mae, so an archive
+    # of an FSC-trained network was one that cryoCARE (and RELION's job) could not load.
+    Config = _csbdeep_config_class()
+    written = compat._csbdeep_config(CareConfig(train_loss="fsc"))
+    assert written["train_loss"] == "mse"
+    assert Config(**{k: v for k, v in written.items() if k != "n_dim"}).is_valid()

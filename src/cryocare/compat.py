@@ -11,9 +11,10 @@ CryoBoost, Scipion, nextPYP, tomotools) run unchanged on this package.
 
 The configs are read as cryoCARE reads them, with its known bugs fixed:
 
-- ``even``/``odd`` folders are paired by file name
-  (:mod:`cryocare.pairing`), not by the arbitrary order of two directory
-  listings; explicit lists are paired by position, as written;
+- ``even``/``odd`` folders and lists are paired by file name
+  (:func:`cryocare.halves.find_halves`), not by the arbitrary order of two
+  directory listings or the position in two lists; files whose names do not
+  pair are an error that names them;
 - normalisation statistics come from all tomograms, both halves
   (``n_normalization_samples`` is accepted and not needed);
 - no zero slices at the edges of sizes that are not multiples of 2**depth;
@@ -60,6 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PAIRS_FILE = "cryocare_pairs.npz"  # what our extraction writes into the training-data folder
+_TILT_AXES = ("Y", "X", "Z")  # as cryoCARE 0.3.0; "Z": tomograms never rotated after IMOD
 _TRUE = ("true", "yes", "on", "y", "1")
 _FALSE = ("false", "no", "off", "n", "0")
 
@@ -187,7 +189,7 @@ class TrainDataConfig:
     num_slices: int
     split: float
     path: str
-    tilt_axis: str = "Y"
+    tilt_axis: str = "Y"  # "Y", "X" or "Z": the axis along which validation is split off
     n_normalization_samples: int | None = None
     mask: str | None = None
     overwrite: bool = False
@@ -205,8 +207,8 @@ class TrainDataConfig:
             raise InputError(f"config key 'split': expected a training fraction between 0 and 1 "
                              f"(e.g. 0.9), got {values['split']!r}")
         tilt_axis = str(values.get("tilt_axis", "Y")).strip().upper()
-        if tilt_axis not in ("Y", "X"):
-            raise InputError(f"config key 'tilt_axis': expected 'Y' or 'X', got "
+        if tilt_axis not in _TILT_AXES:  # cryoCARE 0.3.0 accepts these three; Scipion offers Z
+            raise InputError(f"config key 'tilt_axis': expected 'Y', 'X' or 'Z', got "
                              f"{values['tilt_axis']!r}")
         mask = values.get("mask")
         if mask is not None and not isinstance(mask, str):
@@ -347,8 +349,18 @@ def read_config(path: str | os.PathLike) -> TrainDataConfig | TrainConfig | Pred
 
 
 # ------------------------------------------------------------------ model archives
+_CSBDEEP_LOSSES = ("mse", "mae")  # what csbdeep.models.Config.is_valid accepts (not probabilistic)
+
+
 def _csbdeep_config(care) -> dict[str, Any]:
-    """CSBDeep ``Config`` dictionary for a :class:`~cryocare.config.CareConfig`."""
+    """CSBDeep ``Config`` dictionary for a :class:`~cryocare.config.CareConfig`.
+
+    Key for key what ``csbdeep.models.CARE`` writes and accepts as valid
+    (checked against CSBDeep's own ``Config`` in tests/test_compat.py).
+    """
+    if care.train_loss not in _CSBDEEP_LOSSES:
+        log.info("train_loss %r is recorded as 'mse' in the archive's config.json: CSBDeep "
+                 "(cryoCARE) accepts only %s", care.train_loss, ", ".join(_CSBDEEP_LOSSES))
     axes = "ZYXC" if care.n_dim == 3 else "YXC"
     return {
         "n_dim": care.n_dim, "axes": axes, "n_channel_in": 1, "n_channel_out": 1,
@@ -357,7 +369,10 @@ def _csbdeep_config(care) -> dict[str, Any]:
         "unet_residual": care.unet_residual, "unet_n_depth": care.unet_n_depth,
         "unet_kern_size": care.unet_kern_size, "unet_n_first": care.unet_n_first,
         "unet_last_activation": "linear", "unet_input_shape": [None] * care.n_dim + [1],
-        "train_loss": care.train_loss, "train_epochs": care.train_epochs,
+        # CSBDeep (so cryoCARE) refuses to load a config with another loss; the loss plays
+        # no part in prediction, so a network trained with "fsc" is recorded as "mse".
+        "train_loss": care.train_loss if care.train_loss in _CSBDEEP_LOSSES else "mse",
+        "train_epochs": care.train_epochs,
         "train_steps_per_epoch": care.train_steps_per_epoch,
         "train_learning_rate": care.train_learning_rate,
         "train_batch_size": care.train_batch_size, "train_tensorboard": False,
@@ -380,12 +395,16 @@ def _care_config(csb: Mapping, source: Path):
     if csb.get("unet_last_activation", "linear") != "linear":
         raise bad(f"last activation {csb.get('unet_last_activation')!r}")
     reduce_lr = csb.get("train_reduce_lr") or {}
+    n_dim = csb.get("n_dim", 3)
+    # Missing keys take CSBDeep's own defaults (csbdeep.models.Config; checked against it
+    # in tests/test_compat.py): its 3-D kernel is 3, its loss "mae", 100 x 400 steps.
     values = {
-        "n_dim": csb.get("n_dim", 3), "unet_n_depth": csb.get("unet_n_depth", 2),
-        "unet_kern_size": csb.get("unet_kern_size", 5), "unet_n_first": csb.get("unet_n_first", 32),
+        "n_dim": n_dim, "unet_n_depth": csb.get("unet_n_depth", 2),
+        "unet_kern_size": csb.get("unet_kern_size", 5 if n_dim == 2 else 3),
+        "unet_n_first": csb.get("unet_n_first", 32),
         "unet_residual": bool(csb.get("unet_residual", True)),
         "unet_n_conv_per_depth": csb.get("unet_n_conv_per_depth", 2),
-        "train_loss": csb.get("train_loss", "mse"),
+        "train_loss": csb.get("train_loss", "mae"),
         "train_epochs": csb.get("train_epochs", 100),
         "train_steps_per_epoch": csb.get("train_steps_per_epoch", 400),
         "train_batch_size": csb.get("train_batch_size", 16),
