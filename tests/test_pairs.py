@@ -35,7 +35,7 @@ def test_normalization_round_trip():
     np.testing.assert_allclose(norm.denormalize(norm.normalize(x)), x)
 
 
-@pytest.mark.parametrize(("tilt_axis", "axis"), [("Y", 1), ("X", 2)])
+@pytest.mark.parametrize(("tilt_axis", "axis"), [("Y", 1), ("X", 2), ("Z", 0)])
 @pytest.mark.parametrize("patch_shape", [8, (4, 8, 12)])
 def test_no_training_patch_overlaps_a_validation_patch(tilt_axis, axis, patch_shape):
     shape = (20, 40, 36)
@@ -88,7 +88,7 @@ def test_save_and_load_round_trip(tmp_path, smooth_pair):
     ("kwargs", "message"),
     [
         ({"patch_shape": 64}, "too small"),
-        ({"tilt_axis": "Z"}, "tilt_axis"),
+        ({"tilt_axis": "W"}, "tilt_axis"),
         ({"val_fraction": 1.5}, "val_fraction"),
         ({"patch_shape": (8, 8)}, "3 sizes"),
     ],
@@ -247,6 +247,21 @@ def test_augmentation_keeps_the_tilt_axis_and_uses_the_plane_group(tilt_axis, ke
     np.testing.assert_array_equal((base.astype(np.int64) // divisor) % 100,
                                   np.broadcast_to(position, base.shape))
     assert len({b.tobytes() for b in base}) == n_transforms
+
+
+def test_augmentation_with_tilt_axis_z_turns_the_yx_plane_as_cryocare_does():
+    # cryoCARE 0.3.0's "Z": the validation split runs along Z, rotations in the Y-X plane.
+    x = np.broadcast_to(_coordinates((4, 6, 6)), (200, 4, 6, 6))
+    ax, ay = augment_batch(x, x + 0.5, rng=np.random.default_rng(0), tilt_axis="Z")
+    base = np.minimum(ax, ay)
+    z = (base.astype(np.int64) // 10_000) % 100
+    np.testing.assert_array_equal(z, np.broadcast_to(np.indices((4, 6, 6))[0], z.shape))
+    assert len({b.tobytes() for b in base}) == 8  # the square Y-X plane: 4 turns x 2 flips
+
+
+def test_tilt_axis_z_is_refused_for_images():
+    with pytest.raises(InputError, match="tilt_axis must be one of 'Y', 'X' for 2-D"):
+        sample_pairs([np.ones((32, 32))], [np.ones((32, 32))], patch_shape=8, tilt_axis="Z")
 
 
 def test_augmentation_of_images_flips_each_axis():

@@ -41,7 +41,9 @@ _INT_BOUNDS = {
 }
 _LOSSES = ("mse", "mae", "fsc")
 _SCHEDULES = ("plateau", "cosine")
-_PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+_PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+#: Keys that are not part of a network's architecture: training settings and bookkeeping.
+_NOT_ARCHITECTURE = ("seed", "backend")
 
 
 @dataclass(frozen=True)
@@ -88,8 +90,9 @@ class CareConfig:
         ``"fsc"``: MSE plus one minus the mean Fourier shell correlation of
         prediction and target (:func:`cryocare.losses.fsc_loss`).
     train_epochs, train_steps_per_epoch, train_batch_size : int
-        Length of training and batch size. With a time budget, training ends
-        at the budget or after ``train_epochs``, whichever comes first.
+        Length of training and batch size. ``train_epochs ×
+        train_steps_per_epoch`` caps the run; with a time budget, training
+        ends at the budget or at that cap, whichever comes first.
     train_learning_rate : float
         Initial (``"plateau"``) or peak (``"cosine"``) learning rate of Adam.
     train_schedule : str
@@ -100,9 +103,11 @@ class CareConfig:
     train_warmup : float
         Share of the run (0 to 0.5) spent warming up under ``"cosine"``.
     train_time_budget : float
-        Wall-clock limit of training in seconds (0, the default: none). The
+        Wall-clock limit of training in seconds (0, the default: none),
+        used when :func:`cryocare.training.train` is given no ``budget``. The
         run stops cleanly after the step that crosses it, validates, and
-        keeps the best weights.
+        keeps the best weights. A trained model's config records the budget
+        its run actually had.
     train_reduce_lr_patience : int
         Epochs without improvement of the validation loss before the learning
         rate is halved (``"plateau"`` only).
@@ -115,7 +120,10 @@ class CareConfig:
         (:func:`cryocare.pairs.augment_batch`). Off by default until measured
         to help at short training budgets.
     train_precision : str
-        ``"float32"`` (default); ``"mixed_bfloat16"``: compute in bfloat16
+        ``"float32"`` (default); ``"auto"``: chosen when training starts by
+        the device that trains (a GPU by its compute capability, a CPU by a
+        quick measurement), and the choice recorded in the trained model's
+        config; ``"mixed_bfloat16"``: compute in bfloat16
         with float32 weights, 2.5 times faster training on CPUs with AMX or
         AVX-512 BF16 and on recent GPUs; ``"mixed_float16"``: float16 with
         loss scaling, for GPUs with tensor cores. Prediction always computes
@@ -234,6 +242,27 @@ class CareConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dictionary of all fields."""
         return dataclasses.asdict(self)
+
+    def architecture(self) -> dict[str, Any]:
+        """The keys that define the network's weights: two configs with equal
+        architectures have interchangeable weights.
+
+        ``n_dim``, ``network`` and the keys of that network (``unet_*``,
+        ``rednet_*``, ``diffusion_*``); for a network registered without keys
+        of its own, every key that is not a training setting.
+
+        Examples
+        --------
+        >>> a = CareConfig(unet_n_first=16, train_learning_rate=1e-3)
+        >>> b = CareConfig(unet_n_first=8, rednet_n_layers=20)
+        >>> sorted(k for k, v in a.architecture().items() if b.architecture()[k] != v)
+        ['unet_n_first']
+        """
+        values = self.to_dict()
+        own = [k for k in values if k.startswith(f"{self.network}_")]
+        keys = ["n_dim", "network", *own] if own else [
+            k for k in values if not k.startswith("train_") and k not in _NOT_ARCHITECTURE]
+        return {k: values[k] for k in keys}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> CareConfig:

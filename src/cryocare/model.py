@@ -1,25 +1,16 @@
-"""The CARE model: Noise2Noise training, tiled prediction, save and load.
+"""The CARE model: a network with its normalisation; prediction, save and load.
 
 A :class:`CAREModel` couples a Keras network (see :mod:`cryocare.nets`) with
-the intensity normalisation it was trained with. It learns the Noise2Noise
-way from pairs of independently noisy images of the same content: each
-training sample maps the even half to the odd half or, chosen at random,
-the odd half to the even half. The best weights by validation loss are kept.
-
-Training can write checkpoints after every epoch (``checkpoint_dir``) and
-continue from the last of them after an interruption (``resume=True``)::
-
-    checkpoints/
-      checkpoint.json         state: epochs done, history, learning rate, file names
-      last-e0007.weights.h5   weights after the last finished epoch
-      best-e0005.weights.h5   weights with the lowest validation loss so far
-      optimizer-e0007.npz     Adam's moments and step counter
-      history.png             learning curve so far
+the intensity normalisation it was trained with — or with none, for a
+general (pretrained) model that normalises every image by its own
+statistics. Training lives in :mod:`cryocare.training`
+(:func:`cryocare.training.train`), which imports this module, not the other
+way round (but for the deprecated delegation :meth:`CAREModel.train`).
 
 A model is saved as a self-describing folder::
 
     model/
-      config.json            format version, CareConfig, normalisation, versions
+      config.json            format version, CareConfig, normalisation (or null), versions
       weights.weights.h5     best weights (by validation loss)
       weights_last.weights.h5
       history.json           loss, val_loss and learning_rate per epoch
@@ -30,13 +21,11 @@ Keras backend loads and predicts on any other.
 
 Examples
 --------
-Training takes minutes, so this is shown, not run (``docs/model.md`` has a
-runnable version)::
-
-    model = CAREModel.train(pairs, CareConfig(train_epochs=10),
-                            checkpoint_dir="checkpoints", resume=True)
-    denoised = model.denoise(even, odd)
-    model.save("my_model")
+>>> import numpy as np
+>>> from cryocare.config import CareConfig
+>>> model = CAREModel(CareConfig(n_dim=2, unet_n_depth=1, unet_n_first=2), None)
+>>> model.predict(np.ones((8, 8), np.float32) + np.eye(8, dtype=np.float32)).shape
+(8, 8)
 """
 
 from __future__ import annotations
@@ -45,235 +34,31 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
-from tqdm.auto import tqdm
 
-from . import __version__, backends, losses, nets
+from . import __version__, nets
 from . import predict as engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
-from .pairs import Normalization, PairSet
+from .normalize import Normalization
 
-__all__ = ["CAREModel", "DEFAULT_TILE", "cosine_rate", "plot_history"]
+__all__ = ["CAREModel", "DEFAULT_TILE", "plot_history", "read_versioned_json"]
 
 log = logging.getLogger(__name__)
 
 FORMAT = "cryocare-model"
 FORMAT_VERSION = 1
-CHECKPOINT_FORMAT = "cryocare-checkpoint"
-CHECKPOINT_VERSION = 1
 DEFAULT_TILE = 128  # core size per axis of a prediction tile (3-D); 2-D uses 4x that
 _WEIGHTS = "weights.weights.h5"
 _WEIGHTS_LAST = "weights_last.weights.h5"
-_HISTORY_KEYS = ("loss", "val_loss", "learning_rate")
 PREDICT_PRECISIONS = ("float32", "bfloat16")
-
-
-class _PairBatches(keras.utils.PyDataset):
-    """An endless stream of random batches of pairs, each pair in a random direction.
-
-    Batch ``i`` of epoch ``e`` (counted from ``epoch``, the first epoch of
-    this run) depends only on ``(seed, e, i)``, so training is reproducible
-    and a resumed run sees the batches an uninterrupted run would have seen.
-    The stream has no end (``num_batches`` is None) and ``fit`` is given
-    ``steps_per_epoch``: Keras then keeps one iterator for the whole run.
-    With a finite dataset it would build a new one every epoch, and on
-    TensorFlow tearing down the old one waited up to ~9 s for its prefetch
-    thread (measured: every other epoch of 50 steps took 20 s instead of 12).
-    """
-
-    def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, steps: int, seed: int,
-                 epoch: int = 0, tilt_axis: str = "Y", augment: Callable | None = None,
-                 workers: int = 1):
-        # Several workers prefetch batches in threads; TensorFlow's tf.data
-        # prefetches on its own, so one worker is enough there.
-        super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
-        self.x, self.y = x, y
-        self.batch_size, self.steps, self.seed = batch_size, steps, seed
-        self.epoch = epoch
-        self.tilt_axis = tilt_axis
-        self.augment = augment
-
-    @property
-    def num_batches(self) -> None:
-        return None  # endless: fit() is given steps_per_epoch
-
-    def __getitem__(self, index: int):
-        epoch, step = self.epoch + index // self.steps, index % self.steps
-        rng = np.random.default_rng([self.seed, epoch, step])
-        pick = rng.integers(0, len(self.x), size=self.batch_size)
-        swap = _expand(rng.random(self.batch_size) < 0.5, self.x.ndim)
-        xs, ys = self.x[pick], self.y[pick]
-        x, y = np.where(swap, ys, xs), np.where(swap, xs, ys)
-        # Every random choice of the augmentation comes from ``rng`` (seeded per
-        # epoch and step), so that training stays reproducible when resumed.
-        if self.augment is not None:
-            x, y = self.augment(x, y, rng=rng, tilt_axis=self.tilt_axis)
-        return x[..., None], y[..., None]
-
-
-def _expand(flags: np.ndarray, ndim: int) -> np.ndarray:
-    return flags.reshape((-1,) + (1,) * (ndim - 1))
-
-
-class _Progress(keras.callbacks.Callback):
-    """tqdm progress bar over all training steps, and one log line per epoch."""
-
-    def __init__(self, total: int, enabled: bool, initial: int = 0):
-        super().__init__()
-        self.bar = tqdm(total=total, initial=initial, desc="training", unit="step",
-                        disable=not enabled)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.bar.update(1)
-        if logs and "loss" in logs:
-            self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        log.info("epoch %d: loss %.5f, val_loss %.5f", epoch + 1,
-                 float(logs.get("loss", np.nan)), float(logs.get("val_loss", np.nan)))
-
-    def close(self):
-        self.bar.close()
-
-
-class _State:
-    """Everything training needs to continue where it stopped (JSON-serialisable)."""
-
-    def __init__(self, learning_rate: float):
-        self.epoch = 0  # finished epochs
-        self.history: dict[str, list[float]] = {key: [] for key in _HISTORY_KEYS}
-        self.best_loss = math.inf
-        self.best_epoch = 0  # 1-based; 0: none yet
-        self.learning_rate = float(learning_rate)
-        self.plateau_wait = 0  # epochs without improvement since the last change of rate
-        self.stopped_early = False
-        self.steps = 0  # finished training steps
-        self.elapsed = 0.0  # seconds of training so far (all runs of a resumed training)
-        self.out_of_time = False
-        self.best_weights: list[np.ndarray] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in (
-            "epoch", "history", "best_loss", "best_epoch", "learning_rate", "plateau_wait",
-            "stopped_early", "steps", "elapsed", "out_of_time")}
-
-    def update(self, values: dict[str, Any]) -> None:
-        for key, value in self.to_dict().items():
-            new = values.get(key, value)  # keys added later keep their defaults
-            setattr(self, key, type(value)(new) if key != "history" else new)
-
-    @property
-    def since_best(self) -> int:
-        return self.epoch - self.best_epoch
-
-
-class _Schedule(keras.callbacks.Callback):
-    """Keep the best weights, halve the learning rate on plateaus, stop early.
-
-    Improvement means a validation loss strictly below the best so far. The
-    state lives in a :class:`_State`, so that a resumed run continues it.
-    """
-
-    def __init__(self, state: _State, *, patience: int, stop_patience: int,
-                 on_epoch: Callable[[], None] | None = None, plateau: bool = True):
-        super().__init__()
-        self.state, self.patience, self.stop_patience = state, patience, stop_patience
-        self.on_epoch, self.plateau = on_epoch, plateau
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs, state = logs or {}, self.state
-        loss = float(logs.get("val_loss", np.inf))
-        state.epoch = epoch + 1
-        state.history["loss"].append(float(logs.get("loss", np.nan)))
-        state.history["val_loss"].append(loss)
-        state.history["learning_rate"].append(state.learning_rate)
-        if loss < state.best_loss:
-            state.best_loss, state.best_epoch, state.plateau_wait = loss, epoch + 1, 0
-            state.best_weights = self.model.get_weights()
-        else:
-            state.plateau_wait += 1
-            if self.plateau and state.plateau_wait >= self.patience:
-                state.learning_rate *= 0.5
-                self.model.optimizer.learning_rate = state.learning_rate
-                state.plateau_wait = 0
-                log.info("epoch %d: learning rate halved to %.3g", epoch + 1,
-                         state.learning_rate)
-            if self.stop_patience and state.since_best >= self.stop_patience:
-                log.info("epoch %d: no improvement for %d epochs, stopping early",
-                         epoch + 1, state.since_best)
-                state.stopped_early = True
-                self.model.stop_training = True
-        if self.on_epoch is not None:
-            self.on_epoch()
-
-
-class _Clock(keras.callbacks.Callback):
-    """Count steps and time, stop at the time budget, and set the cosine learning rate.
-
-    Progress through the run is the larger of the share of steps and the
-    share of the time budget done, so that a cosine schedule reaches its end
-    whichever limit comes first.
-    """
-
-    def __init__(self, state: _State, *, started: float, total_steps: int, budget: float,
-                 peak_rate: float, warmup: float, cosine: bool):
-        super().__init__()
-        self.state, self.total_steps, self.budget = state, total_steps, budget
-        self.peak_rate, self.warmup, self.cosine = peak_rate, warmup, cosine
-        self.origin = started - state.elapsed  # time zero of a resumed run lies in the past
-
-    def progress(self) -> float:
-        done = self.state.steps / self.total_steps
-        if self.budget:
-            done = max(done, self.state.elapsed / self.budget)
-        return min(done, 1.0)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.cosine:
-            rate = cosine_rate(self.progress(), peak=self.peak_rate, warmup=self.warmup)
-            self.model.optimizer.learning_rate = rate
-            self.state.learning_rate = rate
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.state.steps += 1
-        self.state.elapsed = time.perf_counter() - self.origin
-        if self.budget and self.state.elapsed >= self.budget:
-            if not self.state.out_of_time:
-                log.info("time budget of %.0f s reached after %d steps", self.budget,
-                         self.state.steps)
-            self.state.out_of_time = True
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.state.elapsed = time.perf_counter() - self.origin
-
-
-def cosine_rate(progress: float, *, peak: float, warmup: float) -> float:
-    """Learning rate at ``progress`` (0 to 1) of a run: linear warm-up, then cosine decay.
-
-    Rises linearly from 1 % of ``peak`` to ``peak`` over the first ``warmup``
-    share of the run, then falls along half a cosine to zero at the end.
-
-    Examples
-    --------
-    >>> [round(cosine_rate(p, peak=1.0, warmup=0.1), 3) for p in (0, 0.05, 0.1, 0.55, 1)]
-    [0.01, 0.5, 1.0, 0.5, 0.0]
-    """
-    progress = min(max(progress, 0.0), 1.0)
-    if progress < warmup:
-        return peak * max(progress / warmup, 0.01)
-    return peak * 0.5 * (1.0 + math.cos(math.pi * (progress - warmup) / (1.0 - warmup)))
 
 
 def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
@@ -307,264 +92,58 @@ def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -
     return path
 
 
-class _Checkpoints:
-    """Checkpoint folder: written after every epoch, each file replaced atomically.
-
-    Weights and optimizer files carry the epoch in their names and
-    ``checkpoint.json`` (replaced last) names the current ones, so an
-    interruption at any moment leaves a consistent checkpoint behind.
-    """
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.state_path = self.directory / "checkpoint.json"
-
-    def exists(self) -> bool:
-        return self.state_path.is_file()
-
-    def prepare(self, config: CareConfig, normalization: Normalization, *,
-                resume: bool) -> None:
-        """Check the folder (and, to resume, the checkpoint) before anything is built."""
-        if not self.directory.parent.is_dir():
-            raise InputError(f"{self.directory.parent}: folder for the checkpoints does not exist")
-        if self.exists() and not resume:
-            raise OutputExistsError(
-                f"{self.directory}: holds a training checkpoint already (resume training "
-                f"from it, or choose another folder)"
-            )
-        if resume and not self.exists():
-            raise InputError(
-                f"{self.directory}: no checkpoint to resume from (expected checkpoint.json)"
-            )
-        if resume:
-            self.read(config, normalization)
-        self.directory.mkdir(exist_ok=True)
-
-    def write(self, model: CAREModel, state: _State) -> None:
-        tag = f"e{state.epoch:04d}"
-        files = {"last": f"last-{tag}.weights.h5", "optimizer": f"optimizer-{tag}.npz"}
-        model.keras_model.save_weights(self._tmp(files["last"]))
-        os.replace(self._tmp(files["last"]), self.directory / files["last"])
-        optimizer = model.keras_model.optimizer
-        arrays = {f"v{i}": keras.ops.convert_to_numpy(v) for i, v in
-                  enumerate(optimizer.variables)}
-        with open(self._tmp(files["optimizer"]), "wb") as stream:
-            np.savez(stream, **arrays)
-        os.replace(self._tmp(files["optimizer"]), self.directory / files["optimizer"])
-        if state.best_epoch:
-            files["best"] = f"best-e{state.best_epoch:04d}.weights.h5"
-            if not (self.directory / files["best"]).exists():
-                current = model.keras_model.get_weights()
-                model.keras_model.set_weights(state.best_weights)
-                model.keras_model.save_weights(self._tmp(files["best"]))
-                model.keras_model.set_weights(current)
-                os.replace(self._tmp(files["best"]), self.directory / files["best"])
-        meta = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
-                "config": model.config.to_dict(),
-                "normalization": model.normalization.to_dict(),
-                "state": state.to_dict(), "files": files}
-        self._tmp("checkpoint.json").write_text(json.dumps(meta, indent=2) + "\n")
-        os.replace(self._tmp("checkpoint.json"), self.state_path)
-        for old in self.directory.iterdir():
-            if re.fullmatch(r"(last|best|optimizer)-e\d+\..*", old.name) and \
-                    old.name not in files.values():
-                old.unlink(missing_ok=True)
-        try:
-            plot_history(state.history, self.directory / "history.png")
-        except (OSError, ValueError) as error:  # a curve is no reason to stop training
-            log.warning("could not draw the learning curve: %s", error)
-
-    def _tmp(self, name: str) -> Path:
-        # Keras insists on the ".weights.h5" ending: keep the whole name, hide it.
-        return self.directory / f".tmp-{name}"
-
-    def read(self, config: CareConfig, normalization: Normalization) -> dict[str, Any]:
-        meta = _read_versioned_json(self.state_path, kind=CHECKPOINT_FORMAT,
-                                    version=CHECKPOINT_VERSION, what="training checkpoint")
-        free = ("train_epochs", "train_time_budget")
-        saved = {k: v for k, v in meta["config"].items() if k not in free}
-        given = {k: v for k, v in config.to_dict().items() if k not in free}
-        changed = sorted(k for k in set(saved) | set(given)
-                         if saved.get(k, given.get(k)) != given.get(k))
-        if changed:
-            raise InputError(
-                f"{self.state_path}: cannot resume, the config differs in "
-                f"{', '.join(map(repr, changed))} (only train_epochs and train_time_budget "
-                f"may change)"
-            )
-        if Normalization.from_dict(meta["normalization"]) != normalization:
-            raise InputError(
-                f"{self.state_path}: cannot resume, the training pairs have another "
-                f"normalisation than the checkpoint's"
-            )
-        for name in meta["files"].values():
-            if not (self.directory / name).is_file():
-                raise InputError(f"{self.directory}: incomplete checkpoint, {name} is missing")
-        return meta
-
-    def restore(self, model: CAREModel, state: _State) -> None:
-        meta = self.read(model.config, model.normalization)
-        state.update(meta["state"])
-        files = meta["files"]
-        keras_model = model.keras_model
-        if "best" in files:
-            keras_model.load_weights(self.directory / files["best"])
-            state.best_weights = keras_model.get_weights()
-        keras_model.load_weights(self.directory / files["last"])
-        optimizer = keras_model.optimizer
-        optimizer.build(keras_model.trainable_variables)
-        with np.load(self.directory / files["optimizer"]) as data:
-            values = [data[f"v{i}"] for i in range(len(data.files))]
-        if len(values) != len(optimizer.variables):
-            raise InputError(f"{self.directory}: the optimizer state does not fit this model")
-        for variable, value in zip(optimizer.variables, values, strict=True):
-            variable.assign(value)
-        optimizer.learning_rate = state.learning_rate
-        log.info("resuming from %s after epoch %d", self.directory, state.epoch)
-
-
 class CAREModel:
     """A restoration network with the normalisation it was trained with.
 
     Parameters
     ----------
     config : CareConfig
-        Network and training configuration.
-    normalization : Normalization
-        Intensity normalisation applied before and undone after the network.
+        Network and training configuration. An untrained model of a config
+        with ``train_precision="auto"`` (resolved only when training starts)
+        computes in float32 and says so in its config.
+    normalization : Normalization or None
+        Intensity normalisation applied before and undone after the network;
+        None (a general, pretrained model) normalises every image by its own
+        mean and standard deviation. Saved with the model (None as JSON null).
     keras_model : keras.Model, optional
         The network; built fresh from ``config`` when not given.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``loss``, ``val_loss`` and ``learning_rate`` per epoch of training.
+    last_weights : list of ndarray or None
+        The weights after the last training step, when they are not the
+        best ones the network holds (saved as ``weights_last.weights.h5``).
     """
 
-    def __init__(self, config: CareConfig, normalization: Normalization,
+    def __init__(self, config: CareConfig, normalization: Normalization | None = None,
                  keras_model: keras.Model | None = None):
+        if config.train_precision == "auto":
+            config = config.replace(train_precision="float32")
+        if normalization is not None and not isinstance(normalization, Normalization):
+            raise InputError(f"normalization: expected a Normalization or None, "
+                             f"got {normalization!r}")
         self.config = config
         self.normalization = normalization
         self.keras_model = nets.build(config) if keras_model is None else keras_model
         self.history: dict[str, list[float]] = {}
-        self._last_weights: list[np.ndarray] | None = None
+        self.last_weights: list[np.ndarray] | None = None
 
-    # ------------------------------------------------------------------ training
+    @property
+    def _last_weights(self) -> list[np.ndarray] | None:
+        # Read by cryocare.compat (archive export) until it reads last_weights.
+        return self.last_weights
+
     @classmethod
-    def train(cls, pairs: PairSet, config: CareConfig | None = None, *,
-              progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-              resume: bool = False, augment: Callable | None = None,
-              callbacks: Sequence[keras.callbacks.Callback] = ()) -> CAREModel:
-        """Train a new model Noise2Noise on ``pairs`` and return it with its best weights.
+    def train(cls, pairs: Any, config: CareConfig | None = None, **options: Any) -> CAREModel:
+        """Deprecated: use :func:`cryocare.training.train` (same arguments).
 
-        Parameters
-        ----------
-        pairs : PairSet
-            Normalised even/odd patch pairs (see :func:`cryocare.pairs.sample_pairs`).
-        config : CareConfig, optional
-            Defaults to ``CareConfig(n_dim=<patch dimensionality>)``.
-        progress : bool
-            Show a progress bar.
-        checkpoint_dir : path, optional
-            Folder for a checkpoint after every epoch (created if missing; its
-            parent must exist). Refused if it holds a checkpoint already,
-            unless ``resume`` is set.
-        resume : bool
-            Continue from the checkpoint in ``checkpoint_dir`` (same config and
-            pairs; ``train_epochs`` may be raised) up to ``config.train_epochs``
-            epochs in all; the best weights found before the interruption are kept.
-        augment : callable, optional
-            ``augment(x, y, *, rng, tilt_axis) -> (x, y)`` applied to every batch;
-            defaults to :func:`cryocare.pairs.augment_batch` when
-            ``config.train_augment`` is set.
-        callbacks : sequence of keras.callbacks.Callback
-            Extra Keras callbacks (run after cryocare's own).
-
-        Returns
-        -------
-        CAREModel
-            With the weights of the lowest validation loss; ``history`` holds
-            ``loss``, ``val_loss`` and ``learning_rate`` per epoch.
-
-        Notes
-        -----
-        ``config.train_time_budget`` counts wall-clock seconds from the call
-        (building the network and compiling the step included). When it runs
-        out, the current step finishes, the partial epoch is validated like a
-        full one, and the best weights so far are returned; a checkpoint
-        written then can be resumed with a larger budget.
+        A thin delegation kept until every caller uses the training entry.
         """
-        started = time.perf_counter()
-        n_dim = len(pairs.patch_shape)
-        config = CareConfig(n_dim=n_dim) if config is None else config
-        if config.n_dim != n_dim:
-            raise InputError(f"config.n_dim is {config.n_dim} but the patches are {n_dim}-D")
-        if config.backend is not None:
-            backends.check(config.backend)
-        multiple = nets.multiple_of(config)
-        if any(p % multiple for p in pairs.patch_shape):
-            raise InputError(
-                f"patch shape {pairs.patch_shape}: every size must be a multiple of "
-                f"{multiple} for the {config.network} network"
-            )
-        if len(pairs.x_train) == 0 or len(pairs.x_val) == 0:
-            raise InputError("training needs at least one training and one validation pair")
-        if resume and checkpoint_dir is None:
-            raise InputError("resume: expected a checkpoint_dir to resume from")
-        checkpoints = None if checkpoint_dir is None else _Checkpoints(checkpoint_dir)
-        if checkpoints is not None:
-            checkpoints.prepare(config, pairs.normalization, resume=resume)
+        from .training import train  # temporary: the model never depends on training
 
-        model = cls(config, pairs.normalization)
-        optimizer = keras.optimizers.Adam(learning_rate=config.train_learning_rate)
-        if config.train_precision == "mixed_float16":
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.keras_model.compile(optimizer=optimizer,
-                                  loss=losses.get(config.train_loss, shape=pairs.patch_shape))
-        state = _State(config.train_learning_rate)
-        if resume:
-            checkpoints.restore(model, state)
-
-        if augment is None and config.train_augment:
-            from .pairs import augment_batch as augment
-
-        batches = _PairBatches(
-            pairs.x_train, pairs.y_train, batch_size=config.train_batch_size,
-            steps=config.train_steps_per_epoch, seed=config.seed, epoch=state.epoch,
-            tilt_axis=pairs.tilt_axis, augment=augment,
-            workers=1 if keras.backend.backend() == "tensorflow" else 2)
-        # One direction suffices: even→odd and odd→even have the same expected loss,
-        # and validation is a sizeable share of a short CPU training run.
-        x_val, y_val = pairs.x_val[..., None], pairs.y_val[..., None]
-        steps = config.train_steps_per_epoch
-        bar = _Progress(config.train_epochs * steps, progress, initial=state.epoch * steps)
-        schedule = _Schedule(
-            state, patience=config.train_reduce_lr_patience,
-            stop_patience=config.train_early_stopping_patience,
-            on_epoch=None if checkpoints is None else lambda: checkpoints.write(model, state),
-            plateau=config.train_schedule == "plateau")
-        budget = float(config.train_time_budget)
-        if resume and budget and state.out_of_time and state.elapsed < budget:
-            state.out_of_time = False  # the budget was raised: go on
-        clock = _Clock(state, started=started, total_steps=config.train_epochs * steps,
-                       budget=budget, peak_rate=config.train_learning_rate,
-                       warmup=config.train_warmup, cosine=config.train_schedule == "cosine")
-        todo = 0 if state.stopped_early or state.out_of_time else \
-            config.train_epochs - state.epoch
-        log.info("training %s on %s for %d of %d epochs of %d steps (batch %d) on %d pairs%s",
-                 config.network, keras.backend.backend(), max(todo, 0), config.train_epochs,
-                 steps, config.train_batch_size, len(pairs.x_train),
-                 f", at most {budget:.0f} s" if budget else "")
-        try:
-            if todo > 0:
-                model.keras_model.fit(
-                    batches, initial_epoch=state.epoch, epochs=config.train_epochs,
-                    steps_per_epoch=steps, shuffle=False,
-                    validation_data=(x_val, y_val), validation_batch_size=config.train_batch_size,
-                    callbacks=[clock, schedule, bar, *callbacks], verbose=0,
-                )
-        finally:
-            bar.close()
-        model.history = {key: list(values) for key, values in state.history.items()}
-        model._last_weights = model.keras_model.get_weights()
-        if state.best_weights is not None:
-            model.keras_model.set_weights(state.best_weights)
-        return model
+        return train(pairs, config, **options)
 
     # ---------------------------------------------------------------- prediction
     def _network(self, precision: str = "float32") -> Callable[[np.ndarray], np.ndarray]:
@@ -622,7 +201,8 @@ class CAREModel:
             Tiles per forward pass; default as many as fit ``memory`` (at most 8).
         normalize : {"training", "image"} or Normalization
             Intensity statistics: the training data's (default, as cryoCARE)
-            or the image's own.
+            or the image's own. A model without training statistics
+            (``normalization`` None) always uses the image's own.
         out : ndarray or cryocare.io.SlabWriter, optional
             Where to put the result; with a slab writer it streams to disk.
         progress : bool
@@ -686,7 +266,8 @@ class CAREModel:
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "config": self.config.to_dict(),
-                "normalization": self.normalization.to_dict(),
+                "normalization": None if self.normalization is None else
+                self.normalization.to_dict(),
                 "versions": {"cryocare": __version__, "keras": keras.__version__,
                              "backend": keras.backend.backend(), "numpy": np.__version__},
             }
@@ -695,9 +276,9 @@ class CAREModel:
             if self.history.get("loss"):
                 plot_history(self.history, staging / "history.png")
             self.keras_model.save_weights(staging / _WEIGHTS)
-            if self._last_weights is not None:
+            if self.last_weights is not None:
                 best = self.keras_model.get_weights()
-                self.keras_model.set_weights(self._last_weights)
+                self.keras_model.set_weights(self.last_weights)
                 self.keras_model.save_weights(staging / _WEIGHTS_LAST)
                 self.keras_model.set_weights(best)
             if directory.exists():
@@ -737,11 +318,14 @@ class CAREModel:
                 f"{directory}: not a complete cryocare model folder "
                 f"(expected config.json and {weights_path.name})"
             )
-        meta = _read_versioned_json(meta_path, kind=FORMAT, version=FORMAT_VERSION,
-                                    what="model description")
+        meta = read_versioned_json(meta_path, kind=FORMAT, version=FORMAT_VERSION,
+                                   what="model description")
         try:
             config = CareConfig.from_dict(meta.get("config"))
-            normalization = Normalization.from_dict(meta.get("normalization"))
+            # null: a general model that normalises every image by itself; a missing
+            # key is an incomplete description, not a general model.
+            stats = meta.get("normalization", {})
+            normalization = None if stats is None else Normalization.from_dict(stats)
         except InputError as error:
             raise InputError(f"{meta_path}: {error}") from None
         model = cls(config, normalization)
@@ -757,7 +341,7 @@ class CAREModel:
         return model
 
 
-def _read_versioned_json(path: Path, *, kind: str, version: int, what: str) -> dict[str, Any]:
+def read_versioned_json(path: Path, *, kind: str, version: int, what: str) -> dict[str, Any]:
     """A JSON file of ``{"format": kind, "format_version": <= version, ...}``, else InputError."""
     try:
         meta = json.loads(path.read_text())

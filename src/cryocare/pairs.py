@@ -52,6 +52,7 @@ import numpy as np
 import scipy.ndimage
 
 from .errors import InputError, OutputExistsError
+from .normalize import Normalization, compute_normalization  # re-exported for one release
 
 __all__ = [
     "Normalization",
@@ -69,70 +70,6 @@ log = logging.getLogger(__name__)
 _AXES = {3: {"Z": 0, "Y": 1, "X": 2}, 2: {"Y": 0, "X": 1}}
 _NORMALIZE = ("global", "per_dataset")
 _MAX_TRIES = 50  # rounds of rejection sampling before a mask is declared too small
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Affine intensity normalisation ``(x - mean) / std`` and its inverse."""
-
-    mean: float
-    std: float
-
-    def __post_init__(self) -> None:
-        if not (np.isfinite(self.mean) and np.isfinite(self.std) and self.std > 0):
-            raise InputError(
-                f"normalisation: expected a finite mean and a positive std, "
-                f"got mean={self.mean}, std={self.std}"
-            )
-
-    def normalize(self, x: np.ndarray) -> np.ndarray:
-        return ((np.asarray(x, dtype=np.float32) - np.float32(self.mean))
-                / np.float32(self.std))
-
-    def denormalize(self, x: np.ndarray) -> np.ndarray:
-        return np.asarray(x, dtype=np.float32) * np.float32(self.std) + np.float32(self.mean)
-
-    def to_dict(self) -> dict[str, float]:
-        return {"mean": float(self.mean), "std": float(self.std)}
-
-    @classmethod
-    def from_dict(cls, values: dict) -> Normalization:
-        try:
-            return cls(mean=float(values["mean"]), std=float(values["std"]))
-        except (KeyError, TypeError, ValueError):
-            raise InputError(
-                f"normalisation: expected keys 'mean' and 'std' with numbers, got {values!r}"
-            ) from None
-
-
-def compute_normalization(volumes: Sequence[np.ndarray], *, chunk: int = 8) -> Normalization:
-    """Mean and standard deviation over all voxels of all ``volumes``.
-
-    Accumulated in float64 over slabs of ``chunk`` slices (rows for 2-D
-    images), so memory-mapped volumes are never loaded whole.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> compute_normalization([np.zeros((2, 4, 4)), np.full((2, 4, 4), 2.0)])
-    Normalization(mean=1.0, std=1.0)
-    """
-    total = 0
-    s1 = 0.0
-    s2 = 0.0
-    for volume in volumes:
-        for start in range(0, volume.shape[0], chunk):
-            block = np.asarray(volume[start:start + chunk], dtype=np.float64)
-            total += block.size
-            s1 += float(block.sum())
-            s2 += float(np.square(block).sum())
-    if total == 0:
-        raise InputError("normalisation: expected at least one non-empty volume")
-    mean = s1 / total
-    std = float(np.sqrt(max(s2 / total - mean * mean, 0.0)))
-    if std == 0:
-        raise InputError("normalisation: the volumes are constant (standard deviation 0)")
-    return Normalization(mean=mean, std=std)
 
 
 @dataclass(frozen=True)
@@ -459,8 +396,10 @@ def sample_pairs(
         datasets in proportion to their size.
     val_fraction : float
         Fraction of the tilt axis held out for validation (0 < f < 1).
-    tilt_axis : {"Y", "X"}
-        Axis along which training and validation slabs are separated.
+    tilt_axis : {"Y", "X", "Z"}
+        Axis along which training and validation slabs are separated: the
+        tilt axis. ``"Z"`` (volumes only) splits along Z instead, as
+        cryoCARE 0.3.0 (and Scipion) offer it.
     normalization : Normalization, optional
         Fixed statistics for all datasets (then ``normalize`` is ignored).
     normalize : {"global", "per_dataset"}
@@ -525,8 +464,6 @@ def plan_pairs(
             f"pairs: expected as many even as odd tomograms (at least one), "
             f"got {len(evens)} even and {len(odds)} odd"
         )
-    if tilt_axis not in ("Y", "X"):
-        raise InputError(f"pairs: tilt_axis must be 'Y' or 'X', got {tilt_axis!r}")
     if not 0 < val_fraction < 1:
         raise InputError(f"pairs: val_fraction must be between 0 and 1, got {val_fraction}")
     if n_patches < 2:
@@ -534,6 +471,9 @@ def plan_pairs(
     if normalize not in _NORMALIZE:
         raise InputError(f"pairs: normalize must be one of {_NORMALIZE}, got {normalize!r}")
     ndim = evens[0].ndim
+    if ndim in _AXES and tilt_axis not in _AXES[ndim]:
+        raise InputError(f"pairs: tilt_axis must be one of {', '.join(map(repr, _AXES[ndim]))} "
+                         f"for {ndim}-D data, got {tilt_axis!r}")
     for i, (even, odd) in enumerate(zip(evens, odds, strict=True)):
         if even.ndim not in (2, 3) or even.ndim != ndim or even.shape != odd.shape:
             raise InputError(
@@ -626,7 +566,8 @@ def augment_batch(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
 
     Every pair ``(x[i], y[i])`` gets the same random transform of the plane
     normal to the tilt axis — for volumes the ``Z``–``X`` plane
-    (``tilt_axis="Y"``) or the ``Z``–``Y`` plane (``"X"``): a rotation by a
+    (``tilt_axis="Y"``), the ``Z``–``Y`` plane (``"X"``) or, as cryoCARE
+    0.3.0 does for ``"Z"``, the ``Y``–``X`` plane: a rotation by a
     multiple of 90° (multiples of 180° if the two patch sizes differ)
     followed by an optional flip — and, with probability 1/2, its two halves
     swapped (Noise2Noise is symmetric in them). For 2-D images (projections)
@@ -641,8 +582,8 @@ def augment_batch(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
         axis; a trailing channel axis of size 1 is allowed).
     rng : numpy.random.Generator
         Source of randomness (keyword-only).
-    tilt_axis : {"Y", "X"}
-        Tilt axis of the data.
+    tilt_axis : {"Y", "X", "Z"}
+        Tilt axis of the data (``"Z"``: see above).
 
     Returns
     -------
@@ -663,8 +604,8 @@ def augment_batch(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
     x, y = np.asarray(x), np.asarray(y)
     if x.shape != y.shape:
         raise InputError(f"augment_batch: x and y differ in shape, {x.shape} and {y.shape}")
-    if tilt_axis not in ("Y", "X"):
-        raise InputError(f"augment_batch: tilt_axis must be 'Y' or 'X', got {tilt_axis!r}")
+    if tilt_axis not in ("Y", "X", "Z"):
+        raise InputError(f"augment_batch: tilt_axis must be 'Y', 'X' or 'Z', got {tilt_axis!r}")
     channel = x.ndim == 5 or (x.ndim == 4 and x.shape[-1] == 1)
     spatial = x.ndim - 1 - channel
     if spatial not in (2, 3):
@@ -673,7 +614,7 @@ def augment_batch(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
     for i in range(len(x)):
         a, b = x[i], y[i]
         if spatial == 3:
-            plane = (0, 2) if tilt_axis == "Y" else (0, 1)
+            plane = {"Y": (0, 2), "X": (0, 1), "Z": (1, 2)}[tilt_axis]
             quarter = a.shape[plane[0]] == a.shape[plane[1]]
             k = int(rng.integers(4)) if quarter else 2 * int(rng.integers(2))
             a, b = np.rot90(a, k, axes=plane), np.rot90(b, k, axes=plane)

@@ -24,9 +24,9 @@ mixture is bounded and ``0 <= w <= 1``, ``0 <= lambda <= 1``, every stage
 moves a voxel by at most :meth:`DiffusionStage.step_bound` beyond the range
 of its inputs, whatever the input: the network cannot blow up.
 
-Train it with :func:`train_stagewise` (greedy stage by stage, then jointly,
-both Noise2Noise) or like any other network with
-:meth:`cryocare.model.CAREModel.train`. :func:`influence_figure` and
+Train it like any other network with :func:`cryocare.training.train`, which
+trains it greedily stage by stage, then jointly, both Noise2Noise
+(:mod:`cryocare.training.stagewise`). :func:`influence_figure` and
 :func:`filter_figure` draw what it learned; :func:`write_inspection` saves
 both as PNGs.
 
@@ -60,8 +60,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +68,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from .. import losses
 from ..errors import InputError, OutputExistsError
 from . import register
 
@@ -77,7 +75,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from ..config import CareConfig
-    from ..model import CAREModel
     from ..pairs import PairSet
 
 __all__ = [
@@ -373,118 +370,15 @@ def stages(keras_model: keras.Model) -> list[DiffusionStage]:
 
 
 # ----------------------------------------------------------------------- training
-class _StartFrom(keras.callbacks.Callback):
-    """Set given weights when training begins (after compile, before the first step)."""
+def train_stagewise(pairs: PairSet, config: CareConfig, **options: Any) -> Any:
+    """Deprecated: :func:`cryocare.training.train_stagewise` (or :func:`cryocare.training.train`,
+    which trains the diffusion network stage-wise by itself); same arguments.
 
-    def __init__(self, weights: list[np.ndarray]):
-        super().__init__()
-        self.weights = weights
-
-    def on_train_begin(self, logs=None):
-        self.model.set_weights(self.weights)
-
-
-def train_stagewise(pairs: PairSet, config: CareConfig, *, stage_epochs: int | None = None,
-                    progress: bool = False, checkpoint_dir: str | os.PathLike | None = None,
-                    resume: bool = False,
-                    callbacks: Sequence[keras.callbacks.Callback] = ()) -> CAREModel:
-    """Train a diffusion network greedily stage by stage, then all stages jointly.
-
-    Greedy phase: for ``t = 1 .. T`` the network cut after stage ``t`` is
-    trained Noise2Noise (both directions, batches as in
-    :meth:`~cryocare.model.CAREModel.train`) with stages ``1 .. t-1`` frozen,
-    for ``stage_epochs`` epochs each. Joint phase: the whole network is
-    fine-tuned by :meth:`~cryocare.model.CAREModel.train` (``train_epochs``
-    epochs, validation, best weights, learning-rate schedule, checkpoints and
-    resume as for every network), starting from the greedy weights. On
-    ``resume`` the greedy phase is skipped (the checkpoint holds its result).
-
-    Parameters
-    ----------
-    pairs : PairSet
-        Normalised even/odd patch pairs.
-    config : CareConfig
-        With ``network="diffusion"``.
-    stage_epochs : int, optional
-        Epochs per greedy stage; default ``max(1, train_epochs // (2 T))``.
-        With ``config.train_time_budget``, stage ``t`` also ends once
-        ``t / (2 T)`` of the budget has passed; the joint phase gets the rest.
-    progress, checkpoint_dir, resume
-        As for :meth:`~cryocare.model.CAREModel.train` (joint phase).
-    callbacks : sequence of keras.callbacks.Callback
-        Extra Keras callbacks, run in every greedy fit and in the joint phase
-        (so that, for example, a wall-time budget covers the whole training).
-
-    Returns
-    -------
-    CAREModel
-        With the best weights of the joint phase.
-
-    Examples
-    --------
-    Takes a while, so shown, not run (``docs/diffusion.md`` runs a tiny one)::
-
-        config = CareConfig(network="diffusion", train_epochs=20)
-        model = train_stagewise(pairs, config)
+    A thin delegation kept until every caller uses the training entry.
     """
-    from ..model import CAREModel, _PairBatches
+    from ..training import train_stagewise as entry  # temporary: nets never depend on training
 
-    if config.network != "diffusion":
-        raise InputError(f"config key 'network': expected 'diffusion' for stage-wise "
-                         f"training, got {config.network!r}")
-    if config.n_dim != len(pairs.patch_shape):
-        raise InputError(f"config.n_dim is {config.n_dim} but the patches are "
-                         f"{len(pairs.patch_shape)}-D")
-    n_stages = config.diffusion_stages
-    if stage_epochs is None:
-        stage_epochs = max(1, config.train_epochs // (2 * n_stages))
-    if isinstance(stage_epochs, bool) or not isinstance(stage_epochs, int) or stage_epochs < 0:
-        raise InputError(f"stage_epochs: expected a non-negative integer, got {stage_epochs!r}")
-    extra = list(callbacks)
-    started = time.perf_counter()
-    budget = float(config.train_time_budget)
-    if not resume and stage_epochs > 0:
-        if len(pairs.x_train) == 0:
-            raise InputError("training needs at least one training and one validation pair")
-        network = diffusion(config)
-        layers = stages(network)
-        for t, layer in enumerate(layers, start=1):
-            for i, other in enumerate(layers, start=1):
-                other.trainable = i == t
-            cut = keras.Model(network.inputs, layer.output, name=f"greedy_{t}")
-            cut.compile(optimizer=keras.optimizers.Adam(config.train_learning_rate),
-                        loss=losses.get(config.train_loss, shape=pairs.patch_shape))
-            batches = _PairBatches(pairs.x_train, pairs.y_train,
-                                   batch_size=config.train_batch_size,
-                                   steps=config.train_steps_per_epoch,
-                                   seed=config.seed + 7919 * t, tilt_axis=pairs.tilt_axis)
-            stage_callbacks = list(callbacks)
-            if budget:  # the greedy stages share half of the budget
-                stage_callbacks.insert(0, _StopAt(started + 0.5 * budget * t / n_stages))
-            history = cut.fit(batches, epochs=stage_epochs, verbose=0,
-                              steps_per_epoch=config.train_steps_per_epoch, shuffle=False,
-                              callbacks=stage_callbacks)
-            log.info("greedy stage %d/%d: loss %.5f", t, n_stages, history.history["loss"][-1])
-        for layer in layers:
-            layer.trainable = True
-        extra.insert(0, _StartFrom(network.get_weights()))
-    if budget:
-        left = budget - (time.perf_counter() - started)
-        config = config.replace(train_time_budget=max(left, 1.0))
-    return CAREModel.train(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
-                           resume=resume, callbacks=extra)
-
-
-class _StopAt(keras.callbacks.Callback):
-    """Stop a fit after the step that crosses the ``perf_counter`` time ``deadline``."""
-
-    def __init__(self, deadline: float):
-        super().__init__()
-        self.deadline = deadline
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() >= self.deadline:
-            self.model.stop_training = True
+    return entry(pairs, config, **options)
 
 
 # ------------------------------------------------------------------- inspection

@@ -1,0 +1,115 @@
+"""Where training starts: random weights, the shipped pretrained model, or any model.
+
+``init`` is what :func:`cryocare.training.train` starts from:
+
+* ``None`` or ``"none"`` — random weights (seeded by ``config.seed``);
+* ``"pretrained"`` — the general model shipped with cryocare
+  (:func:`cryocare.pretrained.model_path`);
+* a path — a model folder written by :meth:`cryocare.model.CAREModel.save`;
+* a :class:`~cryocare.model.CAREModel`.
+
+Weights carry over only between networks of the same architecture
+(:meth:`cryocare.config.CareConfig.architecture`). A model or a folder of
+another architecture is an error that names every key that differs; the
+pretrained model of another architecture is not: training then starts from
+random weights and says why in the log (``"pretrained"`` is every face's
+default, and a user who asks for another network asks for that network).
+
+Examples
+--------
+>>> from cryocare.config import CareConfig
+>>> differences(CareConfig(unet_n_first=16), CareConfig(unet_n_first=8, seed=3))
+['unet_n_first (config 8, initial model 16)']
+>>> differences(CareConfig(), CareConfig(train_learning_rate=1e-4))
+[]
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import CareConfig
+from ..errors import InputError
+from ..model import CAREModel
+
+__all__ = ["INIT_CHOICES", "describe", "differences", "initial_model", "load_init"]
+
+log = logging.getLogger(__name__)
+
+INIT_CHOICES = ("none", "pretrained")
+
+
+def load_init(init: Any) -> CAREModel | None:
+    """The model training starts from (None: random weights).
+
+    Raises
+    ------
+    InputError
+        ``"pretrained"`` when no pretrained model is installed, a path that
+        is not a model folder, or anything else.
+    """
+    if init is None or (isinstance(init, str) and init == "none"):
+        return None
+    if isinstance(init, CAREModel):
+        return init
+    if isinstance(init, str) and init == "pretrained":
+        try:
+            from ..pretrained import model_path  # package data, shipped separately
+        except ImportError:
+            raise InputError("init 'pretrained': expected the pretrained model package "
+                             "cryocare.pretrained, found none installed; train from "
+                             "scratch with init='none'") from None
+        try:
+            path = model_path("general")
+        except InputError as error:
+            raise InputError(f"init 'pretrained': {error}; train from scratch with "
+                             f"init='none'") from None
+        return CAREModel.load(path)
+    if isinstance(init, str | os.PathLike):
+        path = Path(init)
+        if not path.is_dir():
+            raise InputError(f"init {str(init)!r}: expected 'none', 'pretrained' or a model "
+                             f"folder, found no such folder")
+        return CAREModel.load(path)
+    raise InputError(f"init: expected None, 'none', 'pretrained', a model folder or a "
+                     f"CAREModel, got {init!r}")
+
+
+def describe(init: Any) -> str:
+    """A short name of ``init`` for messages."""
+    if isinstance(init, CAREModel):
+        return "the given model"
+    return f"{str(init)!r}"
+
+
+def differences(initial: CareConfig, config: CareConfig) -> list[str]:
+    """The architecture keys in which ``config`` differs from ``initial``'s, described."""
+    theirs, ours = initial.architecture(), config.architecture()
+    return [f"{key} (config {ours.get(key)!r}, initial model {theirs.get(key)!r})"
+            for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key)]
+
+
+def initial_model(init: Any, config: CareConfig | None) -> CAREModel | None:
+    """The model a run of ``config`` starts from, None for random weights.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_init`, and when a given model (not the pretrained
+        one) has another architecture than ``config``.
+    """
+    start = load_init(init)
+    if start is None or config is None:
+        return start
+    found = differences(start.config, config)
+    if not found:
+        return start
+    if isinstance(init, str) and init == "pretrained":
+        log.info("training from random weights: the pretrained model's network differs from "
+                 "the config's in %s", ", ".join(found))
+        return None
+    raise InputError(f"init {describe(init)}: expected the config's network architecture, "
+                     f"found differences in {', '.join(found)}")
