@@ -19,9 +19,9 @@ import importlib.util
 import inspect
 import logging
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -29,7 +29,8 @@ from scipy import ndimage as ndi
 
 from .errors import InputError
 
-__all__ = ["FILTERS", "apply_filter", "bm4d", "estimate_noise_sigma", "gaussian", "median", "nad"]
+__all__ = ["FILTERS", "STRENGTH", "CANDIDATES", "Tuning", "apply_filter", "bm4d",
+           "estimate_noise_sigma", "filter_halves", "gaussian", "median", "nad", "tune"]
 
 logger = logging.getLogger(__name__)
 
@@ -287,7 +288,7 @@ def _eed_divergence(u: np.ndarray, *, k: float, sigma: float) -> np.ndarray:
 def nad(
     image: npt.ArrayLike,
     *,
-    iterations: int = 20,
+    iterations: int = 5,
     k: float | None = None,
     time_step: float = 0.1,
     sigma: float = 1.0,
@@ -312,7 +313,10 @@ def nad(
     iterations : int, optional
         Number of explicit time steps (IMOD's number of iterations); 0
         returns the image as float32. The total diffusion time is
-        ``iterations * time_step``.
+        ``iterations * time_step``. Default 5: the best fixed count (within
+        0.3 dB of the best) on every simulated tomogram measured, where 20
+        (the default before) fell to the raw level or below it
+        (docs/filters.md). With two halves, let :func:`tune` choose it.
     k : float, optional
         Contrast parameter (IMOD's K), in intensity units per voxel: edges
         whose smoothed gradient magnitude is well above `k` stop diffusion
@@ -383,6 +387,24 @@ def nad(
         raise InputError(f"iterations: expected a non-negative integer, found {iterations!r}")
     if iterations < 0:
         raise InputError(f"iterations: expected a non-negative integer, found {iterations}")
+    u = array
+    from tqdm.auto import tqdm
+
+    with tqdm(total=int(iterations), desc="NAD", disable=not progress, leave=False) as bar:
+        for step, u in _nad_steps(array, k=k, time_step=time_step, sigma=sigma):
+            if step == iterations:
+                break
+            bar.update(1)
+    return u
+
+
+def _nad_steps(array: np.ndarray, *, k: float | None, time_step: float,
+               sigma: float) -> Iterator[tuple[int, np.ndarray]]:
+    """``(n, u)`` after n = 0, 1, 2, ... NAD iterations of ``array`` (an endless path).
+
+    ``u`` is updated in place: use (or copy) it before the next step. Checks
+    the options first; ``k`` None: from the input, as :func:`nad` documents.
+    """
     time_step = _positive_real(time_step, "time_step")
     limit = 1.0 / (2 * array.ndim)
     if time_step > limit:
@@ -394,21 +416,18 @@ def nad(
     if k is not None:
         k = _positive_real(k, "k")
     u = np.array(array, dtype=np.float32, copy=True)
-    if iterations == 0:
-        return u
+    yield 0, u
     if k is None:
         _, s2 = _gradient_magnitude_sq(u, sigma)
         k = float(np.sqrt(np.percentile(s2, 90)))
         del s2
-        if k == 0.0:  # a constant image: nothing to diffuse
-            return u
-    logger.debug("NAD: %d iterations, k %g, time step %g, sigma %g on shape %s",
-                 iterations, k, time_step, sigma, u.shape)
-    from tqdm.auto import tqdm
-
-    for _ in tqdm(range(int(iterations)), desc="NAD", disable=not progress, leave=False):
-        u += np.float32(time_step) * _eed_divergence(u, k=k, sigma=sigma)
-    return u
+    logger.debug("NAD: k %g, time step %g, sigma %g on shape %s", k, time_step, sigma, u.shape)
+    step = 0
+    while True:
+        step += 1
+        if k > 0.0:  # k == 0: a constant image, nothing to diffuse
+            u += np.float32(time_step) * _eed_divergence(u, k=k, sigma=sigma)
+        yield step, u
 
 
 def estimate_noise_sigma(image: npt.ArrayLike) -> float:
@@ -582,3 +601,283 @@ def apply_filter(image: npt.ArrayLike, method: str, **options: Any) -> np.ndarra
         found = ", ".join(repr(name) for name in unknown)
         raise InputError(f"{method} options: expected {expected}, found {found}")
     return function(image, **options)
+
+
+# ------------------------------------------------------------------ self-tuning from two halves
+#: The option that sets each filter's strength, and the values tried by :func:`tune`
+#: (weakest first). NAD's are iteration counts: one diffusion path covers them all.
+STRENGTH: Mapping[str, str] = MappingProxyType(
+    {"nad": "iterations", "gaussian": "sigma", "median": "size"})
+CANDIDATES: Mapping[str, tuple] = MappingProxyType({
+    "nad": tuple(range(1, 41)),
+    "gaussian": (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0),
+    "median": (3, 5, 7),
+})
+# Candidates tried past the best before the search stops (the scores are unimodal in the
+# strength; NAD's path is cheap per step, a median of size 9 is not).
+_PATIENCE = MappingProxyType({"nad": 5, "gaussian": 2, "median": 1})
+_ALPHA = 0.5  # recorruption strength for target="average" (see tune's Notes)
+# Tuning runs on a central crop of at most this many voxels (a median of size 5 is slow).
+_TUNE_VOXELS = MappingProxyType({"nad": 2**22, "gaussian": 2**22, "median": 2**20})
+
+
+class Tuning(NamedTuple):
+    """Result of :func:`tune`: the options chosen and their score."""
+
+    params: dict[str, Any]
+    score: float
+
+
+def tune(
+    method: str,
+    even: npt.ArrayLike,
+    odd: npt.ArrayLike,
+    *,
+    candidates: Sequence | None = None,
+    target: str = "average",
+    max_voxels: int | None = None,
+    **options: Any,
+) -> Tuning:
+    """Choose a filter's strength from two independently noisy halves of the same data.
+
+    Each candidate strength filters one noisy copy of the data and is scored
+    by the Pearson correlation of the result with a second copy whose noise
+    is independent of the first. The noise of the second copy is
+    uncorrelated with everything else, so the correlation is, up to a factor
+    that does not depend on the candidate, the correlation of the filtered
+    copy with the noiseless data: the candidate with the highest score is
+    the best one against the truth (in PSNR after an affine fit, as
+    :func:`cryocare.metrics.psnr_affine` scores), without knowing the truth.
+
+    Parameters
+    ----------
+    method : {"nad", "gaussian", "median"}
+        The filter, a key of :data:`STRENGTH`.
+    even, odd : (M, N[, P]) array_like
+        The two halves, same shape, finite real values; not modified.
+    candidates : sequence, optional
+        Strengths to try, weakest first: NAD iterations, Gaussian sigma or
+        median window size. Default :data:`CANDIDATES` of the method. The
+        search stops once the score has fallen for a few candidates in a
+        row (the score is unimodal in the strength).
+    target : {"average", "half"}, optional
+        What the chosen strength is for. ``"half"``: filtering one half; the
+        even half is filtered and scored against the odd one. ``"average"``
+        (default): filtering the average ``(even + odd) / 2``, which holds
+        half the noise variance of one half and so wants a weaker filter;
+        see Notes.
+    max_voxels : int, optional
+        Tune on a central crop of at most this many voxels (the best
+        strength depends on the noise and the structures, not on the size
+        of the volume); default 2**22 (2**20 for the median).
+    **options
+        Other options of the filter, fixed while tuning (e.g. ``k`` of NAD).
+
+    Returns
+    -------
+    Tuning
+        ``params``: the filter's options with the chosen strength, to pass to
+        the filter; ``score``: its correlation.
+
+    Raises
+    ------
+    InputError
+        If the method cannot be tuned, the halves differ in shape or are not
+        finite real 2-D/3-D arrays, or an option or candidate is invalid.
+
+    Notes
+    -----
+    For ``target="average"`` the halves are recombined as
+    ``x1 = a + alpha d`` and ``x2 = a - d / alpha`` with ``a`` the average,
+    ``d = (even - odd) / 2`` and ``alpha = 0.5``, i.e. ``x1 = 0.75 even +
+    0.25 odd`` and ``x2 = 1.5 odd - 0.5 even``: both are unbiased copies of
+    the data, their noises are uncorrelated (independent for Gaussian
+    noise), and ``x1`` holds 1.25 times the noise variance of the average
+    instead of the 2 times of one half ("recorrupted-to-recorrupted",
+    Pang et al. 2021). ``x1`` is filtered and scored against ``x2``, and the
+    same again with the halves swapped; the two scores are averaged. On
+    simulated tomograms this chose the best NAD iteration count for the
+    average in all cases measured, where tuning on one half chose up to one
+    iteration too many (docs/filters.md).
+
+    References
+    ----------
+    .. [1] T. Pang, H. Zheng, Y. Quan and H. Ji, "Recorrupted-to-Recorrupted:
+           Unsupervised Deep Learning for Image Denoising", CVPR 2021.
+    .. [2] J. Batson and L. Royer, "Noise2Self: Blind Denoising by
+           Self-Supervision", ICML 2019 (calibrating classical denoisers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> rng = np.random.default_rng(0)
+    >>> clean = ndi.gaussian_filter(rng.normal(size=(32, 48, 48)), 3) * 30
+    >>> even = clean + rng.normal(size=clean.shape)
+    >>> odd = clean + rng.normal(size=clean.shape)
+    >>> params, score = tune("gaussian", even, odd)
+    >>> params  # also the best sigma against ``clean`` (0.9911, against 0.9908 for 1.0)
+    {'sigma': 1.25}
+    """
+    if method not in STRENGTH:
+        known = ", ".join(repr(name) for name in STRENGTH)
+        raise InputError(f"method: expected one of {known} to tune, found {method!r}")
+    if target not in ("average", "half"):
+        raise InputError(f"target: expected 'average' or 'half', found {target!r}")
+    strength = STRENGTH[method]
+    if strength in options:
+        raise InputError(f"{method} options: {strength} is what tune() chooses; do not give it")
+    if max_voxels is None:
+        max_voxels = _TUNE_VOXELS[method]
+    if isinstance(max_voxels, bool) or not isinstance(max_voxels, numbers.Integral) \
+            or max_voxels < 1:
+        raise InputError(f"max_voxels: expected a positive integer, found {max_voxels!r}")
+    values = tuple(CANDIDATES[method] if candidates is None else candidates)
+    if not values:
+        raise InputError(f"candidates: expected at least one {strength}, found none")
+    even_array = _check_image(even, name="even")
+    odd_array = _check_image(odd, name="odd")
+    if even_array.shape != odd_array.shape:
+        raise InputError(f"odd: expected the shape of even {even_array.shape}, "
+                         f"found {odd_array.shape}")
+    crop = _central_crop(even_array.shape, max_voxels)
+    e = np.asarray(even_array[crop], dtype=np.float32)
+    o = np.asarray(odd_array[crop], dtype=np.float32)
+    if target == "half":
+        copies = [(e, o)]
+    else:
+        a, b = np.float32((1 + _ALPHA) / 2), np.float32((1 - _ALPHA) / 2)
+        c, d = np.float32((1 + 1 / _ALPHA) / 2), np.float32((1 - 1 / _ALPHA) / 2)
+        copies = [(a * e + b * o, c * o + d * e), (a * o + b * e, c * e + d * o)]
+    del e, o
+    totals: dict[Any, float] = {}
+    for noisy, reference in copies:
+        for value, score in _scores(method, noisy, reference, values, options):
+            totals[value] = totals.get(value, 0.0) + score / len(copies)
+    scored = [value for value in values if value in totals]
+    best = max(scored, key=lambda value: totals[value])  # the weakest of equals
+    logger.info("%s tuned for the %s: %s %s (correlation %.4f; tried %s)", method, target,
+                strength, best, totals[best],
+                ", ".join(f"{v}: {totals[v]:.4f}" for v in scored))
+    return Tuning({**options, strength: best}, float(totals[best]))
+
+
+def _scores(method: str, noisy: np.ndarray, reference: np.ndarray, values: tuple,
+            options: Mapping[str, Any]) -> Iterator[tuple[Any, float]]:
+    """``(value, corr(filter(noisy, value), reference))`` weakest first, until past the peak."""
+    patience, best, since = _PATIENCE[method], -np.inf, 0
+    if method == "nad":
+        wanted = sorted(set(values))
+        if isinstance(wanted[0], bool) or not all(isinstance(v, numbers.Integral) and v >= 0
+                                                  for v in wanted):
+            raise InputError(f"candidates: expected non-negative iteration counts, "
+                             f"found {values!r}")
+        accepted = {"k", "time_step", "sigma"}
+        unknown = sorted(set(options) - accepted)
+        if unknown:
+            raise InputError(f"nad options: expected 'k', 'time_step' or 'sigma', found "
+                             f"{', '.join(map(repr, unknown))}")
+        evaluated = (_nad_at(noisy, wanted, options))
+    else:
+        function = FILTERS[method]
+        evaluated = ((value, function(noisy, **{**options, STRENGTH[method]: value}))
+                     for value in values)
+    for value, filtered in evaluated:
+        score = _pearson(filtered, reference)
+        yield value, score
+        if score > best:
+            best, since = score, 0
+        else:
+            since += 1
+            if since >= patience:
+                return
+
+
+def _nad_at(noisy: np.ndarray, wanted: list[int],
+            options: Mapping[str, Any]) -> Iterator[tuple[int, np.ndarray]]:
+    """NAD of ``noisy`` after each iteration count in ``wanted`` (ascending), one path."""
+    targets = iter(wanted)
+    goal = next(targets)
+    for step, u in _nad_steps(noisy, k=options.get("k"),
+                              time_step=options.get("time_step", 0.1),
+                              sigma=options.get("sigma", 1.0)):
+        while step == goal:
+            yield step, u
+            goal = next(targets, None)
+        if goal is None:
+            return
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two float32 arrays, accumulated in float64."""
+    x = a.reshape(-1).astype(np.float64)
+    y = b.reshape(-1).astype(np.float64)
+    x -= x.mean()
+    y -= y.mean()
+    norm = np.sqrt(np.dot(x, x) * np.dot(y, y))
+    return float(np.dot(x, y) / norm) if norm > 0 else 0.0
+
+
+def _central_crop(shape: tuple[int, ...], max_voxels: int) -> tuple[slice, ...]:
+    """The central box of ``shape`` of at most ``max_voxels`` voxels (longest axes shrunk)."""
+    size = list(shape)
+    while int(np.prod(size)) > max_voxels and max(size) > 16:
+        axis = int(np.argmax(size))
+        size[axis] = max(16, int(size[axis] * 0.9))
+    return tuple(slice((n - m) // 2, (n - m) // 2 + m) for n, m in zip(shape, size, strict=True))
+
+
+def filter_halves(
+    even: npt.ArrayLike,
+    odd: npt.ArrayLike,
+    method: str,
+    **options: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Filter the average of two halves; a strength not given is tuned on the halves.
+
+    Parameters
+    ----------
+    even, odd : (M, N[, P]) array_like
+        Two independently noisy halves of the same data (e.g. even and odd
+        frames); not modified.
+    method : str
+        A key of :data:`FILTERS`.
+    **options
+        Options of the filter. If the strength option (:data:`STRENGTH`:
+        NAD ``iterations``, Gaussian ``sigma``, median ``size``) is not
+        given, it is chosen by ``tune(method, even, odd, target="average")``.
+
+    Returns
+    -------
+    filtered : ndarray of float32
+        The filtered average ``(even + odd) / 2``.
+    params : dict
+        Every option used, with the chosen strength: report it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> rng = np.random.default_rng(0)
+    >>> clean = ndi.gaussian_filter(rng.normal(size=(32, 48, 48)), 3) * 30
+    >>> even = clean + rng.normal(size=clean.shape)
+    >>> odd = clean + rng.normal(size=clean.shape)
+    >>> filtered, params = filter_halves(even, odd, "gaussian")
+    >>> params, filtered.shape
+    ({'sigma': 1.25}, (32, 48, 48))
+    """
+    even_array = _check_image(even, name="even")
+    odd_array = _check_image(odd, name="odd")
+    if even_array.shape != odd_array.shape:
+        raise InputError(f"odd: expected the shape of even {even_array.shape}, "
+                         f"found {odd_array.shape}")
+    if method not in FILTERS:
+        apply_filter(np.zeros((1, 1)), method)  # raises, listing the known filters
+    params = dict(options)
+    progress = params.pop("progress", None)
+    if method in STRENGTH and STRENGTH[method] not in params:
+        params = tune(method, even_array, odd_array, **params).params
+    average = np.add(even_array, odd_array, dtype=np.float32)
+    average *= np.float32(0.5)
+    call = {**params, "progress": progress} if progress is not None else params
+    return apply_filter(average, method, **call), params
