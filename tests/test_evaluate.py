@@ -121,9 +121,12 @@ def test_evaluate_trains_and_scores_care_end_to_end(data, baselines):
     config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=10,
                         train_steps_per_epoch=30, train_batch_size=16,
                         train_learning_rate=2e-3, seed=0)
+    from cryocare.recipe import DEFAULT_RECIPE
+
+    recipe = DEFAULT_RECIPE.override(config=config, n_patches=400, patch_shape=16)
     result = evaluate(data.even, data.odd, clean=data.clean, mask=data.mask,
-                      voxel_size=data.voxel_size, methods=["raw", "CARE"],
-                      config=config, n_patches=400, patch_shape=16, seed=0)
+                      voxel_size=data.voxel_size, methods=["raw", "CARE"], recipe=recipe,
+                      init="none", seed=0)
     care = result.scores["CARE"]
     scores = {**baselines.scores, "CARE": care}
     # Margins when written: PSNR +1.2 dB over the Gaussian, Dice +0.09; SSIM
@@ -211,10 +214,11 @@ def test_care_trained_with_the_recipe_beats_every_baseline(data):
     # 0.662 / 0.803.
     from cryocare.recipe import DEFAULT_RECIPE
 
-    config = DEFAULT_RECIPE.config.replace(train_epochs=16, train_steps_per_epoch=25)
+    recipe = DEFAULT_RECIPE.override(
+        config=DEFAULT_RECIPE.config.replace(train_epochs=16, train_steps_per_epoch=25),
+        patch_shape=16, n_patches=800)
     result = evaluate(data.even, data.odd, clean=data.clean, voxel_size=data.voxel_size,
-                      methods=[*BASELINES, "CARE"], config=config, patch_shape=16,
-                      n_patches=800, seed=0)
+                      methods=[*BASELINES, "CARE"], recipe=recipe, init="none", seed=0)
     care = result.scores["CARE"]
     for method in BASELINES:
         for key in ("psnr", "ssim", "dice"):

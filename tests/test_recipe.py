@@ -9,10 +9,12 @@ import pytest
 from cryocare import losses
 from cryocare.config import CareConfig
 from cryocare.errors import InputError
-from cryocare.model import CAREModel, cosine_rate
-from cryocare.pairs import Normalization, sample_pairs
+from cryocare.model import CAREModel
+from cryocare.normalize import Normalization
+from cryocare.pairs import sample_pairs
 from cryocare.predict import flip_averaged
 from cryocare.recipe import DEFAULT_RECIPE, train_on_pair
+from cryocare.training import cosine_rate, train
 
 TINY = CareConfig(unet_n_depth=2, unet_n_first=4, train_epochs=4, train_steps_per_epoch=5,
                   train_batch_size=4, train_learning_rate=1e-3, seed=3)
@@ -66,7 +68,7 @@ def test_unknown_loss_is_refused():
 
 
 def test_training_with_the_fsc_loss_lowers_it(pairs):
-    model = CAREModel.train(pairs, TINY.replace(train_loss="fsc"))
+    model = train(pairs, TINY.replace(train_loss="fsc"))
     assert np.all(np.isfinite(model.history["loss"]))
     assert model.history["loss"][-1] < model.history["loss"][0]
 
@@ -74,7 +76,7 @@ def test_training_with_the_fsc_loss_lowers_it(pairs):
 # ---------------------------------------------------------------- schedule and budget
 def test_cosine_schedule_sets_the_rate_of_every_step(pairs):
     config = TINY.replace(train_schedule="cosine", train_warmup=0.25)
-    model = CAREModel.train(pairs, config)
+    model = train(pairs, config)
     total = config.train_epochs * config.train_steps_per_epoch
     # The rate recorded at the end of epoch k is the one of its last step.
     expected = [cosine_rate((k * 5 - 1) / total, peak=1e-3, warmup=0.25) for k in (1, 2, 3, 4)]
@@ -84,7 +86,7 @@ def test_cosine_schedule_sets_the_rate_of_every_step(pairs):
 
 
 def test_plateau_schedule_is_not_touched_by_the_clock(pairs):
-    model = CAREModel.train(pairs, TINY.replace(train_epochs=2))
+    model = train(pairs, TINY.replace(train_epochs=2))
     assert model.history["learning_rate"] == [1e-3, 1e-3]
 
 
@@ -93,7 +95,7 @@ def test_time_budget_stops_cleanly_keeps_the_best_and_resumes(pairs, tmp_path):
     config = TINY.replace(train_epochs=100_000, train_steps_per_epoch=3,
                           train_time_budget=6.0, train_schedule="cosine")
     start = time.perf_counter()
-    model = CAREModel.train(pairs, config, checkpoint_dir=tmp_path / "ck")
+    model = train(pairs, config, checkpoint_dir=tmp_path / "ck")
     took = time.perf_counter() - start
     epochs = len(model.history["val_loss"])
     assert 1 <= epochs < 100_000
@@ -105,10 +107,10 @@ def test_time_budget_stops_cleanly_keeps_the_best_and_resumes(pairs, tmp_path):
     # Under cosine the rate ran down to (nearly) zero by the end of the budget.
     assert model.history["learning_rate"][-1] < 0.2 * config.train_learning_rate
     # The budget is spent: resuming with the same one does nothing more ...
-    again = CAREModel.train(pairs, config, checkpoint_dir=tmp_path / "ck", resume=True)
+    again = train(pairs, config, checkpoint_dir=tmp_path / "ck", resume=True)
     assert len(again.history["val_loss"]) == epochs
     # ... and a larger one continues where the run stopped.
-    more = CAREModel.train(pairs, config.replace(train_time_budget=state["elapsed"] + 3.0),
+    more = train(pairs, config.replace(train_time_budget=state["elapsed"] + 3.0),
                            checkpoint_dir=tmp_path / "ck", resume=True)
     assert len(more.history["val_loss"]) > epochs
     assert int(more.keras_model.optimizer.iterations) > state["steps"]
@@ -163,10 +165,12 @@ def test_recipe_trains_and_denoises(smooth_pair):
         n_patches=80, patch_shape=(16, 16, 16),
         config=DEFAULT_RECIPE.config.replace(unet_n_first=4, train_batch_size=8,
                                              train_epochs=4, train_steps_per_epoch=10))
-    model = train_on_pair(even, odd, recipe=recipe, time_budget=600.0, seed=1)
+    model = train_on_pair(even, odd, recipe=recipe, budget=600.0, seed=1, init="none",
+                          fit=False)
     assert len(model.history["loss"]) == 4
     assert model.config.train_schedule == "cosine" and model.config.seed == 1
-    assert 0 < model.config.train_time_budget < 600.0  # what was left after sampling
+    assert model.config.train_time_budget == 600.0  # the budget of the run, from the call
+    assert model.config.train_precision in ("float32", "mixed_bfloat16")  # "auto" resolved
     denoised = model.denoise(even, odd, tta=recipe.tta)
     raw = (even + odd) / 2
     assert np.mean((denoised - clean) ** 2) < np.mean((raw - clean) ** 2)
@@ -178,26 +182,25 @@ def test_recipe_fits_patches_to_a_thin_volume():
     recipe = DEFAULT_RECIPE.replace(
         n_patches=20, config=DEFAULT_RECIPE.config.replace(
             unet_n_first=2, train_epochs=1, train_steps_per_epoch=1, train_batch_size=2))
-    model = train_on_pair(even, odd, recipe=recipe, time_budget=None)
+    model = train_on_pair(even, odd, recipe=recipe, budget=None, init="none")
     assert model.keras_model.input_shape[1:4] in {(8, 32, 32), (None, None, None)}
     with pytest.raises(InputError, match="too small"):
-        train_on_pair(even[:3], odd[:3], recipe=recipe, time_budget=None)
-    with pytest.raises(InputError, match="time_budget"):
-        train_on_pair(even, odd, recipe=recipe, time_budget=0)
+        train_on_pair(even[:3], odd[:3], recipe=recipe, budget=None, init="none")
+    with pytest.raises(InputError, match="budget"):
+        train_on_pair(even, odd, recipe=recipe, budget=-1, init="none")
 
 
 # ------------------------------------------------------------------------ command line
 def test_command_line_time_budget_schedule_loss_and_tta(pairs, tmp_path, smooth_pair):
     from cryocare import io
-    from cryocare.cli import _duration, main
+    from cryocare.cli import main
 
-    assert [_duration(t) for t in ("90", "90s", "12m", "1.5h")] == [90, 90, 720, 5400]
     pairs.save(tmp_path / "pairs.npz")
     assert main(["train", str(tmp_path / "pairs.npz"), "--output", str(tmp_path / "m"),
                  "--time-budget", "4s", "--schedule", "cosine", "--loss", "fsc", "--steps", "2",
-                 "--batch-size", "4", "--n-first", "4", "-q"]) == 0
+                 "--batch-size", "4", "--n-first", "4", "--init", "none", "-q"]) == 0
     model = CAREModel.load(tmp_path / "m")
-    assert model.config.train_time_budget == 4.0 and model.config.train_epochs == 100_000
+    assert model.config.train_time_budget == 4.0
     assert model.config.train_loss == "fsc" and model.config.train_schedule == "cosine"
     _, even, odd = smooth_pair
     io.write(tmp_path / "e.mrc", even[:12])
@@ -214,7 +217,7 @@ def test_command_line_time_budget_schedule_loss_and_tta(pairs, tmp_path, smooth_
 
 
 def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
-    from cryocare.nets.diffusion import train_stagewise
+    from cryocare.training import train_stagewise
 
     config = CareConfig(network="diffusion", diffusion_stages=2, diffusion_filters=4,
                         train_epochs=100_000, train_steps_per_epoch=3, train_batch_size=4,
@@ -222,14 +225,14 @@ def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
     start = time.perf_counter()
     model = train_stagewise(pairs, config, stage_epochs=1000)
     assert time.perf_counter() - start < config.train_time_budget + 10
-    # The joint phase got what the greedy phase left of the budget, and trained.
-    assert 0 < model.config.train_time_budget < 6.0
+    # The joint phase got what the greedy phase left of the one budget, and trained.
+    assert model.config.train_time_budget == 6.0
     assert len(model.history["val_loss"]) >= 1
 
 
 # ---------------------------------------------------------------------------- precision
 def test_bfloat16_training_predicts_in_float32(pairs):
-    model = CAREModel.train(pairs, TINY.replace(train_precision="mixed_bfloat16",
+    model = train(pairs, TINY.replace(train_precision="mixed_bfloat16",
                                                 train_epochs=1))
     hidden = [layer for layer in model.keras_model.layers if layer.weights][0]
     assert hidden.compute_dtype == "bfloat16"
@@ -261,3 +264,86 @@ def test_bfloat16_prediction_is_close_to_float32():
     assert 0 < difference < 1e-2  # bfloat16 keeps 8 bits of mantissa
     with pytest.raises(InputError, match="precision"):
         model.predict(image, precision="int8")
+
+
+# ------------------------------------------------------------ fitting the machine
+def _seconds_per_voxel(rate, setup=5.0):
+    """A machine on which a step costs ``rate`` seconds per voxel of batch and filter."""
+    def step_time(recipe):
+        config = recipe.config
+        return setup, rate * config.train_batch_size * np.prod(recipe.patch_shape) * \
+            config.unet_n_first
+    return step_time
+
+
+def test_a_fast_machine_keeps_the_recipe():
+    from cryocare.recipe import ENOUGH_STEPS, fit_recipe
+
+    fit = fit_recipe(DEFAULT_RECIPE, budget=720, step_time=_seconds_per_voxel(2e-8),
+                     finetuning=False)
+    assert fit.recipe == DEFAULT_RECIPE and fit.enough
+    assert fit.steps >= ENOUGH_STEPS["scratch"]
+    assert "the recipe's 16 filters, batch 16, patches 32x32x32 buys about" in fit.reason
+
+
+def test_a_slow_machine_trains_a_narrower_network_from_scratch_and_keeps_it_fine_tuning():
+    from cryocare.recipe import fit_recipe
+
+    slow = _seconds_per_voxel(3e-7)  # the recipe's step: 2.5 s, 243 steps in 12 minutes
+    scratch = fit_recipe(DEFAULT_RECIPE, budget=720, step_time=slow, finetuning=False)
+    assert (scratch.recipe.config.unet_n_first, scratch.recipe.config.train_batch_size) == (8, 16)
+    assert scratch.enough and scratch.steps == 481
+    assert "8 filters, batch 16, patches 32x32x32: about 481 steps" in scratch.reason
+    # Fine-tuning wants fewer steps, and keeps the network: 77 steps of batch 16, 150 of 8.
+    tuned = fit_recipe(DEFAULT_RECIPE, budget=240, step_time=slow, finetuning=True)
+    assert tuned.recipe.config.unet_n_first == 16  # the pretrained network is kept
+    assert tuned.recipe.config.train_batch_size == 8 and tuned.enough
+
+
+def test_measuring_counts_against_the_budget_and_a_hopeless_budget_says_so():
+    from cryocare.recipe import candidates, fit_recipe
+
+    seen = []
+
+    def step_time(recipe):
+        seen.append(recipe)
+        return 20.0, 10.0  # every setting equally slow
+
+    fit = fit_recipe(DEFAULT_RECIPE, budget=150, step_time=step_time, finetuning=False)
+    assert seen == candidates(DEFAULT_RECIPE, finetuning=False)  # all measured, none enough
+    assert not fit.enough and fit.recipe == seen[0]  # the first of those that buy the most
+    # (150 - measuring the first, 40 s - setting it up again, 20 s) / (10 s * 1.15)
+    assert fit.steps == 7 and "fewer than the 400 wanted" in fit.reason
+
+
+def test_train_on_pair_fits_the_machine_and_warns_when_the_budget_is_too_small(
+        smooth_pair, monkeypatch, caplog):
+    from cryocare.training import speed
+
+    _, even, odd = smooth_pair
+    monkeypatch.setattr(speed, "step_seconds",
+                        lambda config, patch_shape: (0.0, 0.1 * config.train_batch_size))
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=40, patch_shape=(16, 16, 16), config=DEFAULT_RECIPE.config.replace(
+            unet_n_first=4, train_batch_size=8, train_epochs=1, train_steps_per_epoch=2,
+            train_precision="float32"))
+    with caplog.at_level("INFO", logger="cryocare.recipe"):
+        model = train_on_pair(even, odd, recipe=recipe, budget=60.0, init="none")
+    assert model.config.train_batch_size == 4  # buys twice the steps of batch 8
+    assert "fitted to this machine: 4 filters, batch 4, patches 16x16x16" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    # 60 s less the start-up, at 0.4 s (+15 %) per step: about 125 steps, not the 400 wanted.
+    assert len(warnings) == 1 and "a budget of 60 s buys about 1" in warnings[0]
+    assert "possibly below NAD's" in warnings[0] and "the 400 steps wanted" in warnings[0]
+
+
+def test_train_on_pair_fine_tunes_a_matching_model_at_the_fine_tuning_rate(smooth_pair):
+    _, even, odd = smooth_pair
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=40, patch_shape=(16, 16, 16), config=DEFAULT_RECIPE.config.replace(
+            unet_n_first=4, train_batch_size=4, train_epochs=1, train_steps_per_epoch=2))
+    first = train_on_pair(even, odd, recipe=recipe, budget=None, init="none")
+    assert first.config.train_learning_rate == recipe.config.train_learning_rate
+    tuned = train_on_pair([even], [odd], recipe=recipe, budget=None, init=first)
+    assert tuned.config.train_learning_rate == recipe.finetune_learning_rate
+    assert tuned.config.train_warmup == recipe.finetune_warmup

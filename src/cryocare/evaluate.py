@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,9 @@ from .errors import InputError
 from .filters import FILTERS, _check_image, apply_filter
 from .metrics import FSCCurve, fsc, halves_score, psnr_affine, snr_from_halves, ssim_affine
 from .segment import _check_mask, dice, iou, precision, recall, segment_otsu
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .recipe import Recipe
 
 __all__ = ["BASELINES", "Evaluation", "available_methods", "evaluate"]
 
@@ -139,14 +142,14 @@ def _check_methods(methods: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def _learned_restorer(even: np.ndarray, odd: np.ndarray, *, recipe: Any,
-                      time_budget: float | None, seed: int,
+def _learned_restorer(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe,
+                      budget: float | None, init: Any, fit: bool, seed: int,
                       progress: bool) -> Callable[[np.ndarray], np.ndarray]:
     """Train a network on the halves with ``recipe`` and return its ``predict``."""
     from .recipe import train_on_pair  # imports Keras: only when a network is evaluated
 
-    model = train_on_pair(even, odd, recipe=recipe, time_budget=time_budget, seed=seed,
-                          progress=progress)
+    model = train_on_pair(even, odd, recipe=recipe, budget=budget or 0.0, init=init, fit=fit,
+                          seed=seed, progress=progress)
     return lambda half: model.predict(half, progress=progress, tta=recipe.tta)
 
 
@@ -158,11 +161,10 @@ def evaluate(
     mask: npt.ArrayLike | None = None,
     voxel_size: float = 1.0,
     methods: Sequence[str] | None = None,
-    config: Any = None,
-    n_patches: int | None = None,
-    patch_shape: int | Sequence[int] | None = None,
-    time_budget: float | None = None,
-    tta: bool | None = None,
+    recipe: Recipe | None = None,
+    budget: float | None = None,
+    init: Any = "pretrained",
+    fit: bool = True,
     segment_sigma: float = 1.0,
     seed: int = 0,
     progress: bool = False,
@@ -186,17 +188,20 @@ def evaluate(
     methods : sequence of str or str, optional
         Methods to run, from :func:`available_methods`; a comma-separated
         string is accepted. Default: all available.
-    config : cryocare.config.CareConfig, optional
-        Network and training settings for ``"CARE"`` (``"diffusion"`` uses
-        them with ``network="diffusion"``); default: those of
-        :data:`cryocare.recipe.DEFAULT_RECIPE`.
-    n_patches, patch_shape : int, optional
-        Number and size of the training pairs; default: the recipe's.
-    time_budget : float, optional
-        Training time of each network in seconds; None trains for the
-        config's epochs.
-    tta : bool, optional
-        Test-time augmentation of the networks' predictions; default: the recipe's.
+    recipe : cryocare.recipe.Recipe, optional
+        Network, training, pairs and test-time augmentation of ``"CARE"``
+        (``"diffusion"`` uses it with ``network="diffusion"`` and no TTA);
+        default :data:`cryocare.recipe.DEFAULT_RECIPE`.
+    budget : float, optional
+        Training time of each network in seconds, as for
+        :func:`cryocare.recipe.train_on_pair`; None (default) trains for the
+        recipe's step cap.
+    init : "pretrained", "none", path or CAREModel
+        Starting weights of ``"CARE"`` (the pretrained model when its network
+        is the recipe's); ``"diffusion"`` always starts from random weights.
+    fit : bool
+        With a budget, fit the recipe to the machine's speed
+        (:func:`cryocare.recipe.fit_recipe`).
     segment_sigma : float, optional
         Gaussian pre-smoothing (voxels) of every Otsu segmentation.
     seed : int, optional
@@ -272,14 +277,10 @@ def evaluate(
     even32 = np.asarray(even_array, dtype=np.float32)
     odd32 = np.asarray(odd_array, dtype=np.float32)
     average = (even32 + odd32) / np.float32(2)
-    recipe = None
-    if "CARE" in chosen or "diffusion" in chosen:
+    if recipe is None and ("CARE" in chosen or "diffusion" in chosen):
         from .recipe import DEFAULT_RECIPE
 
-        recipe = DEFAULT_RECIPE.override(
-            config=(DEFAULT_RECIPE.config if config is None else config).replace(
-                n_dim=even_array.ndim),
-            patch_shape=patch_shape, n_patches=n_patches, tta=tta)
+        recipe = DEFAULT_RECIPE
 
     for method in chosen:
         start = time.perf_counter()
@@ -289,7 +290,8 @@ def evaluate(
         elif method in ("CARE", "diffusion"):
             network = recipe if method == "CARE" else recipe.replace(
                 config=recipe.config.replace(network="diffusion"), tta=False)
-            restore = _learned_restorer(even32, odd32, recipe=network, time_budget=time_budget,
+            restore = _learned_restorer(even32, odd32, recipe=network, budget=budget,
+                                        init=init if method == "CARE" else "none", fit=fit,
                                         seed=seed, progress=progress)
             restored_even, restored_odd = restore(even32), restore(odd32)
             restored = (restored_even + restored_odd) * np.float32(0.5)
@@ -341,9 +343,9 @@ def evaluate(
         result.notes.append("bm4d: noise level from the even/odd difference.")
     for method in ("CARE", "diffusion"):
         if method in chosen:
-            budget = f", time budget {time_budget:g} s" if time_budget else ""
+            limit = f", time budget {budget:g} s" if budget else ""
             result.notes.append(
-                f"{method}: recipe {recipe.describe()}{budget}; its halves_r is optimistic "
+                f"{method}: recipe {recipe.describe()}{limit}; its halves_r is optimistic "
                 "(trained with the odd half as target)."
             )
     return result

@@ -1,4 +1,4 @@
-"""The training recipe: how to turn one even/odd pair into a good model in a fixed time.
+"""The training recipe: how to turn even/odd halves into a good model in a fixed time.
 
 Most users train on a laptop or a shared node for minutes, so the recipe is
 tuned for the quality reached per minute of training, measured with
@@ -8,20 +8,28 @@ tuned for the quality reached per minute of training, measured with
 * a peak learning rate of 2e-3 with a 5 % linear warm-up and a cosine decay
   to zero at the end of the time budget (CSBDeep and cryoCARE use 4e-4 and
   halve it on plateaus, which a short run never reaches);
-* bfloat16 arithmetic with float32 weights where the CPU computes bfloat16
-  natively (AVX-512 BF16 or AMX: twice the steps per minute), else float32;
+* the arithmetic the training device is fastest in (``"auto"``: bfloat16
+  on GPUs from compute capability 8.0 and on CPUs where a measured
+  bfloat16 step is clearly faster, else float32);
 * test-time augmentation: the prediction is averaged over the 8 flips of
-  every tile, which keep the missing wedge where it is.
+  every tile, which keep the missing wedge where it is;
+* starting from the shipped pretrained model when its network is the
+  recipe's, fine-tuned at a lower peak rate (``finetune_learning_rate``);
+* fitted to the machine (:func:`fit_recipe`): with a time budget, the first
+  seconds measure the training step, and on a slow machine smaller batches,
+  patches and (from scratch) a narrower network buy enough steps.
 
-:data:`DEFAULT_RECIPE` is what ``cryocare denoise``, ``cryocare evaluate``
-and the demo use; :func:`train_on_pair` applies any :class:`Recipe`. Which
-precision it picks depends on the CPU it is imported on (read from
-``/proc/cpuinfo``); a saved model records the precision it was trained in.
+:data:`DEFAULT_RECIPE` is what ``cryocare denoise``, ``cryocare evaluate``,
+``--star`` and the demo use; :func:`train_on_pair` applies any
+:class:`Recipe`. Importing this module reads nothing from the machine and
+does not import Keras.
 
 Examples
 --------
 >>> DEFAULT_RECIPE.config.train_schedule, DEFAULT_RECIPE.patch_shape, DEFAULT_RECIPE.tta
 ('cosine', (32, 32, 32), True)
+>>> DEFAULT_RECIPE.config.train_precision
+'auto'
 >>> DEFAULT_RECIPE.replace(tta=False).tta
 False
 """
@@ -31,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,13 +52,19 @@ from .pairs import sample_pairs
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Recipe", "cpu_has_bfloat16", "parse_duration",
-           "train_on_pair"]
+__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Fit", "Recipe", "candidates",
+           "cpu_has_bfloat16", "fit_recipe", "parse_duration", "train_on_pair"]
 
 log = logging.getLogger(__name__)
 
 #: Training time of ``cryocare denoise`` when no budget is given (seconds).
 DEFAULT_TIME_BUDGET = 12 * 60.0
+#: Training steps a budget should buy, from scratch and fine-tuning the pretrained
+#: model: below them, a smaller setting that buys them does better (docs/recipe.md).
+ENOUGH_STEPS = {"scratch": 400, "finetune": 100}
+#: Training takes this much longer per step than the bare measured step (batch
+#: sampling, callbacks, one validation pass per 50 steps).
+STEP_OVERHEAD = 1.15
 
 
 @dataclass(frozen=True)
@@ -65,15 +79,23 @@ class Recipe:
     patch_shape : tuple of int
         Shape of the training patches (3-D; a 2-D recipe uses the last two).
     n_patches : int
-        Number of training pairs sampled from the tomogram.
+        Number of training pairs sampled from the tomogram(s).
     tta : bool
         Average the prediction over all flips of each tile.
+    finetune_learning_rate : float
+        Peak learning rate when training starts from a model (the pretrained
+        one): lower than from scratch, so that the warm-up does not undo
+        what the model knows.
+    finetune_warmup : float
+        Warm-up share of the run when fine-tuning.
     """
 
     config: CareConfig
     patch_shape: tuple[int, ...] = (32, 32, 32)
     n_patches: int = 1200
     tta: bool = True
+    finetune_learning_rate: float = 5e-4
+    finetune_warmup: float = 0.05
 
     def replace(self, **changes: Any) -> Recipe:
         """Copy with some fields changed."""
@@ -99,6 +121,18 @@ class Recipe:
             patch_shape=self.patch_shape if patch_shape is None else patch_shape,
             n_patches=self.n_patches if n_patches is None else n_patches,
             tta=self.tta if tta is None else bool(tta))
+
+    def finetuning(self) -> Recipe:
+        """This recipe for a run that starts from a model: its fine-tuning rate and warm-up.
+
+        Examples
+        --------
+        >>> DEFAULT_RECIPE.finetuning().config.train_learning_rate
+        0.0005
+        """
+        return self.replace(config=self.config.replace(
+            train_learning_rate=self.finetune_learning_rate,
+            train_warmup=self.finetune_warmup))
 
     def describe(self) -> dict[str, Any]:
         """The recipe's settings that differ from :class:`CareConfig`'s defaults, and the rest."""
@@ -128,10 +162,12 @@ def parse_duration(text: str) -> float:
 
 
 def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX), from ``cpuinfo``.
+    """Whether ``cpuinfo`` lists native bfloat16 (AVX-512 BF16 or AMX) flags.
 
-    False when the file cannot be read (not Linux): then bfloat16 would be
-    emulated, which is slower than float32.
+    Informational only: the recipe's precision is ``"auto"``, decided by a
+    measured step on the device that trains
+    (:func:`cryocare.training.precision.resolve`), since flags say nothing
+    about a GPU or a capped oneDNN.
     """
     try:
         with open(cpuinfo) as stream:
@@ -144,69 +180,259 @@ def cpu_has_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 DEFAULT_RECIPE = Recipe(
     config=CareConfig(unet_n_depth=2, unet_n_first=16, train_batch_size=16,
                       train_learning_rate=2e-3, train_schedule="cosine", train_warmup=0.05,
-                      train_epochs=100, train_steps_per_epoch=50,
-                      train_precision="mixed_bfloat16" if cpu_has_bfloat16() else "float32"),
+                      train_epochs=100, train_steps_per_epoch=50, train_precision="auto"),
 )
 
 
-def train_on_pair(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe = DEFAULT_RECIPE,
-                  time_budget: float | None = DEFAULT_TIME_BUDGET, seed: int = 0,
-                  tilt_axis: str = "Y", progress: bool = False,
-                  checkpoint_dir: str | os.PathLike | None = None,
-                  resume: bool = False) -> CAREModel:
-    """Train a model on one even/odd pair with ``recipe``, in at most ``time_budget`` seconds.
+# ------------------------------------------------------------- fitting the machine
+@dataclass(frozen=True)
+class Fit:
+    """What :func:`fit_recipe` chose and why.
 
-    The budget covers sampling the pairs, building the network and
-    training: the call returns at most a few validation passes after it.
+    Attributes
+    ----------
+    recipe : Recipe
+        The recipe to train with.
+    step : float
+        Measured seconds per training step of that recipe.
+    steps : int
+        Training steps the budget is expected to buy with it.
+    enough : bool
+        Whether they reach :data:`ENOUGH_STEPS`.
+    reason : str
+        One line for the log.
+    """
+
+    recipe: Recipe
+    step: float
+    steps: int
+    enough: bool
+    reason: str
+
+
+def _setting(recipe: Recipe) -> str:
+    config = recipe.config
+    width = f"{config.unet_n_first} filters, " if config.network == "unet" else ""
+    return (f"{width}batch {config.train_batch_size}, patches "
+            f"{'x'.join(map(str, recipe.patch_shape))}")
+
+
+def candidates(recipe: Recipe, *, finetuning: bool) -> list[Recipe]:
+    """The settings :func:`fit_recipe` tries, from the recipe's own to the cheapest.
+
+    Each halves the work per step of the one before: half the batch, a
+    narrower U-Net (from scratch only: fine-tuning keeps the pretrained
+    network), smaller patches (3/4 of each size, kept a multiple of the
+    network's pooling factor).
+
+    Examples
+    --------
+    >>> [_setting(r) for r in candidates(DEFAULT_RECIPE, finetuning=False)]
+    ['16 filters, batch 16, patches 32x32x32', '8 filters, batch 16, patches 32x32x32', \
+'8 filters, batch 8, patches 32x32x32', '8 filters, batch 8, patches 24x24x24']
+    >>> [_setting(r) for r in candidates(DEFAULT_RECIPE, finetuning=True)]
+    ['16 filters, batch 16, patches 32x32x32', '16 filters, batch 8, patches 32x32x32', \
+'16 filters, batch 8, patches 24x24x24', '16 filters, batch 4, patches 24x24x24']
+    """
+    from . import nets
+
+    multiple = nets.multiple_of(recipe.config)
+
+    def narrower(r: Recipe) -> Recipe | None:
+        config = r.config
+        if finetuning or config.network != "unet" or config.unet_n_first < 8:
+            return None
+        return r.replace(config=config.replace(unet_n_first=config.unet_n_first // 2))
+
+    def smaller_batch(r: Recipe) -> Recipe | None:
+        batch = r.config.train_batch_size
+        return None if batch < 8 else r.replace(
+            config=r.config.replace(train_batch_size=batch // 2))
+
+    def smaller_patches(r: Recipe) -> Recipe | None:
+        shape = tuple(max(multiple, (3 * p // 4) // multiple * multiple) for p in r.patch_shape)
+        return None if shape == r.patch_shape or min(shape) < 16 else r.replace(
+            patch_shape=shape)
+
+    order = [smaller_batch, smaller_patches, smaller_batch] if finetuning else \
+        [narrower, smaller_batch, smaller_patches]
+    found = [recipe]
+    for shrink in order:
+        smaller = shrink(found[-1])
+        if smaller is not None:
+            found.append(smaller)
+    return found
+
+
+def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], Any],
+               finetuning: bool) -> Fit:
+    """Choose the setting that buys enough training steps in ``budget`` on this machine.
+
+    Tries :func:`candidates` in order, measuring each (``step_time(recipe)``
+    returns ``(setup, step)`` seconds, e.g. by
+    :func:`cryocare.training.speed.step_seconds`; the time measuring takes
+    is counted against the budget), and keeps the first whose expected
+    steps reach :data:`ENOUGH_STEPS`; when none does, the one that buys the
+    most steps, with ``enough`` False.
 
     Parameters
     ----------
-    even, odd : ndarray
-        The two halves (2-D or 3-D, memory maps fine).
     recipe : Recipe
-        What to train and how.
-    time_budget : float or None
-        Seconds; None trains for the recipe's epochs.
+        The recipe to fit (its config's precision already resolved).
+    budget : float
+        Seconds left for measuring and training.
+    step_time : callable
+        ``step_time(recipe) -> (setup seconds, seconds per step)``.
+    finetuning : bool
+        Whether training starts from a model (its network is kept).
+
+    Examples
+    --------
+    A machine whose step costs 1 ms per 1 000 voxels of batch per filter,
+    and 10 s to set a network up:
+
+    >>> def step_time(r):
+    ...     voxels = r.config.train_batch_size * np.prod(r.patch_shape)
+    ...     return 10.0, voxels * r.config.unet_n_first * 1e-6
+    >>> fit = fit_recipe(DEFAULT_RECIPE, budget=720, step_time=step_time, finetuning=False)
+    >>> _setting(fit.recipe), fit.steps, fit.enough
+    ('8 filters, batch 8, patches 24x24x24', 627, True)
+
+    Ten times the budget buys enough steps of the recipe's own setting:
+
+    >>> fit = fit_recipe(DEFAULT_RECIPE, budget=7200, step_time=step_time, finetuning=False)
+    >>> _setting(fit.recipe), fit.steps
+    ('16 filters, batch 16, patches 32x32x32', 742)
+    """
+    need = ENOUGH_STEPS["finetune" if finetuning else "scratch"]
+    spent = 0.0
+    tried: list[Fit] = []
+    for candidate in candidates(recipe, finetuning=finetuning):
+        setup, step = step_time(candidate)
+        spent += setup + 2 * step  # what measuring cost
+        left = budget - spent - setup  # training sets its network up again
+        steps = max(0, int(left / (step * STEP_OVERHEAD)))
+        tried.append(Fit(candidate, step, steps, steps >= need, ""))
+        if steps >= need:
+            break
+    best = tried[-1] if tried[-1].enough else max(tried, key=lambda f: f.steps)
+    measured = "; ".join(f"{_setting(f.recipe)}: {f.step:.2f} s/step" for f in tried)
+    if best.enough and best.recipe == recipe:
+        reason = (f"the recipe's {_setting(recipe)} buys about {best.steps} steps in the budget "
+                  f"({best.step:.2f} s per step)")
+    elif best.enough:
+        reason = (f"{_setting(best.recipe)}: about {best.steps} steps in the budget, at least "
+                  f"the {need} that beat fewer steps of a larger setting (measured: {measured})")
+    else:
+        reason = (f"{_setting(best.recipe)}: about {best.steps} steps in the budget, fewer than "
+                  f"the {need} wanted (measured: {measured})")
+    return dataclasses.replace(best, reason=reason)
+
+
+# ------------------------------------------------------------------------ training
+def _as_list(halves: Any) -> list[np.ndarray]:
+    return list(halves) if isinstance(halves, list | tuple) else [halves]
+
+
+def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Sequence[np.ndarray],
+                  *, recipe: Recipe | None = None, budget: float | None = DEFAULT_TIME_BUDGET,
+                  init: Any = "pretrained", seed: int = 0, tilt_axis: str = "Y",
+                  fit: bool = True, progress: bool = False,
+                  checkpoint_dir: str | os.PathLike | None = None,
+                  resume: bool = False) -> CAREModel:
+    """Train a model on even/odd halves with ``recipe``, in at most ``budget`` seconds.
+
+    The budget counts from this call: measuring the machine, sampling the
+    pairs, building the network and training. It is handed to
+    :func:`cryocare.training.train` once, as one clock.
+
+    Parameters
+    ----------
+    even, odd : ndarray or sequence of ndarray
+        The two halves (2-D or 3-D, memory maps fine), or several pairs of
+        tomograms sampled together.
+    recipe : Recipe, optional
+        What to train and how; default :data:`DEFAULT_RECIPE`.
+    budget : float or None
+        Seconds; 0 trains for the recipe's step cap (and fits nothing); None
+        takes the recipe config's ``train_time_budget`` (0 in :data:`DEFAULT_RECIPE`).
+    init : "pretrained", "none", None, path or CAREModel
+        Starting weights (:mod:`cryocare.training.finetune`). The default,
+        the shipped pretrained model, is used when its network is the
+        recipe's, and then trained at the recipe's fine-tuning rate; else
+        training starts from random weights (the log says why).
     seed : int
         Seed of sampling and training (replaces the recipe's).
-    tilt_axis : {"Y", "X"}
-        Axis along which validation pairs are held out.
+    tilt_axis : {"Y", "X", "Z"}
+        Axis along which validation pairs are held out (``"Z"``: along Z,
+        as cryoCARE 0.3.0 offers).
+    fit : bool
+        With a budget, let :func:`fit_recipe` adapt batch, patches and
+        (from scratch) width to this machine's measured speed. Pass False
+        when the user chose the network.
     progress : bool
         Show a progress bar.
     checkpoint_dir, resume
-        As in :meth:`cryocare.model.CAREModel.train`.
+        As in :func:`cryocare.training.train`. Resuming continues the
+        checkpoint's run: its config and patch shape, nothing re-fitted.
 
     Returns
     -------
     CAREModel
         The trained model (``model.denoise(even, odd, tta=recipe.tta)``
-        predicts as the recipe says).
+        predicts as the recipe says); its config records the budget and
+        the precision the run had.
     """
-    from .model import CAREModel  # imports Keras
+    from . import training  # imports Keras
+    from .training import finetune, precision
+    from .training.checkpoints import Checkpoints
+    from .training.speed import step_seconds
 
-    start = time.perf_counter()
-    if np.ndim(even) not in (2, 3):
-        raise InputError(f"expected 2-D or 3-D halves, got shape {np.shape(even)}")
-    if time_budget is not None and not time_budget > 0:
-        raise InputError(f"time_budget: expected a positive number of seconds, got {time_budget}")
-    ndim = np.ndim(even)
-    patch_shape = tuple(min(p, s) for p, s in
-                        zip(recipe.patch_shape[-ndim:], np.shape(even), strict=True))
-    pairs = sample_pairs([even], [odd], patch_shape=_fit(patch_shape, recipe.config),
-                         n_patches=recipe.n_patches, tilt_axis=tilt_axis, seed=seed)
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    clock = training.Budget.start(recipe.config.train_time_budget if budget is None else budget)
+    evens, odds = _as_list(even), _as_list(odd)
+    ndim = np.ndim(evens[0]) if evens else 0
+    if ndim not in (2, 3):
+        shape = np.shape(evens[0]) if evens else ()
+        raise InputError(f"expected 2-D or 3-D halves, got shape {shape}")
     config = recipe.config.replace(n_dim=ndim, seed=seed)
-    if time_budget is not None:
-        left = time_budget - (time.perf_counter() - start)
-        if left <= 0:
-            raise InputError(f"time_budget: {time_budget:g} s were used up sampling the pairs")
-        config = config.replace(train_time_budget=left)
-    if config.network == "diffusion":
-        from .nets.diffusion import train_stagewise
-
-        return train_stagewise(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
-                               resume=resume)
-    return CAREModel.train(pairs, config, progress=progress, checkpoint_dir=checkpoint_dir,
-                           resume=resume)
+    smallest = tuple(min(np.shape(e)[i] for e in evens) for i in range(ndim))
+    patch_shape = _fit(tuple(min(p, s) for p, s in zip(recipe.patch_shape[-ndim:], smallest,
+                                                       strict=True)), config)
+    start = None
+    if resume and checkpoint_dir is not None and Checkpoints(checkpoint_dir).exists():
+        meta = Checkpoints(checkpoint_dir).meta()
+        config = CareConfig.from_dict(meta["config"])
+        patch_shape = tuple(meta.get("patch_shape") or patch_shape)
+    elif not resume:
+        start = finetune.initial_model(init, config)
+        if start is not None:
+            recipe = recipe.finetuning()
+            config = config.replace(train_learning_rate=recipe.finetune_learning_rate,
+                                    train_warmup=recipe.finetune_warmup)
+        if fit and clock:
+            config = config.replace(train_precision=precision.resolve(config.train_precision))
+            chosen = fit_recipe(
+                recipe.replace(config=config, patch_shape=patch_shape), budget=clock.left(),
+                step_time=lambda r: step_seconds(r.config, r.patch_shape),
+                finetuning=start is not None)
+            config, patch_shape = chosen.recipe.config, chosen.recipe.patch_shape
+            log.info("fitted to this machine: %s", chosen.reason)
+            if not chosen.enough:
+                need = ENOUGH_STEPS["finetune" if start is not None else "scratch"]
+                log.warning(
+                    "a budget of %.0f s buys about %d training steps on this machine (%.2f s "
+                    "each); expect a result below a well-trained network's, possibly below "
+                    "NAD's. About %.0f s would buy the %d steps wanted.", clock.seconds,
+                    chosen.steps, chosen.step, need * chosen.step * STEP_OVERHEAD
+                    + (clock.seconds - clock.left()), need)
+    pairs = sample_pairs(evens, odds, patch_shape=patch_shape, n_patches=recipe.n_patches,
+                         tilt_axis=tilt_axis, seed=seed)
+    if clock and clock.left() <= 0:
+        raise InputError(f"budget: {clock.seconds:g} s were used up before training started "
+                         f"(measuring and sampling the pairs)")
+    return training.train(pairs, config, budget=clock, init=start, progress=progress,
+                          checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def _fit(patch_shape: tuple[int, ...], config: CareConfig) -> tuple[int, ...]:
