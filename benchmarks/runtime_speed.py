@@ -15,12 +15,26 @@ load from other processes hits all of them alike; the median and the best
 are kept, in Mvoxel/s of output. The largest deviation from keras-f32,
 relative to its output's standard deviation, is recorded too.
 
+With ``--tta-margins`` it measures instead, on a model trained for
+``--budget`` seconds (``cryocare.recipe.train_on_pair``, from ``--init``, default
+random weights) on a
+seeded simulated tomogram of ``--sim-shape`` (kept in ``--model-dir`` and
+reused), what decides two prediction defaults:
+
+- item 5, TTA: PSNR against the noiseless volume of the even/odd average
+  denoised without flips and averaged over subsets of the 8 flips;
+- item 2, margins: the largest difference between tiled and untiled
+  prediction, relative to the output's standard deviation, when every
+  ``--core``-sized tile reads a margin of ``m`` voxels (on the pooling
+  grid) instead of the whole receptive field.
+
 Run, then write the table of all runs in ``--out``::
 
     python benchmarks/runtime_speed.py --label avx512
     ONEDNN_MAX_CPU_ISA=AVX2 taskset -c 0 python benchmarks/runtime_speed.py --label avx2-1core
     python benchmarks/runtime_speed.py --report
     python benchmarks/runtime_speed.py --shape 16,32,32 --repeats 1 --out /tmp/rt   # smoke test
+    python benchmarks/runtime_speed.py --tta-margins --budget 180 --model-dir /tmp/rt-model
 """
 
 from __future__ import annotations
@@ -183,6 +197,150 @@ def report(folder: Path) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------- TTA and tile margins
+#: Flip subsets (axes of a (Z, Y, X) volume; () is the identity). Two flips of
+#: an axis pair are a 180° rotation about the third axis.
+FLIP_SETS = {
+    "1 (none)": [()],
+    "2: +X": [(), (2,)],
+    "2: +Y": [(), (1,)],
+    "2: +Z": [(), (0,)],
+    "2: +XYZ (point reflection)": [(), (0, 1, 2)],
+    "4: +X, Y, XY": [(), (2,), (1,), (1, 2)],
+    "4: +X, Z, XZ": [(), (2,), (0,), (0, 2)],
+    "4: +Y, Z, YZ": [(), (1,), (0,), (0, 1)],
+    "4: +XY, XZ, YZ (rotations)": [(), (1, 2), (0, 2), (0, 1)],
+    "8 (all)": [(), (0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)],
+}
+
+
+def trained_model(shape: tuple[int, ...], *, seed: int, budget: float, folder: Path,
+                  init: str = "none"):
+    """A model trained with the recipe on a simulated tomogram (cached in ``folder``)."""
+    from cryocare import recipe
+    from cryocare.model import CAREModel
+    from cryocare.simulate import simulate_tomogram
+
+    data = simulate_tomogram(shape, seed=seed)
+    if (folder / "model").exists():
+        return CAREModel.load(folder / "model"), data, None
+    start = time.perf_counter()
+    model = recipe.train_on_pair(data.even, data.odd, budget=budget, seed=seed, init=init)
+    seconds = time.perf_counter() - start
+    model.save(folder / "model")
+    return model, data, seconds
+
+
+def tta_gains(model, data) -> dict:
+    """PSNR (dB) against the noiseless volume for every subset in :data:`FLIP_SETS`."""
+    from cryocare.metrics import psnr
+
+    outputs, seconds = {}, {}
+    for axes in FLIP_SETS["8 (all)"]:
+        even = np.ascontiguousarray(np.flip(data.even, axes))
+        odd = np.ascontiguousarray(np.flip(data.odd, axes))
+        start = time.perf_counter()
+        outputs[axes] = np.flip(model.denoise(even, odd), axes)
+        seconds[axes] = time.perf_counter() - start
+    raw = psnr(data.clean, (data.even + data.odd) / 2)
+    scores = {name: psnr(data.clean, np.mean([outputs[a] for a in axes], axis=0))
+              for name, axes in FLIP_SETS.items()}
+    single = {str(axes): psnr(data.clean, outputs[axes]) for axes in outputs}
+    return {"raw_psnr": raw, "psnr": scores,
+            "gain_db": {name: value - scores["1 (none)"] for name, value in scores.items()},
+            "psnr_each_flip": single,
+            "seconds_per_flip": float(statistics.median(seconds.values()))}
+
+
+def margin_errors(model, data, *, core: int, engine: str) -> dict:
+    """Tiled-vs-untiled difference (relative to the output's std) for each tile margin."""
+    from cryocare import nets, runtime
+
+    network = runtime.compile(model.keras_model, engine=engine)
+    norm = model.normalization
+    volume = ((data.even - norm.mean) / norm.std).astype(np.float32)
+    full = network(volume[None])[0]
+    scale = float(full.std())
+    grid = nets.multiple_of(model.config)
+    halo = nets.halo(model.config)
+    exact = -(-halo // grid) * grid
+    if any(size % grid or size % core for size in volume.shape) or core % grid:
+        raise SystemExit(f"--core {core} and the volume {volume.shape} must be multiples of "
+                         f"the pooling grid {grid} (and the volume of the core)")
+    starts = [np.arange(0, size, core) for size in volume.shape]
+    tiles = [tuple(int(v) for v in point) for point in
+             np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, volume.ndim)]
+    rows = []
+    for margin in range(0, exact + grid, grid):
+        worst, interior, total = 0.0, 0.0, []
+        for start in tiles:
+            low = [max(0, s - margin) for s in start]
+            high = [min(n, s + core + margin) for s, n in zip(start, volume.shape)]
+            crop = volume[tuple(slice(a, b) for a, b in zip(low, high))]
+            out = network(crop[None])[0]
+            inner = tuple(slice(s - a, s - a + core) for s, a in zip(start, low))
+            target = full[tuple(slice(s, s + core) for s in start)]
+            diff = np.abs(out[inner] - target) / scale
+            worst = max(worst, float(diff.max()))
+            total.append(float(diff.mean()))
+            if all(s - margin >= 0 and s + core + margin <= n
+                   for s, n in zip(start, volume.shape)):
+                interior = max(interior, float(diff.max()))
+        rows.append({"margin": margin, "max_rel": worst, "max_rel_interior_tiles": interior,
+                     "mean_rel": float(np.mean(total)),
+                     **{f"read_per_output_core{c}": ((c + 2 * margin) / c) ** volume.ndim
+                        for c in (64, 96, 128)}})
+    return {"halo": halo, "exact_margin": exact, "grid": grid, "core": core,
+            "tiles": len(tiles), "engine": network.engine, "rows": rows,
+            "margin_for": {str(eps): next((r["margin"] for r in rows if r["max_rel"] <= eps),
+                                          None) for eps in (1e-3, 1e-4, 1e-5)}}
+
+
+def tta_margins(args: argparse.Namespace) -> dict:
+    shape = tuple(int(v) for v in args.sim_shape.split(","))
+    folder = Path(args.model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    model, data, seconds = trained_model(shape, seed=args.seed, budget=args.budget,
+                                         folder=folder, init=args.init)
+    config = model.config
+    result = {"sim_shape": shape, "seed": args.seed, "budget": args.budget, "init": args.init,
+              "training_seconds": seconds, "model": str(folder / "model"),
+              "network": {key: getattr(config, key) for key in
+                          ("network", "n_dim", "unet_n_depth", "unet_n_first",
+                           "unet_kern_size", "unet_n_conv_per_depth", "train_precision")},
+              "cpu": cpu_name(), "affinity": sorted(os.sched_getaffinity(0))}
+    result["tta"] = tta_gains(model, data)
+    result["margins"] = margin_errors(model, data, core=args.core, engine=args.engine)
+    return result
+
+
+def tta_margins_report(data: dict) -> str:
+    tta, margins = data["tta"], data["margins"]
+    lines = ["# TTA gain and tile margins of a trained network", "",
+             f"Simulated tomogram {'×'.join(map(str, data['sim_shape']))}, seed {data['seed']}; "
+             f"model: `recipe.train_on_pair(..., budget={data['budget']:.0f}, "
+             f"init={data['init']!r})` "
+             f"({data['network']}); {data['cpu']}, CPUs {data['affinity']}.", "",
+             f"## TTA (raw even/odd average: {tta['raw_psnr']:.2f} dB; one flip of both "
+             f"halves: {tta['seconds_per_flip']:.1f} s)", "",
+             "| flips | PSNR (dB) | gain over none (dB) |", "|---|---|---|"]
+    for name, value in tta["psnr"].items():
+        lines.append(f"| {name} | {value:.3f} | {tta['gain_db'][name]:+.3f} |")
+    lines += ["", f"## Tile margins (halo {margins['halo']}, exact margin "
+                  f"{margins['exact_margin']}, pooling grid {margins['grid']}, "
+                  f"{margins['tiles']} tiles of {margins['core']}³, {margins['engine']})", "",
+              "| margin m | max \|tiled − untiled\| / std | same, interior tiles | mean | "
+              "voxels read per output voxel (core 64³ / 96³ / 128³) |", "|---|---|---|---|---|"]
+    for row in margins["rows"]:
+        lines.append(f"| {row['margin']} | {row['max_rel']:.1e} | "
+                     f"{row['max_rel_interior_tiles']:.1e} | {row['mean_rel']:.1e} | "
+                     f"{row['read_per_output_core64']:.2f} / {row['read_per_output_core96']:.2f}"
+                     f" / {row['read_per_output_core128']:.2f} |")
+    lines += ["", "Smallest margin for a bound ε: " + ", ".join(
+        f"ε = {eps}: {m}" for eps, m in margins["margin_for"].items()), ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", default="64,128,128")
@@ -193,8 +351,25 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--report", action="store_true",
                         help="only write speed.md from the speed_*.json in --out")
+    parser.add_argument("--tta-margins", action="store_true",
+                        help="measure TTA gain and tile margins on a trained model instead")
+    parser.add_argument("--sim-shape", default="64,128,128")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=180.0)
+    parser.add_argument("--model-dir", default="/tmp/cryocare-runtime-model")
+    parser.add_argument("--core", type=int, default=32)
+    parser.add_argument("--init", default="none",
+                        help="starting weights of the training (recipe.train_on_pair's init)")
+    parser.add_argument("--engine", default="auto")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.tta_margins:
+        data = tta_margins(args)
+        (args.out / "tta_margins.json").write_text(json.dumps(data, indent=1))
+        text = tta_margins_report(data)
+        (args.out / "tta_margins.md").write_text(text)
+        print(text)
+        return 0
     if not args.report:
         data = run(args)
         path = args.out / f"speed_{args.label}.json"
