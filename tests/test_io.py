@@ -737,7 +737,7 @@ def test_check_inputs_reads_every_header_before_any_value(tmp_path, rng, monkeyp
     short = [write(tmp_path / f"b_{h}.mrc", _volume(rng, s))
              for h, s in (("even", (6, 7, 8)), ("odd", (6, 7, 9)))]
     scanned = []
-    monkeypatch.setattr(io, "check_finite", lambda path, **_: scanned.append(path))
+    monkeypatch.setattr(io, "_scan_file", lambda path, layout, **_: scanned.append(path))
     with _raises(InputError, *short):
         io.check_inputs([good, short])
     assert scanned == []

@@ -750,33 +750,40 @@ def check_finite(data: np.ndarray | str | os.PathLike, *, name: str | None = Non
     >>> volume = np.zeros((4, 5, 6), np.float32)
     >>> check_finite(volume, name="even.mrc")
     >>> volume[2, 3, 1] = volume[3, 0, 0] = np.nan
-    >>> check_finite(volume, name="even.mrc")
+    >>> check_finite(volume, name="even.mrc")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cryocare.errors.InputError: even.mrc: expected finite values, found 2 NaN or infinite value(s), the first at (z, y, x) = (2, 3, 1)
+    cryocare.errors.InputError: even.mrc: ... found 2 NaN ..., the first at (z, y, x) = (2, 3, 1)
     """
     if isinstance(data, (str, os.PathLike)):
         path = Path(data)
-        _, layout = _inspect(path)
-        label = name or str(path)
-        if layout.dtype.kind in "iu":
-            return  # integers are finite
-        blocks = _slabs(path, layout)
-        shape = layout.shape
-    else:
-        array = np.asarray(data)
-        label = name or "data"
-        if array.dtype.kind not in "fc":
-            return
-        shape = array.shape
-        view = array.reshape(1, 1, -1) if array.ndim < 2 else (
-            array[None] if array.ndim == 2 else array.reshape(-1, *array.shape[-2:]))
-        step = max(1, _SCAN_VALUES // max(1, view[0].size))
-        mapping = _mapping(array)
-        blocks = ((start, np.asarray(view[start:start + step]))
-                  for start in range(0, len(view), step))
-        if mapping is not None:
-            blocks = _releasing(blocks, mapping)
+        _scan_file(path, _inspect(path)[1], name=name)
+        return
+    array = np.asarray(data)
+    label = name or "data"
+    if array.dtype.kind not in "fc":
+        return
+    shape = array.shape
+    view = array.reshape(1, 1, -1) if array.ndim < 2 else (
+        array[None] if array.ndim == 2 else array.reshape(-1, *array.shape[-2:]))
+    step = max(1, _SCAN_VALUES // max(1, view[0].size))
+    mapping = _mapping(array)
+    blocks = ((start, np.asarray(view[start:start + step]))
+              for start in range(0, len(view), step))
+    if mapping is not None:
+        blocks = _releasing(blocks, mapping)
+    _scan(blocks, shape, label)
+
+
+def _scan_file(path: Path, layout: _Layout, *, name: str | None = None) -> None:
+    """:func:`check_finite` of a file whose header was read already."""
+    if layout.dtype.kind in "iu":
+        return  # integers are finite
+    _scan(_slabs(path, layout), layout.shape, name or str(path))
+
+
+def _scan(blocks, shape: tuple[int, ...], label: str) -> None:
+    """Count non-finite values of ``(start, block)`` slabs along the first axis; raise if any."""
     bad, first = 0, None
     for start, block in blocks:
         flat = block.reshape(-1)
@@ -827,9 +834,9 @@ def validate(path: str | os.PathLike, *, finite: bool = True) -> VolumeInfo:
     (4, 8, 8)
     """
     path = Path(path)
-    info = read_info(path)
+    info, layout = _inspect(path)
     if finite:
-        check_finite(path)
+        _scan_file(path, layout)
     return info
 
 
@@ -860,12 +867,13 @@ def validate_pair(even: str | os.PathLike, odd: str | os.PathLike, *,
     >>> validate_pair(even, odd)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cryocare.errors.InputError: ...even.mrc and ...odd.mrc: expected an even/odd pair of equal shape, found (4, 8, 8) and (4, 8, 6)
+    cryocare.errors.InputError: ...even.mrc and ...odd.mrc: ... found (4, 8, 8) and (4, 8, 6)
     """
-    (even, info), _ = _pair_headers(Path(even), Path(odd))
+    even, odd = Path(even), Path(odd)
+    (_, info), (layout_e, layout_o) = _pair_headers(even, odd)
     if finite:
-        check_finite(even)
-        check_finite(odd)
+        _scan_file(even, layout_e)
+        _scan_file(odd, layout_o)
     return info
 
 
@@ -911,20 +919,22 @@ def check_inputs(pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]], *
         if len(mask_list) != len(pairs):
             raise InputError(f"masks: expected one mask or one per pair ({len(pairs)}), "
                              f"found {len(mask_list)}")
-    infos, scans = [], []
+    infos, scans, masks_read = [], {}, {}
     for (even, odd), mask in zip(pairs, mask_list, strict=True):
-        (_, info), _ = _pair_headers(even, odd)
+        (_, info), (layout_e, layout_o) = _pair_headers(even, odd)
         infos.append(info)
-        scans += [even, odd]
+        scans.update({even: layout_e, odd: layout_o})
         if mask is not None:
-            mask_info = read_info(mask)
+            mask = Path(mask)
+            if mask not in masks_read:  # one mask may serve every pair: read it once
+                masks_read[mask] = _inspect(mask)
+            mask_info, scans[mask] = masks_read[mask]
             if mask_info.shape != info.shape:
                 raise InputError(f"{mask}: expected a mask of the shape of {even} "
                                  f"{info.shape}, found {mask_info.shape}")
-            scans.append(Path(mask))
     if finite:
-        for path in dict.fromkeys(scans):  # each file once, in order
-            check_finite(path)
+        for path, layout in scans.items():  # each file once, in order
+            _scan_file(path, layout)
     return infos
 
 
