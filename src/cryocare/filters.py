@@ -11,6 +11,11 @@ filter (for example nonlinear anisotropic diffusion) is added by writing the
 function and adding one entry to :data:`FILTERS`. ``"bm4d"`` is registered
 only when the optional `bm4d` package is installed
 (``pip install "cryocare-ng[bm4d]"``).
+
+A fair baseline chooses its own strength: :func:`tune` picks NAD's
+iterations, the Gaussian's sigma or the median's size from two
+independently noisy halves (no clean reference needed), and
+:func:`filter_halves` filters their average with it and reports the choice.
 """
 
 from __future__ import annotations
