@@ -96,3 +96,15 @@ def test_halves_imports_nothing_of_cryocare_but_errors():
     local = {node.module for node in ast.walk(tree)
              if isinstance(node, ast.ImportFrom) and node.level > 0}
     assert local == {"errors"}
+
+
+@pytest.mark.parametrize(("path", "half", "stem"), [
+    ("TS_01_EVN.mrc", "even", "TS_01"), ("TS_01_ODD.mrc", "odd", "TS_01"),
+    ("rec_TS_7_half1.mrc", "even", "rec_TS_7"), ("a/even/TS_01.rec", "even", "TS_01"),
+    ("tomo_even_b4.mrc", "even", "tomo_b4"), ("EVN.mrc", "even", "EVN"),
+    ("plain.mrc", "odd", "plain"),
+])
+def test_pair_stem_names_the_pair_without_its_marker(path, half, stem):
+    from cryocare.halves import pair_stem
+
+    assert pair_stem(path, half) == stem

@@ -52,7 +52,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["MRC_SUFFIXES", "TIFF_SUFFIXES", "TOMOGRAM_SUFFIXES", "expand_paths", "half_key",
-           "match_halves", "find_halves"]
+           "match_halves", "find_halves", "pair_stem"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,29 @@ def half_key(path: str | os.PathLike, half: str) -> str | None:
             parts[index] = "*"  # the same placeholder for both halves
             return str(Path(*parts))
     return None
+
+
+def pair_stem(path: str | os.PathLike, half: str = "even") -> str:
+    """The name a pair goes by: the file name without its half marker and extension.
+
+    Separators left at the ends or doubled where the marker was are
+    removed; a name that carries no marker is returned without its
+    extension. Use it to name outputs after the pair.
+
+    Examples
+    --------
+    >>> pair_stem("TS_01_EVN.mrc"), pair_stem("rec_TS_7_half2.mrc", "odd")
+    ('TS_01', 'rec_TS_7')
+    >>> pair_stem("even/TS_01.rec"), pair_stem("EVN-tomo.mrc"), pair_stem("tomo.mrc")
+    ('TS_01', 'tomo', 'tomo')
+    """
+    if half not in _MARKERS:
+        raise InputError(f"half must be 'even' or 'odd', got {half!r}")
+    name = Path(path).name
+    stem = name[: -len(Path(name).suffix) or None]
+    cleaned = _PATTERNS[half].sub("", stem)
+    cleaned = re.sub(r"([_\-.])[_\-.]+", r"\1", cleaned).strip("_-.")
+    return cleaned or stem
 
 
 def expand_paths(specs: Iterable[str | os.PathLike], *,
