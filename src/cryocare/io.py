@@ -683,15 +683,13 @@ def _load(path: Path, layout: _Layout, *, mmap: bool) -> np.ndarray:
     return mapped if mmap else np.array(mapped, dtype=np.float32)
 
 
-def _read_tiff(path: Path, layout: _Layout, key: int | None = None) -> np.ndarray:
-    """The first series of a TIFF file (or only its page ``key``) in the file's data type."""
+def _read_tiff(path: Path, layout: _Layout) -> np.ndarray:
+    """The first series of a TIFF file in the file's data type."""
     import tifffile
 
     try:
         with tifffile.TiffFile(path) as tif:
-            if key is None:
-                return tif.series[0].asarray().reshape(layout.shape)
-            return tif.series[0].pages[key].asarray()
+            return tif.series[0].asarray().reshape(layout.shape)
     except Exception as err:  # noqa: BLE001 - tifffile raises many kinds on bad files
         raise InputError(f"{path}: not a readable TIFF file ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
@@ -705,12 +703,7 @@ def _slabs(path: Path, layout: _Layout) -> Iterator[tuple[int, np.ndarray]]:
     """
     shape = layout.shape if len(layout.shape) == 3 else (1, *layout.shape)
     if layout.offset is None:
-        n_pages = _tiff_pages(path)
-        if n_pages == shape[0]:  # one slice per page: stream the pages
-            for z in range(n_pages):
-                yield z, _read_tiff(path, layout, z).reshape(1, *shape[1:])
-        else:
-            yield 0, _read_tiff(path, layout).reshape(shape)
+        yield from _tiff_slabs(path, layout, shape)
         return
     mapped = np.memmap(path, dtype=layout.dtype, mode="r", offset=layout.offset, shape=shape)
     step = max(1, _SCAN_VALUES // max(1, shape[1] * shape[2]))
@@ -719,11 +712,24 @@ def _slabs(path: Path, layout: _Layout) -> Iterator[tuple[int, np.ndarray]]:
         release_pages(mapped)
 
 
-def _tiff_pages(path: Path) -> int:
+def _tiff_slabs(path: Path, layout: _Layout,
+                shape: tuple[int, ...]) -> Iterator[tuple[int, np.ndarray]]:
+    """Slices of a compressed TIFF page by page (the whole series if pages are not slices)."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        return len(tif.series[0].pages)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            pages = tif.series[0].pages
+            if len(pages) != shape[0]:
+                yield 0, tif.series[0].asarray().reshape(shape)
+                return
+            for z, page in enumerate(pages):
+                yield z, page.asarray().reshape(1, *shape[1:])
+    except InputError:
+        raise
+    except Exception as err:  # noqa: BLE001 - tifffile raises many kinds on bad files
+        raise InputError(f"{path}: not a readable TIFF file ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else 'no detail'})") from None
 
 
 def check_finite(data: np.ndarray | str | os.PathLike, *, name: str | None = None) -> None:
