@@ -67,19 +67,16 @@ def check_tiles(tiles, config, n_dim: int) -> None:
 
 
 def denoised_name(even: Path) -> str:
-    """The output name of a pair: the even file's name without its marker, + ``_denoised.mrc``.
+    """The output name of a pair: its name without the half marker, + ``_denoised.mrc``.
 
     Examples
     --------
-    >>> [denoised_name(Path(n)) for n in ("TS_01_EVN.mrc", "rec_TS_01_half1.mrc", "even.mrc",
-    ...                                   "tomo.rec")]
-    ['TS_01_denoised.mrc', 'rec_TS_01_denoised.mrc', 'denoised.mrc', 'tomo_denoised.mrc']
+    >>> [denoised_name(Path(n)) for n in ("TS_01_EVN.mrc", "rec_TS_01_half1.mrc", "tomo.rec")]
+    ['TS_01_denoised.mrc', 'rec_TS_01_denoised.mrc', 'tomo_denoised.mrc']
     """
-    from ..halves import half_key
+    from ..halves import pair_stem
 
-    key = half_key(even.stem, "even")
-    stem = (even.stem if key is None else key).strip("_-.")
-    return f"{stem}_denoised.mrc" if stem else "denoised.mrc"
+    return f"{pair_stem(even)}_denoised.mrc"
 
 
 def prediction_jobs(even: Sequence, odd: Sequence, output: Path) -> list[tuple[Path, Path, Path]]:

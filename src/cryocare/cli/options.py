@@ -171,7 +171,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                             "train/predict config runs as the cryoCARE scripts do)")
     group.add_argument("--init", default="pretrained", metavar="pretrained|none|MODEL",
                        help="initial weights: the shipped pretrained model (used when its "
-                            "network matches), none (random), or a model to fine-tune")
+                            "network is the one trained, else random weights), none (random), "
+                            "or a model folder to fine-tune")
     group.add_argument("--time-budget", type=duration_type, metavar="DURATION",
                        help=f"training time, e.g. 12m or 1.5h; 'none' for no limit (default: "
                             f"{defaults['budget'] / 60:g}m; the best weights are kept)")
