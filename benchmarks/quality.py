@@ -19,10 +19,19 @@ prediction, for either). cryoCARE runs in its own venv
 Run the two engines one after the other on a quiet machine: the comparison
 is in wall-clock time.
 
+``default`` is what ``cryocare denoise`` does: the shipped pretrained model
+fine-tuned on the halves (when its network is the recipe's), the recipe
+fitted to the machine's speed. ``scratch`` is the same from random weights,
+``zero-shot`` the pretrained model without training (per-image
+normalisation); the other recipes measure single levers from scratch, with
+their settings fixed (no fitting). The slow-machine proxy of issue 17 is
+``ONEDNN_MAX_CPU_ISA=AVX2 taskset -c 0 python benchmarks/quality.py ...``.
+
 Usage::
 
     python benchmarks/quality.py                       # 12 minutes per model, both datasets
-    python benchmarks/quality.py --budget 3m --datasets slab --recipes lr4e-4,default
+    python benchmarks/quality.py --budget 3m --datasets slab --recipes lr1e-3,default
+    python benchmarks/quality.py --recipes zero-shot,scratch,default --no-reference
     python benchmarks/quality.py --recipes default,diffusion --no-reference
 """
 
@@ -67,7 +76,8 @@ DATASETS = {
 
 _CSBDEEP = DEFAULT_RECIPE.replace(
     config=DEFAULT_RECIPE.config.replace(train_learning_rate=4e-4, train_schedule="plateau",
-                                         train_steps_per_epoch=50, train_reduce_lr_patience=5),
+                                         train_steps_per_epoch=50, train_reduce_lr_patience=5,
+                                         train_precision="float32"),
     tta=False)
 
 #: Recipes measured lever by lever, from CSBDeep's settings to the default.
@@ -88,9 +98,16 @@ RECIPES: dict[str, Recipe] = {
     "bf16+32f": _CSBDEEP.replace(tta=True, config=_CSBDEEP.config.replace(
         train_learning_rate=1e-3, train_precision="mixed_bfloat16", unet_n_first=32)),
     "default": DEFAULT_RECIPE,
+    "scratch": DEFAULT_RECIPE,
+    "zero-shot": DEFAULT_RECIPE,
     "diffusion": DEFAULT_RECIPE.replace(
         tta=False, config=DEFAULT_RECIPE.config.replace(network="diffusion")),
 }
+#: How each recipe starts and whether it is fitted to the machine: the shipped path
+#: (default) fine-tunes the pretrained model and fits; the levers were measured fixed.
+STARTS = {name: ("none", False) for name in RECIPES}
+STARTS.update({"default": ("pretrained", True), "scratch": ("none", True),
+               "diffusion": ("none", True)})
 
 #: cryoCARE 0.3.0's setting for short budgets (16^3 patches, batch 128: better than its
 #: default 72^3 extraction / batch 16 at minutes of CPU training), and its default network.
@@ -184,8 +201,14 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
         recipe = RECIPES[recipe_name]
         budget = args.diffusion_budget if recipe.config.network == "diffusion" else args.budget
         start = time.perf_counter()
-        model = train_on_pair(data.even, data.odd, recipe=recipe, time_budget=budget,
-                              seed=args.seed)
+        if recipe_name == "zero-shot":
+            from cryocare.modelfiles import load_model
+
+            model = load_model("pretrained")
+        else:
+            init, fit = STARTS[recipe_name]
+            model = train_on_pair(data.even, data.odd, recipe=recipe, budget=budget, init=init,
+                                  fit=fit, seed=args.seed)
         trained = time.perf_counter() - start
         restored = model.denoise(data.even, data.odd, tta=recipe.tta)
         predicted = time.perf_counter() - start - trained
@@ -207,7 +230,7 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
                              "predict_seconds": predicted, "budget": budget,
                              "epochs": len(history.get("loss", [])),
                              "best_val_loss": min(history.get("val_loss", [math.nan])),
-                             "recipe": recipe.describe()}
+                             "recipe": recipe.describe(), "trained": model.config.to_dict()}
         log.info("%s %s: %s", name, recipe_name, rows[recipe_name])
     if not args.no_reference and reference.available():
         restored, info = run_reference(even_path, odd_path, work / "cryocare-0.3.0", args.budget)

@@ -1,6 +1,6 @@
 """Training speed: steps/s and Mvoxel/s per Keras backend and network, and cryoCARE 0.3.0's.
 
-Measures the real training path (``CAREModel.train``: batch sampling,
+Measures the real training path (``cryocare.training.train``: batch sampling,
 random direction, forward, backward, Adam) at cryoCARE's default network
 (U-Net depth 3, kernel 3, 16 first filters, 64³ patches, batch 16) and the
 same for RED-Net (10 + 10 layers; ``--rednet-filters``, default 16, since the
@@ -36,13 +36,14 @@ sys.path.insert(0, str(HERE))
 
 
 def _worker(args) -> dict:
-    """Time CAREModel.train in this process (KERAS_BACKEND already set)."""
+    """Time cryocare.training.train in this process (KERAS_BACKEND already set)."""
     import keras
     import numpy as np
 
     from cryocare.config import CareConfig
-    from cryocare.model import CAREModel
-    from cryocare.pairs import Normalization, PairSet
+    from cryocare.normalize import Normalization
+    from cryocare.pairs import PairSet
+    from cryocare.training import train
 
     rng = np.random.default_rng(0)
     shape = (args.patch,) * 3
@@ -61,7 +62,7 @@ def _worker(args) -> dict:
         def on_train_batch_end(self, batch, logs=None):
             times.append(time.perf_counter())
 
-    CAREModel.train(pairs, config, callbacks=[Clock()])
+    train(pairs, config, callbacks=[Clock()])
     seconds = times[-1] - times[args.warmup - 1]
     return {"steps_per_s": args.steps / seconds, "backend": keras.backend.backend()}
 

@@ -18,10 +18,10 @@ from cryocare.config import CareConfig
 from cryocare.demo import orthoslice_figure
 from cryocare.filters import median
 from cryocare.metrics import psnr
-from cryocare.model import CAREModel
 from cryocare.pairs import sample_pairs
 from cryocare.segment import dice, segment_otsu
 from cryocare.simulate import simulate_tomogram
+from cryocare.training import train
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 out = Path("walkthrough_output")
@@ -54,12 +54,15 @@ print(pairs.x_train.shape, pairs.x_val.shape, pairs.normalization)
 # %% [markdown]
 # ## 3. Train Noise2Noise
 # A small U-Net for a short CPU budget; `CareConfig` validates every value.
+# `cryocare.training.train` is the training entry every face of cryocare uses;
+# `budget=` (seconds) would bound the run, `init="pretrained"` start it from
+# the shipped general model (whose network is the recipe's: 16 filters).
 
 # %%
 config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=8,
                     train_steps_per_epoch=30, train_batch_size=16,
                     train_learning_rate=2e-3, seed=0)
-model = CAREModel.train(pairs, config, progress=True)
+model = train(pairs, config, progress=True)
 model.save(out / "model", overwrite=True)
 print("validation loss per epoch:", np.round(model.history["val_loss"], 4))
 

@@ -18,11 +18,12 @@ from cryocare.nets.diffusion import (
     influence_figure,
     perona_malik_influence,
     stages,
-    train_stagewise,
     write_inspection,
 )
-from cryocare.pairs import Normalization, sample_pairs
+from cryocare.normalize import Normalization
+from cryocare.pairs import sample_pairs
 from cryocare.simulate import simulate_tomogram
+from cryocare.training import train_stagewise
 
 
 def _config(n_dim=3, **changes):
@@ -260,3 +261,14 @@ def test_trained_diffusion_beats_raw_and_nad_on_simulated_data():
     # (a 0.5 dB margin over NAD; training is seeded, so only float rounding varies).
     assert scores["diffusion"] > scores["nad"] > scores["raw"], scores
     assert scores["diffusion"] > scores["untrained"] + 3, scores
+
+
+def test_the_network_module_imports_neither_the_model_nor_training():
+    # Regression: diffusion training reached into cryocare.model (a cycle model -> nets ->
+    # diffusion -> model); stage-wise training now lives in cryocare.training.
+    import subprocess
+    import sys
+
+    code = ("import sys, cryocare.nets.diffusion; "
+            "sys.exit(any(m in sys.modules for m in ('cryocare.model', 'cryocare.training')))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -301,19 +301,35 @@ def test_a_slow_machine_trains_a_narrower_network_from_scratch_and_keeps_it_fine
 
 
 def test_measuring_counts_against_the_budget_and_a_hopeless_budget_says_so():
-    from cryocare.recipe import candidates, fit_recipe
+    from cryocare.recipe import MEASURE_SHARE, candidates, fit_recipe
 
     seen = []
 
     def step_time(recipe):
         seen.append(recipe)
-        return 20.0, 10.0  # every setting equally slow
+        return 20.0, 10.0  # every setting equally slow: measuring one takes 40 s
 
+    fit = fit_recipe(DEFAULT_RECIPE, budget=1600, step_time=step_time, finetuning=False)
+    assert seen == candidates(DEFAULT_RECIPE, finetuning=False)  # 160 s, within 10 %
+    assert not fit.enough and fit.recipe == seen[0]  # none buys 1.5 times its steps
+    # (1600 - measuring the first, 40 s - setting it up again, 20 s) / (10 s * 1.15)
+    assert fit.steps == 133 and "fewer than the 400 wanted" in fit.reason
+    seen.clear()
     fit = fit_recipe(DEFAULT_RECIPE, budget=150, step_time=step_time, finetuning=False)
-    assert seen == candidates(DEFAULT_RECIPE, finetuning=False)  # all measured, none enough
-    assert not fit.enough and fit.recipe == seen[0]  # the first of those that buy the most
-    # (150 - measuring the first, 40 s - setting it up again, 20 s) / (10 s * 1.15)
-    assert fit.steps == 7 and "fewer than the 400 wanted" in fit.reason
+    assert len(seen) == 1 and 40 > MEASURE_SHARE * 150  # a second would overrun 10 %
+    assert fit.steps == 7
+
+
+def test_a_smaller_setting_must_buy_half_again_as_many_steps():
+    from cryocare.recipe import fit_recipe
+
+    # bfloat16 on a fast CPU: halving the width saves only 10 % of the step.
+    times = iter([(5.0, 1.0), (5.0, 0.9), (5.0, 0.5), (5.0, 0.3)])
+    fit = fit_recipe(DEFAULT_RECIPE, budget=400, step_time=lambda r: next(times),
+                     finetuning=False)
+    # 337 steps of the recipe, 368 of 8 filters (not half again as many), 652 of batch 8.
+    assert (fit.recipe.config.unet_n_first, fit.recipe.config.train_batch_size) == (8, 8)
+    assert fit.steps == 652 and fit.enough
 
 
 def test_train_on_pair_fits_the_machine_and_warns_when_the_budget_is_too_small(

@@ -65,6 +65,11 @@ ENOUGH_STEPS = {"scratch": 400, "finetune": 100}
 #: Training takes this much longer per step than the bare measured step (batch
 #: sampling, callbacks, one validation pass per 50 steps).
 STEP_OVERHEAD = 1.15
+#: A smaller setting replaces a larger one only if it buys this many times the steps
+#: (a larger network learns more per step).
+STEP_GAIN = 1.5
+#: Measuring stops before it would take more than this share of the budget.
+MEASURE_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -271,9 +276,11 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
     Tries :func:`candidates` in order, measuring each (``step_time(recipe)``
     returns ``(setup, step)`` seconds, e.g. by
     :func:`cryocare.training.speed.step_seconds`; the time measuring takes
-    is counted against the budget), and keeps the first whose expected
-    steps reach :data:`ENOUGH_STEPS`; when none does, the one that buys the
-    most steps, with ``enough`` False.
+    is counted against the budget), until one buys :data:`ENOUGH_STEPS` or
+    measuring the next would take more than :data:`MEASURE_SHARE` of the
+    budget. A smaller setting is chosen over a larger one only when it buys
+    :data:`STEP_GAIN` times the steps; ``enough`` says whether the choice
+    reaches :data:`ENOUGH_STEPS`.
 
     Parameters
     ----------
@@ -289,33 +296,39 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
     Examples
     --------
     A machine whose step costs 1 ms per 1 000 voxels of batch per filter,
-    and 10 s to set a network up:
+    and 5 s to set a network up:
 
     >>> def step_time(r):
     ...     voxels = r.config.train_batch_size * np.prod(r.patch_shape)
-    ...     return 10.0, voxels * r.config.unet_n_first * 1e-6
+    ...     return 5.0, voxels * r.config.unet_n_first * 1e-6
     >>> fit = fit_recipe(DEFAULT_RECIPE, budget=720, step_time=step_time, finetuning=False)
     >>> _setting(fit.recipe), fit.steps, fit.enough
-    ('8 filters, batch 8, patches 24x24x24', 627, True)
+    ('8 filters, batch 8, patches 24x24x24', 652, True)
 
     Ten times the budget buys enough steps of the recipe's own setting:
 
     >>> fit = fit_recipe(DEFAULT_RECIPE, budget=7200, step_time=step_time, finetuning=False)
     >>> _setting(fit.recipe), fit.steps
-    ('16 filters, batch 16, patches 32x32x32', 742)
+    ('16 filters, batch 16, patches 32x32x32', 743)
     """
     need = ENOUGH_STEPS["finetune" if finetuning else "scratch"]
     spent = 0.0
     tried: list[Fit] = []
+    best: Fit | None = None
+    cost = 0.0
     for candidate in candidates(recipe, finetuning=finetuning):
+        if tried and spent + cost > MEASURE_SHARE * budget:
+            break
         setup, step = step_time(candidate)
-        spent += setup + 2 * step  # what measuring cost
+        cost = setup + 2 * step  # what measuring took (and about what the next will take)
+        spent += cost
         left = budget - spent - setup  # training sets its network up again
         steps = max(0, int(left / (step * STEP_OVERHEAD)))
         tried.append(Fit(candidate, step, steps, steps >= need, ""))
-        if steps >= need:
+        if best is None or steps >= STEP_GAIN * best.steps:
+            best = tried[-1]
+        if best.enough:
             break
-    best = tried[-1] if tried[-1].enough else max(tried, key=lambda f: f.steps)
     measured = "; ".join(f"{_setting(f.recipe)}: {f.step:.2f} s/step" for f in tried)
     if best.enough and best.recipe == recipe:
         reason = (f"the recipe's {_setting(recipe)} buys about {best.steps} steps in the budget "

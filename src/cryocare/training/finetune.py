@@ -81,7 +81,7 @@ def load_init(init: Any) -> CAREModel | None:
 def describe(init: Any) -> str:
     """A short name of ``init`` for messages."""
     if isinstance(init, CAREModel):
-        return "the given model"
+        return "(the given model)"
     return f"{str(init)!r}"
 
 
