@@ -296,10 +296,10 @@ def cmd_filter(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import io
-    from ..filters import FILTERS, apply_filter
+    from ..filters import FILTERS, apply_filter, filter_halves
     from ..filters import bm4d as _bm4d
 
-    io.read_info(args.input)
+    info = io.validate(args.input) if args.odd is None else check_pair(args.input, args.odd)
     check_output(args.output, args.overwrite)
     if args.method == "bm4d" and "bm4d" not in FILTERS:
         _bm4d(np.zeros((2, 2)))  # raises: the optional package is not installed
@@ -309,11 +309,17 @@ def cmd_filter(args: argparse.Namespace) -> int:
     if args.method == "nad":
         options["progress"] = not args.quiet
     volume = io.read(args.input, mmap=True)
-    filtered = apply_filter(volume, args.method, **options)
+    if args.odd is not None:  # the average of the halves, strength tuned on them
+        filtered, options = filter_halves(volume, io.read(args.odd, mmap=True), args.method,
+                                          **options)
+        what = f"average of {args.input.name} and {args.odd.name}"
+    else:
+        filtered = apply_filter(volume, args.method, **options)
+        what = args.input.name
     described = ", ".join(f"{k}={v}" for k, v in options.items() if k != "progress")
-    io.write(args.output, filtered, like=io.read_info(args.input), overwrite=args.overwrite,
-             label=f"{args.method} filter ({described or 'defaults'}) of {args.input.name}")
-    print(f"{args.output}: {args.method} filter ({described or 'defaults'})")
+    io.write(args.output, filtered, like=info, overwrite=args.overwrite,
+             label=f"{args.method} filter ({described or 'defaults'}) of {what}"[:80])
+    print(f"{args.output}: {args.method} filter ({described or 'defaults'}) of {what}")
     return 0
 
 

@@ -175,17 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "choice)")
     add_common(p)
 
-    p = _sub(sub, "filter", "denoise a volume with a classical filter (baseline)", cmd_filter)
-    p.add_argument("input", type=Path, help="volume (MRC)")
+    p = _sub(sub, "filter", "denoise a volume with a classical filter (baseline); with --odd "
+                            "the average of two halves, its strength tuned on them",
+             cmd_filter)
+    p.add_argument("input", type=Path, help="volume, or the even half (MRC or TIFF)")
+    p.add_argument("--odd", type=Path,
+                   help="the odd half: filter the average of INPUT and ODD, with the strength "
+                        "(iterations, sigma, size) that the two independent halves say is best")
     add_output(p, "filtered volume (MRC)")
     p.add_argument("--method", choices=("median", "gaussian", "nad", "bm4d"), required=True,
                    help="bm4d needs the optional package: pip install 'cryocare-ng[bm4d]' "
                         "(required)")
-    p.add_argument("--size", type=int, help="median: window edge, odd (default: 3)")
+    p.add_argument("--size", type=int,
+                   help="median: window edge, odd (default: tuned with --odd, else 3)")
     p.add_argument("--sigma", type=float,
-                   help="gaussian: std in voxels (default: 1); nad: gradient smoothing "
-                        "(default: 1); bm4d: noise std (default: estimated)")
-    p.add_argument("--iterations", type=int, help="nad: iterations (default: 20)")
+                   help="gaussian: std in voxels (default: tuned with --odd, else 1); nad: "
+                        "gradient smoothing (default: 1); bm4d: noise std (default: estimated)")
+    p.add_argument("--iterations", type=int,
+                   help="nad: iterations (default: tuned with --odd, else 5)")
     p.add_argument("--k", type=float, help="nad: contrast parameter K (default: 90th "
                                            "percentile of the gradient magnitude)")
     p.add_argument("--time-step", type=float, help="nad: time step (default: 0.1)")
