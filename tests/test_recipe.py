@@ -363,3 +363,37 @@ def test_train_on_pair_fine_tunes_a_matching_model_at_the_fine_tuning_rate(smoot
     tuned = train_on_pair([even], [odd], recipe=recipe, budget=None, init=first)
     assert tuned.config.train_learning_rate == recipe.finetune_learning_rate
     assert tuned.config.train_warmup == recipe.finetune_warmup
+
+
+def test_resuming_continues_the_checkpoints_run_without_fitting_again(smooth_pair, tmp_path,
+                                                                      monkeypatch):
+    from cryocare.training import speed
+
+    _, even, odd = smooth_pair
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=40, patch_shape=(16, 16, 16), config=DEFAULT_RECIPE.config.replace(
+            unet_n_first=4, train_batch_size=4, train_epochs=1, train_steps_per_epoch=2,
+            train_precision="float32"))
+    first = train_on_pair(even, odd, recipe=recipe, budget=None, init="none",
+                          checkpoint_dir=tmp_path / "ck")
+    monkeypatch.setattr(speed, "step_seconds", lambda *a, **k: pytest.fail("measured again"))
+    other = recipe.replace(patch_shape=(8, 8, 8), config=recipe.config.replace(
+        train_batch_size=2, train_epochs=2))
+    resumed = train_on_pair(even, odd, recipe=other, budget=600.0, init="none",
+                            checkpoint_dir=tmp_path / "ck", resume=True)
+    # The checkpoint's config (batch 4, one epoch) and patches (16^3): nothing left to do.
+    assert resumed.config.train_batch_size == 4
+    assert resumed.history["val_loss"] == first.history["val_loss"]
+
+
+def test_denoise_in_one_call_trains_with_the_recipe_and_restores_both_halves(smooth_pair):
+    import cryocare
+
+    clean, even, odd = smooth_pair
+    recipe = DEFAULT_RECIPE.replace(
+        n_patches=80, patch_shape=(16, 16, 16), tta=False, config=DEFAULT_RECIPE.config.replace(
+            unet_n_first=4, train_batch_size=8, train_epochs=2, train_steps_per_epoch=10))
+    denoised = cryocare.denoise(even, odd, recipe=recipe, budget=None, init="none", seed=1)
+    assert denoised.shape == even.shape and denoised.dtype == np.float32
+    raw = (even + odd) / 2
+    assert np.mean((denoised - clean) ** 2) < np.mean((raw - clean) ** 2)

@@ -53,7 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
 __all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Fit", "Recipe", "candidates",
-           "cpu_has_bfloat16", "fit_recipe", "parse_duration", "train_on_pair"]
+           "cpu_has_bfloat16", "denoise", "fit_recipe", "parse_duration", "train_on_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -446,6 +446,31 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                          f"(measuring and sampling the pairs)")
     return training.train(pairs, config, budget=clock, init=start, progress=progress,
                           checkpoint_dir=checkpoint_dir, resume=resume)
+
+
+def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
+            budget: float | None = DEFAULT_TIME_BUDGET, init: Any = "pretrained", seed: int = 0,
+            tilt_axis: str = "Y", fit: bool = True, progress: bool = False,
+            **options: Any) -> np.ndarray | None:
+    """Train on the halves with the recipe and restore them: ``cryocare denoise`` in one call.
+
+    :func:`train_on_pair` (same arguments), then
+    :meth:`cryocare.model.CAREModel.denoise` with the recipe's test-time
+    augmentation; ``options`` are those of
+    :meth:`~cryocare.model.CAREModel.denoise` (``memory``, ``out``, ...).
+    Use :func:`train_on_pair` to keep the model.
+
+    Returns
+    -------
+    ndarray or None
+        The mean of both restored halves, float32 (None when ``out`` is a
+        slab writer).
+    """
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    model = train_on_pair(even, odd, recipe=recipe, budget=budget, init=init, seed=seed,
+                          tilt_axis=tilt_axis, fit=fit, progress=progress)
+    options.setdefault("tta", recipe.tta)
+    return model.denoise(even, odd, progress=progress, **options)
 
 
 def _fit(patch_shape: tuple[int, ...], config: CareConfig) -> tuple[int, ...]:
