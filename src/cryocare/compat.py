@@ -355,9 +355,34 @@ _CSBDEEP_LOSSES = ("mse", "mae")  # what csbdeep.models.Config.is_valid accepts 
 def _csbdeep_config(care) -> dict[str, Any]:
     """CSBDeep ``Config`` dictionary for a :class:`~cryocare.config.CareConfig`.
 
-    Key for key what ``csbdeep.models.CARE`` writes and accepts as valid
-    (checked against CSBDeep's own ``Config`` in tests/test_compat.py).
+    Made by CSBDeep's own :class:`csbdeep.models.Config` — the class cryoCARE
+    builds and validates its configs with — so an archive carries exactly
+    the keys and defaults of the installed CSBDeep. CSBDeep runs on the
+    TensorFlow backend only; on the others the same keys are written from
+    :func:`_csbdeep_values` (checked against ``Config`` in tests/test_compat.py).
     """
+    values = _csbdeep_values(care)
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return values
+    try:
+        from csbdeep.models import Config
+    except Exception as error:  # noqa: BLE001 - csbdeep refuses some installs
+        log.debug("csbdeep.models unavailable (%s); writing the config keys directly", error)
+        return values
+    given = {k: v for k, v in values.items()
+             if k not in ("n_dim", "axes", "n_channel_in", "n_channel_out", "probabilistic")}
+    config = Config(values["axes"][:-1], n_channel_in=1, n_channel_out=1, probabilistic=False,
+                    **given)
+    valid, invalid = config.is_valid(return_invalid=True)
+    if not valid:  # pragma: no cover - our values are CSBDeep's own kinds
+        raise InputError(f"CSBDeep refuses this network's config keys {invalid}")
+    return json.loads(json.dumps(vars(config)))
+
+
+def _csbdeep_values(care) -> dict[str, Any]:
+    """The keys of :func:`_csbdeep_config`, written without CSBDeep."""
     if care.train_loss not in _CSBDEEP_LOSSES:
         log.info("train_loss %r is recorded as 'mse' in the archive's config.json: CSBDeep "
                  "(cryoCARE) accepts only %s", care.train_loss, ", ".join(_CSBDEEP_LOSSES))
