@@ -19,9 +19,9 @@ def test_docs_exist():
 def test_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # Pages may register example networks: keep them out of the other tests.
-    from cryocare import nets
+    from cryocare.nets import registry
 
-    monkeypatch.setattr(nets, "_REGISTRY", dict(nets._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     namespace: dict = {"__name__": f"docs_{page.stem}"}
     for block in BLOCK.findall(page.read_text()):
         exec(compile(block, str(page), "exec"), namespace)  # noqa: S102
