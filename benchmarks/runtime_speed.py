@@ -84,27 +84,36 @@ def openvino_kernels(network) -> list[str]:
     return sorted(kinds)
 
 
-def engines_for(name: str, config) -> dict:
-    """name -> (callable on (n, *spatial), note) for every engine that runs here."""
+def engines_for(name: str, config, only: str | None = None) -> dict:
+    """name -> compiled network, for every engine that runs here (or just ``only``)."""
     from cryocare import nets, runtime
 
+    def wanted(key: str) -> bool:
+        return only is None or key == only
+
     model = nets.build(config)
-    twin = nets.build(config.replace(train_precision="mixed_bfloat16"))
-    twin.set_weights(model.get_weights())
-    found = {"keras-f32": runtime.compile(model, engine="keras"),
-             "keras-bf16": runtime.compile(twin, engine="keras")}
+    found = {}
+    if wanted("keras-f32"):
+        found["keras-f32"] = runtime.compile(model, engine="keras")
+    if wanted("keras-bf16"):
+        twin = nets.build(config.replace(train_precision="mixed_bfloat16"))
+        twin.set_weights(model.get_weights())
+        found["keras-bf16"] = runtime.compile(twin, engine="keras")
     here = runtime.available()
-    if "onnxruntime" in here:
+    if "onnxruntime" in here and wanted("onnxruntime-f32"):
         found["onnxruntime-f32"] = runtime.compile(model, engine="onnxruntime")
     if "openvino" in here:
-        found["openvino-f32"] = runtime.compile(model, engine="openvino")
-        bf16 = runtime.compile(model, engine="openvino", precision="bfloat16")
-        if bf16.precision == "bfloat16":
-            found["openvino-bf16"] = bf16
+        if wanted("openvino-f32"):
+            found["openvino-f32"] = runtime.compile(model, engine="openvino")
+        if wanted("openvino-bf16"):
+            bf16 = runtime.compile(model, engine="openvino", precision="bfloat16")
+            if bf16.precision == "bfloat16":
+                found["openvino-bf16"] = bf16
     return found
 
 
-def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int) -> dict:
+def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int,
+            measure_memory: bool = True) -> dict:
     from cryocare.config import CareConfig
 
     config = CareConfig(**NETWORKS[name])
@@ -134,7 +143,46 @@ def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int) -> d
         }
         if key.startswith("openvino"):
             result["engines"][key]["kernels"] = openvino_kernels(engines[key])
+        if measure_memory:
+            result["engines"][key]["memory"] = memory(name, key, shape=shape, batch=batch)
     return result
+
+
+def memory_probe(name: str, engine: str, *, shape: tuple[int, ...], batch: int) -> dict:
+    """Peak resident memory added by one forward pass (run in a fresh process).
+
+    The kernel's peak (VmHWM) is reset just before the pass (``clear_refs``),
+    so the import and compile peaks do not count; the input and output
+    arrays are counted.
+    """
+    from cryocare.config import CareConfig
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as file:
+            return next(int(line.split()[1]) * 1024 for line in file if line.startswith(key))
+
+    engines = engines_for(name, CareConfig(**NETWORKS[name]), only=engine)
+    network = engines[engine]
+    x = np.random.default_rng(0).normal(size=(batch, *shape)).astype(np.float32)
+    network(x[:, :16, :16, :16])  # compiled, warmed up
+    before = status("VmRSS:")
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
+    network(x)
+    added = status("VmHWM:") - before
+    return {"peak_added_bytes": added, "bytes_per_voxel": added / x.size}
+
+
+def memory(name: str, engine: str, *, shape: tuple[int, ...], batch: int) -> dict | None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, __file__, "--memory-probe", name, engine,
+               "--shape", ",".join(map(str, shape)), "--batch", str(batch)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        return None
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -144,7 +192,8 @@ def run(args: argparse.Namespace) -> dict:
     import openvino
 
     shape = tuple(int(v) for v in args.shape.split(","))
-    results = [measure(name, shape=shape, batch=args.batch, repeats=args.repeats)
+    results = [measure(name, shape=shape, batch=args.batch, repeats=args.repeats,
+                       measure_memory=not args.no_memory)
                for name in args.networks.split(",")]
     return {
         "label": args.label, "shape": shape, "batch": args.batch, "repeats": args.repeats,
@@ -180,14 +229,18 @@ def report(folder: Path) -> str:
                     cells.append("–")
                     continue
                 speed = entry["mvox_s_median"]
+                peak = (entry.get("memory") or {}).get("bytes_per_voxel")
                 cells.append(f"{speed:.2f} ({speed / keras_speed:.2f}×, err "
-                             f"{entry['max_rel_error']:.0e})")
+                             f"{entry['max_rel_error']:.0e}"
+                             + (f", {peak:.0f} B/voxel" if peak is not None else "") + ")")
             base[result["network"]] = result["engines"]
             lines.append(f"| {result['network']} | " + " | ".join(cells) + " |")
         if "diffusion" in base and "unet2" in base:
+            ratios = {key: base["diffusion"][key]["mvox_s_median"]
+                      / base["unet2"][key]["mvox_s_median"]
+                      for key in engines if key in base["diffusion"] and key in base["unet2"]}
             lines += ["", "diffusion / U-Net depth 2, same engine: " + ", ".join(
-                f"{key} {base['diffusion'][key]['mvox_s_median'] / base['unet2'][key]['mvox_s_median']:.2f}×"
-                for key in engines if key in base["diffusion"] and key in base["unet2"])]
+                f"{key} {ratio:.2f}×" for key, ratio in ratios.items())]
         kernels = {key: entry.get("kernels") for r in data["results"]
                    for key, entry in r["engines"].items() if entry.get("kernels")}
         if kernels:
@@ -215,8 +268,11 @@ FLIP_SETS = {
 
 
 def trained_model(shape: tuple[int, ...], *, seed: int, budget: float, folder: Path,
-                  init: str = "none"):
-    """A model trained with the recipe on a simulated tomogram (cached in ``folder``)."""
+                  init: str = "none", network: tuple[int, int] | None = None):
+    """A model trained with the recipe on a simulated tomogram (cached in ``folder``).
+
+    ``network`` = (depth, filters) fixes the U-Net (no fitting to the machine's speed).
+    """
     from cryocare import recipe
     from cryocare.model import CAREModel
     from cryocare.simulate import simulate_tomogram
@@ -225,7 +281,12 @@ def trained_model(shape: tuple[int, ...], *, seed: int, budget: float, folder: P
     if (folder / "model").exists():
         return CAREModel.load(folder / "model"), data, None
     start = time.perf_counter()
-    model = recipe.train_on_pair(data.even, data.odd, budget=budget, seed=seed, init=init)
+    chosen = recipe.DEFAULT_RECIPE
+    if network is not None:
+        chosen = chosen.override(config=chosen.config.replace(unet_n_depth=network[0],
+                                                              unet_n_first=network[1]))
+    model = recipe.train_on_pair(data.even, data.odd, budget=budget, seed=seed, init=init,
+                                 recipe=chosen, fit=network is None)
     seconds = time.perf_counter() - start
     model.save(folder / "model")
     return model, data, seconds
@@ -272,7 +333,7 @@ def margin_errors(model, data, *, core: int, engine: str) -> dict:
              np.stack(np.meshgrid(*starts, indexing="ij"), -1).reshape(-1, volume.ndim)]
     rows = []
     for margin in range(0, exact + grid, grid):
-        worst, interior, total = 0.0, 0.0, []
+        worst, total = 0.0, []
         for start in tiles:
             low = [max(0, s - margin) for s in start]
             high = [min(n, s + core + margin) for s, n in zip(start, volume.shape)]
@@ -283,10 +344,7 @@ def margin_errors(model, data, *, core: int, engine: str) -> dict:
             diff = np.abs(out[inner] - target) / scale
             worst = max(worst, float(diff.max()))
             total.append(float(diff.mean()))
-            if all(s - margin >= 0 and s + core + margin <= n
-                   for s, n in zip(start, volume.shape)):
-                interior = max(interior, float(diff.max()))
-        rows.append({"margin": margin, "max_rel": worst, "max_rel_interior_tiles": interior,
+        rows.append({"margin": margin, "max_rel": worst,
                      "mean_rel": float(np.mean(total)),
                      **{f"read_per_output_core{c}": ((c + 2 * margin) / c) ** volume.ndim
                         for c in (64, 96, 128)}})
@@ -301,7 +359,8 @@ def tta_margins(args: argparse.Namespace) -> dict:
     folder = Path(args.model_dir)
     folder.mkdir(parents=True, exist_ok=True)
     model, data, seconds = trained_model(shape, seed=args.seed, budget=args.budget,
-                                         folder=folder, init=args.init)
+                                         folder=folder, init=args.init,
+                                         network=tuple(args.unet) if args.unet else None)
     config = model.config
     result = {"sim_shape": shape, "seed": args.seed, "budget": args.budget, "init": args.init,
               "training_seconds": seconds, "model": str(folder / "model"),
@@ -329,11 +388,10 @@ def tta_margins_report(data: dict) -> str:
     lines += ["", f"## Tile margins (halo {margins['halo']}, exact margin "
                   f"{margins['exact_margin']}, pooling grid {margins['grid']}, "
                   f"{margins['tiles']} tiles of {margins['core']}³, {margins['engine']})", "",
-              "| margin m | max \|tiled − untiled\| / std | same, interior tiles | mean | "
-              "voxels read per output voxel (core 64³ / 96³ / 128³) |", "|---|---|---|---|---|"]
+              "| margin m | max \|tiled − untiled\| / std | mean | "
+              "voxels read per output voxel (core 64³ / 96³ / 128³) |", "|---|---|---|---|"]
     for row in margins["rows"]:
-        lines.append(f"| {row['margin']} | {row['max_rel']:.1e} | "
-                     f"{row['max_rel_interior_tiles']:.1e} | {row['mean_rel']:.1e} | "
+        lines.append(f"| {row['margin']} | {row['max_rel']:.1e} | {row['mean_rel']:.1e} | "
                      f"{row['read_per_output_core64']:.2f} / {row['read_per_output_core96']:.2f}"
                      f" / {row['read_per_output_core128']:.2f} |")
     lines += ["", "Smallest margin for a bound ε: " + ", ".join(
@@ -358,16 +416,26 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=180.0)
     parser.add_argument("--model-dir", default="/tmp/cryocare-runtime-model")
     parser.add_argument("--core", type=int, default=32)
+    parser.add_argument("--unet", type=int, nargs=2, metavar=("DEPTH", "FILTERS"),
+                        help="train this U-Net instead of the recipe's fitted one")
     parser.add_argument("--init", default="none",
                         help="starting weights of the training (recipe.train_on_pair's init)")
     parser.add_argument("--engine", default="auto")
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory probes (one fresh process per engine)")
+    parser.add_argument("--memory-probe", nargs=2, metavar=("NETWORK", "ENGINE"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        shape = tuple(int(v) for v in args.shape.split(","))
+        print(json.dumps(memory_probe(*args.memory_probe, shape=shape, batch=args.batch)))
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     if args.tta_margins:
         data = tta_margins(args)
-        (args.out / "tta_margins.json").write_text(json.dumps(data, indent=1))
+        (args.out / f"tta_margins_{args.label}.json").write_text(json.dumps(data, indent=1))
         text = tta_margins_report(data)
-        (args.out / "tta_margins.md").write_text(text)
+        (args.out / f"tta_margins_{args.label}.md").write_text(text)
         print(text)
         return 0
     if not args.report:

@@ -482,7 +482,8 @@ def _convert(graph: _Graph, layer: Any, inputs: list[str], n_dim: int) -> str:
         return _conv_layer(graph, layer, inputs[0], n_dim)
     if isinstance(layer, (L.MaxPooling2D, L.MaxPooling3D)):
         if layer.padding != "valid" or layer.data_format != "channels_last":
-            raise UnsupportedLayerError(f"layer {layer.name!r}: only 'valid' channels-last pooling")
+            raise UnsupportedLayerError(f"layer {layer.name!r}: only 'valid', channels-last "
+                                        f"pooling")
         return graph.op("MaxPool", inputs[0], kernel_shape=list(layer.pool_size),
                         strides=list(layer.strides))
     if isinstance(layer, (L.UpSampling2D, L.UpSampling3D)):
