@@ -373,7 +373,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     result = evaluate(even, odd, clean=clean, mask=mask, voxel_size=voxel_size,
                       methods=args.methods, recipe=recipe, budget=budget_from_args(args),
-                      init=args.init, segment_sigma=args.segment_sigma, seed=args.data_seed,
+                      init=args.init, fit=fit_to_machine(args),
+                      segment_sigma=args.segment_sigma, seed=args.data_seed,
                       progress=not args.quiet)
     files = write_report(result, args.output, title=title, overwrite=args.overwrite)
     keys = [k for k in ("psnr", "ssim", "dice", "halves_r") if
