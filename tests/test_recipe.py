@@ -224,7 +224,9 @@ def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
                         train_time_budget=6.0, train_schedule="cosine", seed=1)
     start = time.perf_counter()
     model = train_stagewise(pairs, config, stage_epochs=1000)
-    assert time.perf_counter() - start < config.train_time_budget + 10
+    # Start-up, two greedy compilations and the joint one on a loaded 2-core machine took
+    # up to 20 s beyond the budget (generous margin, as for the U-Net above).
+    assert time.perf_counter() - start < config.train_time_budget + 30
     # The joint phase got what the greedy phase left of the one budget, and trained.
     assert model.config.train_time_budget == 6.0
     assert len(model.history["val_loss"]) >= 1
@@ -286,14 +288,15 @@ def test_a_fast_machine_keeps_the_recipe():
     assert "the recipe's 16 filters, batch 16, patches 32x32x32 buys about" in fit.reason
 
 
-def test_a_slow_machine_trains_a_narrower_network_from_scratch_and_keeps_it_fine_tuning():
+def test_a_slow_machine_trains_smaller_batches_and_a_narrower_network_unless_fine_tuning():
     from cryocare.recipe import fit_recipe
 
     slow = _seconds_per_voxel(3e-7)  # the recipe's step: 2.5 s, 243 steps in 12 minutes
     scratch = fit_recipe(DEFAULT_RECIPE, budget=720, step_time=slow, finetuning=False)
-    assert (scratch.recipe.config.unet_n_first, scratch.recipe.config.train_batch_size) == (8, 16)
-    assert scratch.enough and scratch.steps == 481
-    assert "8 filters, batch 16, patches 32x32x32: about 481 steps" in scratch.reason
+    # Batch 8 buys 481 steps, fewer than the 600 wanted; 8 filters as well buy 955.
+    assert (scratch.recipe.config.unet_n_first, scratch.recipe.config.train_batch_size) == (8, 8)
+    assert scratch.enough and scratch.steps == 955
+    assert "8 filters, batch 8, patches 32x32x32: about 955 steps" in scratch.reason
     # Fine-tuning wants fewer steps, and keeps the network: 77 steps of batch 16, 150 of 8.
     tuned = fit_recipe(DEFAULT_RECIPE, budget=240, step_time=slow, finetuning=True)
     assert tuned.recipe.config.unet_n_first == 16  # the pretrained network is kept
@@ -313,7 +316,7 @@ def test_measuring_counts_against_the_budget_and_a_hopeless_budget_says_so():
     assert seen == candidates(DEFAULT_RECIPE, finetuning=False)  # 160 s, within 10 %
     assert not fit.enough and fit.recipe == seen[0]  # none buys 1.5 times its steps
     # (1600 - measuring the first, 40 s - setting it up again, 20 s) / (10 s * 1.15)
-    assert fit.steps == 133 and "fewer than the 400 wanted" in fit.reason
+    assert fit.steps == 133 and "fewer than the 600 wanted" in fit.reason
     seen.clear()
     fit = fit_recipe(DEFAULT_RECIPE, budget=150, step_time=step_time, finetuning=False)
     assert len(seen) == 1 and 40 > MEASURE_SHARE * 150  # a second would overrun 10 %
@@ -323,11 +326,11 @@ def test_measuring_counts_against_the_budget_and_a_hopeless_budget_says_so():
 def test_a_smaller_setting_must_buy_half_again_as_many_steps():
     from cryocare.recipe import fit_recipe
 
-    # bfloat16 on a fast CPU: halving the width saves only 10 % of the step.
+    # bfloat16 on a fast CPU: halving the batch saves only 10 % of the step.
     times = iter([(5.0, 1.0), (5.0, 0.9), (5.0, 0.5), (5.0, 0.3)])
     fit = fit_recipe(DEFAULT_RECIPE, budget=400, step_time=lambda r: next(times),
                      finetuning=False)
-    # 337 steps of the recipe, 368 of 8 filters (not half again as many), 652 of batch 8.
+    # 337 steps of the recipe, 368 of batch 8 (not half again as many), 652 of 8 filters.
     assert (fit.recipe.config.unet_n_first, fit.recipe.config.train_batch_size) == (8, 8)
     assert fit.steps == 652 and fit.enough
 
@@ -348,9 +351,9 @@ def test_train_on_pair_fits_the_machine_and_warns_when_the_budget_is_too_small(
     assert model.config.train_batch_size == 4  # buys twice the steps of batch 8
     assert "fitted to this machine: 4 filters, batch 4, patches 16x16x16" in caplog.text
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    # 60 s less the start-up, at 0.4 s (+15 %) per step: about 125 steps, not the 400 wanted.
+    # 60 s less the start-up, at 0.4 s (+15 %) per step: about 125 steps, not the 600 wanted.
     assert len(warnings) == 1 and "a budget of 60 s buys about 1" in warnings[0]
-    assert "possibly below NAD's" in warnings[0] and "the 400 steps wanted" in warnings[0]
+    assert "near or below NAD's" in warnings[0] and "the 600 steps wanted" in warnings[0]
 
 
 def test_train_on_pair_fine_tunes_a_matching_model_at_the_fine_tuning_rate(smooth_pair):

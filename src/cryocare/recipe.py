@@ -60,8 +60,13 @@ log = logging.getLogger(__name__)
 #: Training time of ``cryocare denoise`` when no budget is given (seconds).
 DEFAULT_TIME_BUDGET = 12 * 60.0
 #: Training steps a budget should buy, from scratch and fine-tuning the pretrained
-#: model: below them, a smaller setting that buys them does better (docs/recipe.md).
-ENOUGH_STEPS = {"scratch": 400, "finetune": 100}
+#: model: below them, a cheaper setting that buys them does better (docs/recipe.md).
+ENOUGH_STEPS = {"scratch": 600, "finetune": 100}
+#: Below these, expect little: from scratch about NAD's PSNR (measured at 250 steps),
+#: fine-tuning about the pretrained model's zero-shot result.
+TOO_FEW_STEPS = {"scratch": 250, "finetune": 30}
+_EXPECT = {"scratch": "a result near or below NAD's",
+           "finetune": "little beyond the pretrained model's zero-shot result"}
 #: Training takes this much longer per step than the bare measured step (batch
 #: sampling, callbacks, one validation pass per 50 steps).
 STEP_OVERHEAD = 1.15
@@ -225,15 +230,16 @@ def _setting(recipe: Recipe) -> str:
 def candidates(recipe: Recipe, *, finetuning: bool) -> list[Recipe]:
     """The settings :func:`fit_recipe` tries, from the recipe's own to the cheapest.
 
-    Each halves the work per step of the one before: half the batch, a
-    narrower U-Net (from scratch only: fine-tuning keeps the pretrained
-    network), smaller patches (3/4 of each size, kept a multiple of the
-    network's pooling factor).
+    Each about halves the work per step of the one before, in the order that
+    cost the least quality per step when measured (``docs/recipe.md``): half
+    the batch (no loss at 250 steps), a narrower U-Net (from scratch only:
+    fine-tuning keeps the pretrained network), smaller patches (3/4 of each
+    size, kept a multiple of the network's pooling factor).
 
     Examples
     --------
     >>> [_setting(r) for r in candidates(DEFAULT_RECIPE, finetuning=False)]
-    ['16 filters, batch 16, patches 32x32x32', '8 filters, batch 16, patches 32x32x32', \
+    ['16 filters, batch 16, patches 32x32x32', '16 filters, batch 8, patches 32x32x32', \
 '8 filters, batch 8, patches 32x32x32', '8 filters, batch 8, patches 24x24x24']
     >>> [_setting(r) for r in candidates(DEFAULT_RECIPE, finetuning=True)]
     ['16 filters, batch 16, patches 32x32x32', '16 filters, batch 8, patches 32x32x32', \
@@ -260,7 +266,7 @@ def candidates(recipe: Recipe, *, finetuning: bool) -> list[Recipe]:
             patch_shape=shape)
 
     order = [smaller_batch, smaller_patches, smaller_batch] if finetuning else \
-        [narrower, smaller_batch, smaller_patches]
+        [smaller_batch, narrower, smaller_patches]
     found = [recipe]
     for shrink in order:
         smaller = shrink(found[-1])
@@ -431,13 +437,14 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                 finetuning=start is not None)
             config, patch_shape = chosen.recipe.config, chosen.recipe.patch_shape
             log.info("fitted to this machine: %s", chosen.reason)
-            if not chosen.enough:
-                need = ENOUGH_STEPS["finetune" if start is not None else "scratch"]
+            mode = "finetune" if start is not None else "scratch"
+            if chosen.steps < TOO_FEW_STEPS[mode]:
+                need = ENOUGH_STEPS[mode]
                 log.warning(
                     "a budget of %.0f s buys about %d training steps on this machine (%.2f s "
-                    "each); expect a result below a well-trained network's, possibly below "
-                    "NAD's. About %.0f s would buy the %d steps wanted.", clock.seconds,
-                    chosen.steps, chosen.step, need * chosen.step * STEP_OVERHEAD
+                    "each, %s): expect %s. About %.0f s would buy the %d steps wanted.",
+                    clock.seconds, chosen.steps, chosen.step, _setting(chosen.recipe),
+                    _EXPECT[mode], need * chosen.step * STEP_OVERHEAD
                     + (clock.seconds - clock.left()), need)
     pairs = sample_pairs(evens, odds, patch_shape=patch_shape, n_patches=recipe.n_patches,
                          tilt_axis=tilt_axis, seed=seed)
