@@ -116,7 +116,7 @@ def test_every_option_has_help_and_shows_its_default(command):
         if isinstance(action, argparse._HelpAction):
             continue
         assert action.help, f"{command} {action.option_strings or action.dest}: no help"
-        flag = isinstance(action, argparse._StoreTrueAction)
+        flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreConstAction)
         positional_or_required = not action.option_strings or action.required
         if not flag and not positional_or_required:
             assert "default" in parser._get_formatter()._get_help_string(action), \
@@ -133,7 +133,7 @@ def test_star_and_config_modes_are_in_the_help(command):
 
 def test_the_same_option_has_the_same_choices_everywhere():
     seen = {}
-    for command, parser in _subcommands().items():
+    for parser in _subcommands().values():
         for action in parser._actions:
             for flag in action.option_strings:
                 if flag in ("--precision", "--memory", "--tta", "--tiles", "--device",

@@ -19,6 +19,7 @@ from cryocare.config import CareConfig
 from cryocare.errors import InputError
 from cryocare.model import CAREModel
 from cryocare.pairs import sample_pairs
+from cryocare.training import train
 
 pytestmark = pytest.mark.backend  # run on every Keras backend (make test)
 
@@ -90,7 +91,7 @@ def test_a_model_trained_here_predicts_the_same_on_every_other_backend(tmp_path)
     config = CareConfig(unet_n_depth=2, unet_n_first=4, train_epochs=1,
                         train_steps_per_epoch=3, train_batch_size=4, seed=1)
     folders = {
-        "unet": CAREModel.train(pairs, config).save(tmp_path / "unet"),
+        "unet": train(pairs, config).save(tmp_path / "unet"),
         # an untrained RED-Net: transposed convolutions must convert between backends too
         "rednet": CAREModel(config.replace(network="rednet", rednet_n_layers=3,
                                            rednet_n_filters=4), pairs.normalization

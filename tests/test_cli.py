@@ -175,16 +175,16 @@ def test_files_without_half_markers_are_refused(trained_model, tmp_path, capsys)
 
 def test_train_routes_the_diffusion_network_through_stagewise_training(trained_model, tmp_path,
                                                                      monkeypatch):
-    from cryocare.nets import diffusion
+    from cryocare.training import loop
 
     calls = []
-    original = diffusion.train_stagewise
+    original = loop.train_greedy
 
-    def recording(*args, **kwargs):
-        calls.append(args[1].network)
-        return original(*args, **kwargs)
+    def recording(model, *args, **kwargs):
+        calls.append(model.config.network)
+        return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(diffusion, "train_stagewise", recording)
+    monkeypatch.setattr(loop, "train_greedy", recording)
     pairs = trained_model.parent / "pairs.npz"
     config = tmp_path / "diffusion.json"
     config.write_text('{"diffusion_stages": 2, "diffusion_filters": 2, "train_batch_size": 4}')

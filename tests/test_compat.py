@@ -12,8 +12,8 @@ import pytest
 from cryocare import compat, io
 from cryocare.config import CareConfig
 from cryocare.errors import InputError, OutputExistsError
-from cryocare.model import CAREModel
 from cryocare.pairs import sample_pairs
+from cryocare.training import train
 
 DATA = Path(__file__).parent / "data" / "cryocare-0.3.0"
 ROOT = Path(__file__).parent.parent
@@ -223,7 +223,7 @@ def test_cryocare_030_predicts_with_our_archive(tmp_path):
     pairs = sample_pairs([data.even], [data.odd], patch_shape=16, n_patches=40, seed=0)
     config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=1,
                         train_steps_per_epoch=3, train_batch_size=4)
-    model = CAREModel.train(pairs, config)
+    model = train(pairs, config)
     ours = model.denoise(data.even, data.odd)
     archive = compat.write_archive(model, tmp_path / "ours.tar.gz")
     io.write(tmp_path / "tomo_even.mrc", data.even)

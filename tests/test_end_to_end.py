@@ -9,10 +9,10 @@ import pytest
 from cryocare.config import CareConfig
 from cryocare.filters import median
 from cryocare.metrics import psnr
-from cryocare.model import CAREModel
 from cryocare.pairs import sample_pairs
 from cryocare.segment import dice, segment_otsu
 from cryocare.simulate import simulate_tomogram
+from cryocare.training import train
 
 
 @pytest.mark.slow
@@ -22,7 +22,7 @@ def test_care_beats_raw_and_median_on_simulated_data():
     config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=10,
                         train_steps_per_epoch=30, train_batch_size=16,
                         train_learning_rate=2e-3, seed=0)
-    denoised = CAREModel.train(pairs, config).denoise(data.even, data.odd)
+    denoised = train(pairs, config).denoise(data.even, data.odd)
     raw = (data.even + data.odd) / 2
     scores = {name: psnr(data.clean, volume)
               for name, volume in (("raw", raw), ("median", median(raw)), ("CARE", denoised))}
@@ -36,7 +36,8 @@ def test_care_beats_raw_and_median_on_simulated_data():
 @pytest.mark.parametrize("module", ["cryocare", "cryocare.io", "cryocare.simulate",
                                     "cryocare.reconstruct", "cryocare.pairs", "cryocare.tiling",
                                     "cryocare.filters", "cryocare.segment", "cryocare.metrics",
-                                    "cryocare.config", "cryocare.cli"])
+                                    "cryocare.config", "cryocare.cli", "cryocare.recipe",
+                                    "cryocare.relion", "cryocare.modelfiles", "cryocare.nets"])
 def test_numpy_only_modules_do_not_import_tensorflow(module):
     code = (f"import sys, {module}; "
             "bad = [m for m in ('tensorflow', 'keras', 'torch', 'jax') if m in sys.modules]; "
@@ -49,6 +50,6 @@ def test_denoised_output_is_finite_and_shaped(tmp_path):
     config = CareConfig(unet_n_depth=1, unet_n_first=2, train_epochs=1,
                         train_steps_per_epoch=2, train_batch_size=2)
     pairs = sample_pairs([data.even], [data.odd], patch_shape=8, n_patches=10, seed=0)
-    out = CAREModel.train(pairs, config).denoise(data.even, data.odd)
+    out = train(pairs, config).denoise(data.even, data.odd)
     assert out.shape == data.even.shape and out.dtype == np.float32
     assert np.isfinite(out).all()

@@ -5,7 +5,7 @@ the intensity normalisation it was trained with — or with none, for a
 general (pretrained) model that normalises every image by its own
 statistics. Training lives in :mod:`cryocare.training`
 (:func:`cryocare.training.train`), which imports this module, not the other
-way round (but for the deprecated delegation :meth:`CAREModel.train`).
+way round.
 
 A model is saved as a self-describing folder::
 
@@ -134,16 +134,6 @@ class CAREModel:
     def _last_weights(self) -> list[np.ndarray] | None:
         # Read by cryocare.compat (archive export) until it reads last_weights.
         return self.last_weights
-
-    @classmethod
-    def train(cls, pairs: Any, config: CareConfig | None = None, **options: Any) -> CAREModel:
-        """Deprecated: use :func:`cryocare.training.train` (same arguments).
-
-        A thin delegation kept until every caller uses the training entry.
-        """
-        from .training import train  # temporary: the model never depends on training
-
-        return train(pairs, config, **options)
 
     # ---------------------------------------------------------------- prediction
     def _network(self, precision: str = "float32") -> Callable[[np.ndarray], np.ndarray]:

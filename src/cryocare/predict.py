@@ -205,7 +205,8 @@ def plan_for_memory(
         slabs = 4 * np.minimum(cores[:, 0], shape[0]) * math.prod(shape[1:])
         reads = np.minimum(cores + 2 * margin, np.array(padded))
         fits = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1) <= budget
-        fits &= halves * reads.prod(axis=1) <= max(MAX_PASS_VOXELS, halves * multiple_of**len(shape))
+        smallest = halves * multiple_of ** len(shape)
+        fits &= halves * reads.prod(axis=1) <= max(MAX_PASS_VOXELS, smallest)
         if not fits.any():
             raise InputError(
                 f"memory: a budget of {budget / 2**20:.0f} MiB is too small for the "

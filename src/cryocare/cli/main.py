@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
+from .app import configure_logging, run
 from .commands import (
     cmd_demo,
     cmd_denoise,
@@ -22,7 +23,6 @@ from .commands import (
     cmd_split_frames,
     cmd_train,
 )
-from .app import configure_logging, run
 from .options import (
     HelpFormatter,
     add_common,

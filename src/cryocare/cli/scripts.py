@@ -83,7 +83,8 @@ def _main(kind: str, argv: Sequence[str] | None) -> int:
     )
     parser.add_argument("--conf", dest="config", required=True, type=Path,
                         help="cryoCARE JSON config")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars, warnings only")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="debug log, including the deep-learning backend's start-up lines")
     args = parser.parse_args(argv)

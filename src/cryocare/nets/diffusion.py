@@ -69,13 +69,12 @@ import numpy as np
 from keras import ops
 
 from ..errors import InputError, OutputExistsError
-from . import register
+from .registry import register
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
     from ..config import CareConfig
-    from ..pairs import PairSet
 
 __all__ = [
     "DiffusionStage",
@@ -86,7 +85,6 @@ __all__ = [
     "influence_figure",
     "perona_malik_influence",
     "stages",
-    "train_stagewise",
     "tukey_influence",
     "write_inspection",
 ]
@@ -367,18 +365,6 @@ def stages(keras_model: keras.Model) -> list[DiffusionStage]:
         raise InputError(f"network {keras_model.name!r} is not a diffusion network "
                          f"(it has no diffusion stages)")
     return found
-
-
-# ----------------------------------------------------------------------- training
-def train_stagewise(pairs: PairSet, config: CareConfig, **options: Any) -> Any:
-    """Deprecated: :func:`cryocare.training.train_stagewise` (or :func:`cryocare.training.train`,
-    which trains the diffusion network stage-wise by itself); same arguments.
-
-    A thin delegation kept until every caller uses the training entry.
-    """
-    from ..training import train_stagewise as entry  # temporary: nets never depend on training
-
-    return entry(pairs, config, **options)
 
 
 # ------------------------------------------------------------------- inspection

@@ -9,9 +9,8 @@ up-sampling with skip connections, a 1×1 linear output convolution and, when
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
+from typing import TYPE_CHECKING
 
 from .registry import layer_dtype, register
 

@@ -14,10 +14,10 @@ from ..config import CareConfig
 from ..errors import InputError
 from ..model import CAREModel
 from ..pairs import PairSet
-from . import precision
 from .batches import PairBatches
 from .checkpoints import Checkpoints
 from .finetune import describe, initial_model
+from .precision import resolve
 from .schedule import Budget, Clock, Progress, Schedule, TrainingState
 from .stagewise import default_stage_epochs, train_greedy
 
@@ -138,7 +138,7 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
         raise InputError("training needs at least one training and one validation pair")
     if resume and checkpoint_dir is None:
         raise InputError("resume: expected a checkpoint_dir to resume from")
-    config = config.replace(train_precision=precision.resolve(config.train_precision),
+    config = config.replace(train_precision=resolve(config.train_precision),
                             train_time_budget=float(budget.seconds))
     checkpoints = None if checkpoint_dir is None else Checkpoints(checkpoint_dir)
     if checkpoints is not None:
