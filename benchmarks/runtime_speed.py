@@ -122,9 +122,13 @@ def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int,
     reference = engines["keras-f32"](x)
     scale = float(reference.std())
     times: dict[str, list[float]] = {key: [] for key in engines}
-    errors = {}
-    for key, network in engines.items():
-        errors[key] = float(np.abs(network(x) - reference).max() / scale)  # also the warm-up
+    errors, failed = {}, {}
+    for key, network in list(engines.items()):
+        try:
+            errors[key] = float(np.abs(network(x) - reference).max() / scale)  # also warm-up
+        except Exception as error:  # noqa: BLE001 - e.g. bfloat16 under an ISA cap
+            failed[key] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
+            del engines[key], times[key]
     order = list(engines)
     for round_ in range(repeats):
         for key in order[round_ % len(order):] + order[:round_ % len(order)]:
@@ -132,7 +136,7 @@ def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int,
             engines[key](x)
             times[key].append(time.perf_counter() - start)
     voxels = x.size / 1e6
-    result = {"network": name, "config": NETWORKS[name], "engines": {}}
+    result = {"network": name, "config": NETWORKS[name], "engines": {}, "failed": failed}
     for key, values in times.items():
         result["engines"][key] = {
             "mvox_s_median": voxels / statistics.median(values),
@@ -241,6 +245,10 @@ def report(folder: Path) -> str:
                       for key in engines if key in base["diffusion"] and key in base["unet2"]}
             lines += ["", "diffusion / U-Net depth 2, same engine: " + ", ".join(
                 f"{key} {ratio:.2f}×" for key, ratio in ratios.items())]
+        failed = {f"{r['network']} {key}": why for r in data["results"]
+                  for key, why in r.get("failed", {}).items()}
+        if failed:
+            lines += ["", "Failed: " + "; ".join(f"{k}: {v}" for k, v in failed.items())]
         kernels = {key: entry.get("kernels") for r in data["results"]
                    for key, entry in r["engines"].items() if entry.get("kernels")}
         if kernels:

@@ -265,3 +265,16 @@ def test_importing_the_runtime_loads_no_framework_or_engine():
 def test_available_always_has_keras():
     assert runtime.available()[0] == "keras"
     assert set(runtime.available()) <= set(runtime.ENGINES)
+
+
+def test_auto_falls_back_to_keras_when_the_engine_fails_to_start(built, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("Exception from src/plugins/intel_cpu: no supported ISA")
+
+    monkeypatch.setattr(runtime, "available", lambda: ["keras", "openvino"])
+    monkeypatch.setattr(runtime, "_openvino", broken)
+    pytest.importorskip("onnx", reason="onnx is not installed (pip install 'cryocare-ng[fast]')")
+    assert runtime.compile(built["unet2d-depth2"]).engine == "keras"
+    assert "running it in Keras" in caplog.text
+    with pytest.raises(RuntimeError, match="no supported ISA"):
+        runtime.compile(built["unet2d-depth2"], engine="openvino")

@@ -212,12 +212,18 @@ def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = 
         log.info("running the network in Keras: %s", error)
         return _keras_network(keras_model, model_dim)
     count = int(num_threads) if num_threads is not None else threads()
-    if engine == "onnxruntime":
-        if precision != "float32":
-            raise InputError("ONNX Runtime runs float32 only; use engine='openvino' for bfloat16")
-        run, handle = _onnxruntime(graph, count)
-    else:
-        run, handle, precision = _openvino(graph, count, precision)
+    if engine == "onnxruntime" and precision != "float32":
+        raise InputError("ONNX Runtime runs float32 only; use engine='openvino' for bfloat16")
+    try:
+        if engine == "onnxruntime":
+            run, handle = _onnxruntime(graph, count)
+        else:
+            run, handle, precision = _openvino(graph, count, precision)
+    except Exception as error:  # noqa: BLE001 - an engine that cannot run here
+        if not auto:
+            raise
+        log.warning("%s cannot run the network here, running it in Keras: %s", engine, error)
+        return _keras_network(keras_model, model_dim)
     log.info("network runs in %s (%s, %d threads)", engine, precision, count)
     return Network(engine=engine, precision=precision, n_dim=model_dim, threads=count,
                    graph=path, handle=handle, _run=run)
