@@ -64,7 +64,7 @@ DEFAULT_TIME_BUDGET = 12 * 60.0
 ENOUGH_STEPS = {"scratch": 600, "finetune": 100}
 #: Below these, expect little: from scratch about NAD's PSNR (measured at 250 steps),
 #: fine-tuning about the pretrained model's zero-shot result.
-TOO_FEW_STEPS = {"scratch": 250, "finetune": 30}
+TOO_FEW_STEPS = {"scratch": 250, "finetune": 20}
 _EXPECT = {"scratch": "a result near or below NAD's",
            "finetune": "little beyond the pretrained model's zero-shot result"}
 #: Training takes this much longer per step than the bare measured step (batch
@@ -73,8 +73,9 @@ STEP_OVERHEAD = 1.15
 #: A smaller setting replaces a larger one only if it buys this many times the steps
 #: (a larger network learns more per step).
 STEP_GAIN = 1.5
-#: Measuring stops before it would take more than this share of the budget.
-MEASURE_SHARE = 0.1
+#: Measuring another setting stops when it would take more than this share of what is
+#: left of the budget (on a slow machine a second measurement doubles the steps).
+MEASURE_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -283,8 +284,8 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
     returns ``(setup, step)`` seconds, e.g. by
     :func:`cryocare.training.speed.step_seconds`; the time measuring takes
     is counted against the budget), until one buys :data:`ENOUGH_STEPS` or
-    measuring the next would take more than :data:`MEASURE_SHARE` of the
-    budget. A smaller setting is chosen over a larger one only when it buys
+    measuring the next would take more than :data:`MEASURE_SHARE` of what is
+    left. A smaller setting is chosen over a larger one only when it buys
     :data:`STEP_GAIN` times the steps; ``enough`` says whether the choice
     reaches :data:`ENOUGH_STEPS`.
 
@@ -323,7 +324,7 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
     best: Fit | None = None
     cost = 0.0
     for candidate in candidates(recipe, finetuning=finetuning):
-        if tried and spent + cost > MEASURE_SHARE * budget:
+        if tried and cost > MEASURE_SHARE * (budget - spent):
             break
         setup, step = step_time(candidate)
         cost = setup + 2 * step  # what measuring took (and about what the next will take)
