@@ -150,8 +150,7 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
         log.info("starting from %s", describe(init))
     elif config.network == "diffusion" and not resume:
         epochs = default_stage_epochs(config) if stage_epochs is None else stage_epochs
-        train_greedy(model.keras_model, pairs, config, stage_epochs=epochs, budget=budget,
-                     callbacks=callbacks)
+        train_greedy(model, pairs, stage_epochs=epochs, budget=budget, callbacks=callbacks)
     optimizer = keras.optimizers.Adam(learning_rate=config.train_learning_rate)
     if config.train_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)

@@ -20,6 +20,7 @@ import keras
 from .. import losses
 from ..config import CareConfig
 from ..errors import InputError
+from ..model import CAREModel
 from ..nets.diffusion import stages
 from ..pairs import PairSet
 from .batches import PairBatches
@@ -54,14 +55,14 @@ class _StopAt(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def train_greedy(network: keras.Model, pairs: PairSet, config: CareConfig, *,
-                 stage_epochs: int, budget: Budget,
+def train_greedy(model: CAREModel, pairs: PairSet, *, stage_epochs: int, budget: Budget,
                  callbacks: Sequence[keras.callbacks.Callback] = ()) -> None:
-    """Train the stages of the diffusion ``network`` one after the other, in place.
+    """Train the stages of ``model``'s diffusion network one after the other, in place.
 
     Every stage is trainable again afterwards. The greedy stages share half
     of ``budget``; ``callbacks`` run in every stage's fit.
     """
+    network, config = model.keras_model, model.config
     if isinstance(stage_epochs, bool) or not isinstance(stage_epochs, int) or stage_epochs < 0:
         raise InputError(f"stage_epochs: expected a non-negative integer, got {stage_epochs!r}")
     layers = stages(network)
