@@ -175,9 +175,10 @@ def phantom(
 
     Amounts scale with the lamella's volume (area for filaments), with
     ``crowding`` and with the amount of their own kind (``membranes``,
-    ``filaments``, ``macromolecules``); expected counts are rounded at random. Sizes are in nm and converted
-    with ``voxel_size``. Every object is drawn on its own bounding box only,
-    and overlapping objects combine by maximum, so the density stays bounded.
+    ``filaments``, ``macromolecules``); expected counts are rounded at
+    random. Sizes are in nm and converted with ``voxel_size``. Every object
+    is drawn on its own bounding box only, and overlapping objects combine
+    by maximum, so the density stays bounded.
 
     Parameters
     ----------
