@@ -278,3 +278,25 @@ def test_auto_falls_back_to_keras_when_the_engine_fails_to_start(built, monkeypa
     assert "running it in Keras" in caplog.text
     with pytest.raises(RuntimeError, match="no supported ISA"):
         runtime.compile(built["unet2d-depth2"], engine="openvino")
+
+
+def test_an_output_of_the_wrong_shape_is_an_error():
+    network = runtime.Network(engine="openvino", precision="bfloat16", n_dim=2, threads=1,
+                              graph=None, handle=None,
+                              _run=lambda batch: np.zeros((0, 0, 0), np.float32))
+    with pytest.raises(RuntimeError, match="returned shape"):
+        network(np.zeros((1, 4, 4), np.float32))
+
+
+def test_bfloat16_that_fails_its_probe_runs_float32(built, monkeypatch, caplog):
+    # Under ONEDNN_MAX_CPU_ISA=AVX2 OpenVINO compiles some bfloat16 graphs that fail when run.
+    _need("openvino")
+
+    def fails(compiled):
+        raise RuntimeError("[CPU] Convolution node with name 'x' object is not initialized")
+
+    monkeypatch.setattr(runtime, "_probe", fails)
+    network = runtime.compile(built["unet2d-depth2"], engine="openvino", precision="bfloat16")
+    assert network.precision == "float32"
+    batch = _batch((1, 16, 16))
+    assert _relative(network(batch), _keras(built["unet2d-depth2"], batch)) <= TOLERANCE

@@ -71,6 +71,7 @@ OPSET = 17
 #: Bumped whenever :func:`export_onnx` writes a different graph for the same network.
 EXPORT_VERSION = 1
 _MODULES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+_PROBE = 64  # probe size per axis: a multiple of every pooling factor the nets allow (2**6)
 _ALLOCATION = ("bad_alloc", "bad allocation", "Failed to allocate", "out of memory",
                "Cannot allocate")
 
@@ -150,11 +151,15 @@ class Network:
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         with self._lock:  # an engine's request object serves one call at a time
             try:
-                return self._run(batch)
+                result = self._run(batch)
             except RuntimeError as error:
                 if any(key in str(error) for key in _ALLOCATION):
                     raise MemoryError(f"{self.engine}: {error}") from error
                 raise
+        if result.shape != batch.shape:
+            raise RuntimeError(f"{self.engine} returned shape {result.shape} for a batch of "
+                               f"shape {batch.shape}")
+        return result
 
 
 def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = "float32",
@@ -283,7 +288,9 @@ def _openvino(graph: bytes, count: int,
             try:
                 compiled = core.compile_model(model, "CPU",
                                               {**config, "INFERENCE_PRECISION_HINT": "bf16"})
+                _probe(compiled)
             except RuntimeError as error:  # e.g. oneDNN capped below AVX-512 BF16
+                compiled = None
                 log.warning("OpenVINO cannot run bfloat16 here, running float32: %s",
                             str(error).strip().splitlines()[-1])
         else:
@@ -297,6 +304,17 @@ def _openvino(graph: bytes, count: int,
         return request.infer({0: batch}, share_inputs=True, share_outputs=False)[0]
 
     return run, compiled, precision
+
+
+def _probe(compiled: Any) -> None:
+    """Run a small batch once: with oneDNN capped below the CPU's ISA
+    (``ONEDNN_MAX_CPU_ISA``), OpenVINO compiles some bfloat16 graphs that then
+    fail, or return nothing, when run."""
+    n_dim = len(compiled.inputs[0].get_partial_shape()) - 1
+    batch = np.zeros((1,) + (_PROBE,) * n_dim, np.float32)
+    result = compiled.create_infer_request().infer({0: batch})[0]
+    if result.shape != batch.shape or not np.isfinite(result).all():
+        raise RuntimeError(f"a probe of shape {batch.shape} gave shape {result.shape}")
 
 
 # ------------------------------------------------------------------------- the cache
