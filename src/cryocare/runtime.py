@@ -99,17 +99,39 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_engine(precision: str = "float32", engines: Sequence[str] | None = None) -> str:
-    """The engine ``engine="auto"`` takes: the first of openvino, keras that can run here.
+def choose_engine(precision: str = "float32", engines: Sequence[str] | None = None, *,
+                  cpu_flags: set[str] | None = None) -> str:
+    """The engine ``engine="auto"`` takes, by the kind of CPU (``docs/runtime.md``).
 
-    Measured (``docs/runtime.md``, 64×128×128 tiles, U-Net depth 2 and 3):
-    OpenVINO is the fastest in float32 on the AVX2 proxy and on par with or
-    ahead of TensorFlow on AVX-512; in bfloat16 OpenVINO runs on CPUs with
-    AVX-512 BF16 or AMX. ONNX Runtime's 3-D convolutions are slower than
-    TensorFlow's on both kinds of CPU, so it is never chosen automatically.
+    - CPUs with AVX-512 (``avx512f``): Keras. TensorFlow 2.21's oneDNN
+      convolutions measured faster there than OpenVINO's, in float32
+      (OpenVINO 0.7-0.8×) and in bfloat16 (0.75-0.85×), and ONNX Runtime's
+      3-D convolutions at 0.4-0.5×.
+    - Other CPUs (AVX2 and older): OpenVINO when installed. On a 2-core
+      AVX2 machine it ran the U-Net 2.2-2.3× faster than TensorFlow (issue
+      18); on the AVX2 proxy of this machine (oneDNN capped, one core) the two
+      were level. It also needs 14-30 % less memory per voxel and reports a
+      failed allocation as an error instead of aborting the process.
+
+    ``cpu_flags`` defaults to this machine's (``/proc/cpuinfo``); ``engines``
+    to :func:`available`.
     """
     engines = available() if engines is None else list(engines)
-    return "openvino" if "openvino" in engines else "keras"
+    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
+    if "avx512f" not in flags and "openvino" in engines:
+        return "openvino"
+    return "keras"
+
+
+def _cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    try:
+        with open(cpuinfo) as file:
+            for line in file:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return set()
 
 
 # ---------------------------------------------------------------------- the network
