@@ -62,9 +62,10 @@ def test_denoise_star_writes_tomograms_and_updated_star(project, monkeypatch):
     for path in table["rlnTomoReconstructedTomogramDenoised"]:
         assert io.read(project / path).shape == (16, 32, 32)
 
-    # predict --star with the saved model gives the same volumes (same weights, same tiles).
+    # predict --star with the saved model gives the same volumes (same weights, same tiles,
+    # the same test-time augmentation as denoise's recipe).
     status = cli.main(["predict", "--star", star, "--model", "Denoise/job009/model",
-                       "--output", "Denoise/job010", "-q"])
+                       "--output", "Denoise/job010", "--tta", "-q"])
     assert status == 0
     assert (io.read(project / "Denoise/job010/tomograms/rec_TS_02.mrc")
             == io.read(project / "Denoise/job009/tomograms/rec_TS_02.mrc")).all()

@@ -231,7 +231,7 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
                  project: str | os.PathLike | None = None, overwrite: bool = False,
                  progress: bool = False, recipe: Recipe | None = None,
                  budget: float | None = None, init: Any = "pretrained", seed: int = 0,
-                 tilt_axis: str = "Y", **options: Any) -> Path:
+                 tilt_axis: str = "Y", fit: bool = True, **options: Any) -> Path:
     """Train on (a subset of) the tomograms of ``star``, then denoise all of them.
 
     Parameters
@@ -242,7 +242,7 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
         Job folder: ``tomograms/rec_<name>.mrc`` and ``tomograms.star`` go here.
     train_names : sequence of str, optional
         ``rlnTomoName`` values to train on (default: all).
-    recipe, budget, init, seed, tilt_axis
+    recipe, budget, init, seed, tilt_axis, fit
         As for :func:`train_star`.
     **options
         Prediction options of :func:`predict_star`; ``tta`` defaults to the recipe's.
@@ -260,7 +260,7 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
         raise OutputExistsError(f"{output / 'tomograms.star'}: exists already "
                                 f"(use --overwrite to replace it)")
     model = train_star(star, names=train_names, project=project, recipe=recipe, budget=budget,
-                       init=init, seed=seed, tilt_axis=tilt_axis, progress=progress)
+                       init=init, seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress)
     options.setdefault("tta", recipe.tta)
     return predict_star(star, model, output, project=project, overwrite=overwrite,
                         progress=progress, **options)

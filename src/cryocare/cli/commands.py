@@ -174,11 +174,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.model is None or not args.even or not args.odd or args.output is None:
         raise InputError("expected --model, --even, --odd and --output (or --star, or --config "
                          "with a cryoCARE predict config)")
+    source = inspect_model(args.model)
     jobs = prediction_jobs(args.even, args.odd, args.output)
     for even, odd, target in jobs:
         check_pair(even, odd)
         check_output(target, args.overwrite)
-    source = inspect_model(args.model)
     _model_config_check(source, args)
     n_dim = len(check_pair(*jobs[0][:2]).shape)
     if source.n_dim != n_dim:
