@@ -122,19 +122,21 @@ def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int,
     reference = engines["keras-f32"](x)
     scale = float(reference.std())
     times: dict[str, list[float]] = {key: [] for key in engines}
+    cpu: dict[str, list[float]] = {key: [] for key in engines}
     errors, failed = {}, {}
     for key, network in list(engines.items()):
         try:
             errors[key] = float(np.abs(network(x) - reference).max() / scale)  # also warm-up
         except Exception as error:  # noqa: BLE001 - e.g. bfloat16 under an ISA cap
             failed[key] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:200]}"
-            del engines[key], times[key]
+            del engines[key], times[key], cpu[key]
     order = list(engines)
     for round_ in range(repeats):
         for key in order[round_ % len(order):] + order[:round_ % len(order)]:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             engines[key](x)
             times[key].append(time.perf_counter() - start)
+            cpu[key].append(time.process_time() - start_cpu)
     voxels = x.size / 1e6
     result = {"network": name, "config": NETWORKS[name], "engines": {}, "failed": failed}
     for key, values in times.items():
@@ -142,6 +144,11 @@ def measure(name: str, *, shape: tuple[int, ...], batch: int, repeats: int,
             "mvox_s_median": voxels / statistics.median(values),
             "mvox_s_best": voxels / min(values),
             "seconds": values,
+            "cpu_seconds": cpu[key],
+            # per round, Keras float32's time over this engine's: paired, so that load
+            # from other processes during one round cancels
+            "speedup_paired_median": float(np.median(
+                np.asarray(times["keras-f32"]) / np.asarray(values))),
             "max_rel_error": errors[key],
             "threads": engines[key].threads,
         }
@@ -211,7 +218,11 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def report(folder: Path) -> str:
-    lines = ["# Inference engines: throughput (Mvoxel/s of output, median of the rounds)", ""]
+    lines = ["# Inference engines: throughput (Mvoxel/s of output, median of the rounds)", "",
+             "In brackets: speed relative to keras-f32, the median over rounds of the ratio "
+             "within a round (paired: load from other processes during a round cancels); "
+             "largest deviation from keras-f32 relative to its output's std; peak memory "
+             "added by one pass per voxel of the batch.", ""]
     for path in sorted(folder.glob("speed_*.json")):
         data = json.loads(path.read_text())
         lines += [f"## {data['label']}: {data['cpu']}, CPUs {data['affinity']}, "
@@ -226,15 +237,16 @@ def report(folder: Path) -> str:
         base = {}
         for result in data["results"]:
             cells = []
-            keras_speed = result["engines"]["keras-f32"]["mvox_s_median"]
+            keras_times = np.asarray(result["engines"]["keras-f32"]["seconds"])
             for key in engines:
                 entry = result["engines"].get(key)
                 if entry is None:
                     cells.append("–")
                     continue
                 speed = entry["mvox_s_median"]
+                paired = float(np.median(keras_times / np.asarray(entry["seconds"])))
                 peak = (entry.get("memory") or {}).get("bytes_per_voxel")
-                cells.append(f"{speed:.2f} ({speed / keras_speed:.2f}×, err "
+                cells.append(f"{speed:.2f} ({paired:.2f}×, err "
                              f"{entry['max_rel_error']:.0e}"
                              + (f", {peak:.0f} B/voxel" if peak is not None else "") + ")")
             base[result["network"]] = result["engines"]

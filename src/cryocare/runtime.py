@@ -7,8 +7,8 @@ restored batch of the same shape, the form :mod:`cryocare.predict` calls.
 It is run by
 
 - ``"openvino"``: OpenVINO's CPU plugin (float32, or bfloat16 where the CPU
-  has it), the fastest measured on AVX2 and AVX-512 CPUs
-  (``docs/runtime.md``);
+  has it), as fast as TensorFlow or faster, with less memory
+  (``docs/runtime.md``); ``engine="auto"`` takes it when installed;
 - ``"onnxruntime"``: ONNX Runtime's CPU provider;
 - ``"keras"``: the Keras model itself (every backend), the fallback.
 
@@ -99,39 +99,23 @@ def threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def choose_engine(precision: str = "float32", engines: Sequence[str] | None = None, *,
-                  cpu_flags: set[str] | None = None) -> str:
-    """The engine ``engine="auto"`` takes, by the kind of CPU (``docs/runtime.md``).
+def choose_engine(precision: str = "float32", engines: Sequence[str] | None = None) -> str:
+    """The engine ``engine="auto"`` takes: OpenVINO when installed, else Keras.
 
-    - CPUs with AVX-512 (``avx512f``): Keras. TensorFlow 2.21's oneDNN
-      convolutions measured faster there than OpenVINO's, in float32
-      (OpenVINO 0.7-0.8×) and in bfloat16 (0.75-0.85×), and ONNX Runtime's
-      3-D convolutions at 0.4-0.5×.
-    - Other CPUs (AVX2 and older): OpenVINO when installed. On a 2-core
-      AVX2 machine it ran the U-Net 2.2-2.3× faster than TensorFlow (issue
-      18); on the AVX2 proxy of this machine (oneDNN capped, one core) the two
-      were level. It also needs 14-30 % less memory per voxel and reports a
-      failed allocation as an error instead of aborting the process.
-
-    ``cpu_flags`` defaults to this machine's (``/proc/cpuinfo``); ``engines``
-    to :func:`available`.
+    Measured (``docs/runtime.md``, U-Net depth 2 and 3, 2 × 64×128×128):
+    on an AVX-512 CPU OpenVINO does the same work as TensorFlow 2.21 in
+    float32 (CPU time 1.02× faster on one core) and a little less in
+    bfloat16 (1.89-1.93× against Keras' 1.82-1.83×); on its AVX2 proxy
+    (oneDNN capped, one core) the two are level (1.01-1.05×); on a real
+    2-core AVX2 machine issue 18 measured OpenVINO 2.2-2.3× faster. OpenVINO
+    also needs 14-19 % (float32) to 30 % (bfloat16) less memory per voxel,
+    reports a failed allocation as an error instead of aborting the
+    process, and falls back to float32 where bfloat16 cannot run. ONNX
+    Runtime's 3-D convolutions run at 0.4-0.5× TensorFlow's, so it is never
+    chosen automatically. ``precision`` does not change the choice.
     """
     engines = available() if engines is None else list(engines)
-    flags = _cpu_flags() if cpu_flags is None else set(cpu_flags)
-    if "avx512f" not in flags and "openvino" in engines:
-        return "openvino"
-    return "keras"
-
-
-def _cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    try:
-        with open(cpuinfo) as file:
-            for line in file:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:  # pragma: no cover - not Linux
-        pass
-    return set()
+    return "openvino" if "openvino" in engines else "keras"
 
 
 # ---------------------------------------------------------------------- the network
@@ -302,8 +286,10 @@ def _openvino(graph: bytes, count: int,
 
     core = ov.Core()
     model = core.read_model(graph)
+    # No pinning: on a shared machine a pinned thread waits for its busy core (measured
+    # stalls of 3-6× a pass under load); unpinned costs nothing on a quiet one.
     config: dict[str, Any] = {"INFERENCE_NUM_THREADS": count, "NUM_STREAMS": 1,
-                              "PERFORMANCE_HINT": "LATENCY"}
+                              "PERFORMANCE_HINT": "LATENCY", "ENABLE_CPU_PINNING": False}
     compiled = None
     if precision == "bfloat16":
         if "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
