@@ -251,6 +251,15 @@ def report(folder: Path) -> str:
                              + (f", {peak:.0f} B/voxel" if peak is not None else "") + ")")
             base[result["network"]] = result["engines"]
             lines.append(f"| {result['network']} | " + " | ".join(cells) + " |")
+        for result in data["results"]:
+            entries = result["engines"]
+            if "cpu_seconds" in entries["keras-f32"]:
+                keras_cpu = np.asarray(entries["keras-f32"]["cpu_seconds"])
+                ratios = {key: np.median(keras_cpu / np.asarray(e["cpu_seconds"]))
+                          for key, e in entries.items()}
+                lines.append(f"\n{result['network']}, CPU time relative to keras-f32 (paired "
+                             f"median; free of other processes' load): " + ", ".join(
+                                 f"{key} {ratio:.2f}×" for key, ratio in ratios.items()))
         if "diffusion" in base and "unet2" in base:
             ratios = {key: base["diffusion"][key]["mvox_s_median"]
                       / base["unet2"][key]["mvox_s_median"]
