@@ -13,7 +13,7 @@ REF_STAMP := $(REF)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,torch,jax]"
+	$(BIN)/pip install --quiet -e ".[test,torch,jax,fast]"
 	touch $(STAMP)
 
 $(REF_STAMP): benchmarks/setup_reference.sh | $(STAMP)
