@@ -400,3 +400,21 @@ def test_denoise_in_one_call_trains_with_the_recipe_and_restores_both_halves(smo
     assert denoised.shape == even.shape and denoised.dtype == np.float32
     raw = (even + odd) / 2
     assert np.mean((denoised - clean) ** 2) < np.mean((raw - clean) ** 2)
+
+
+def test_by_default_training_fine_tunes_the_shipped_pretrained_model(smooth_pair):
+    from cryocare import pretrained
+    from cryocare.model import CAREModel
+
+    if "general" not in pretrained.names():
+        pytest.skip("the pretrained model is not installed")
+    _, even, odd = smooth_pair
+    quick = DEFAULT_RECIPE.replace(n_patches=20, config=DEFAULT_RECIPE.config.replace(
+        train_epochs=1, train_steps_per_epoch=1, train_batch_size=2, train_precision="float32"))
+    general = CAREModel.load(pretrained.model_path())
+    model = train_on_pair(np.concatenate([even] * 2, axis=1), np.concatenate([odd] * 2, axis=1),
+                          recipe=quick, budget=None)  # init="pretrained": its network matches
+    assert model.config.train_learning_rate == quick.finetune_learning_rate
+    # One step at a low rate: the weights are still close to the pretrained ones.
+    start, tuned = general.keras_model.get_weights()[0], model.keras_model.get_weights()[0]
+    assert np.abs(tuned - start).max() < 0.1 * np.abs(start).max()
