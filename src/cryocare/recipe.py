@@ -452,8 +452,9 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
     if clock and clock.left() <= 0:
         raise InputError(f"budget: {clock.seconds:g} s were used up before training started "
                          f"(measuring and sampling the pairs)")
-    return training.train(pairs, config, budget=clock, init=start, progress=progress,
-                          checkpoint_dir=checkpoint_dir, resume=resume)
+    # ``init`` itself (not ``start``), so that the log names it; loading it again is cheap.
+    return training.train(pairs, config, budget=clock, init=None if start is None else init,
+                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
