@@ -42,7 +42,8 @@ def _cli_training_options() -> list[str]:
             "--batch-size", str(s["batch"]), "--depth", str(s["depth"]),
             "--n-first", str(s["n_first"]), "--kernel-size", str(s["kernel"]),
             "--learning-rate", str(s["lr"]), "--patch-shape", str(s["patch"]),
-            "--n-patches", str(s["n_patches"]), "--time-budget", "none", "--seed", "0", "-q"]
+            "--n-patches", str(s["n_patches"]), "--time-budget", "none", "--seed", "0",
+            "--no-tta", "-q"]  # cryoCARE_predict.py predicts without flips, as cryoCARE
 
 
 @pytest.mark.slow

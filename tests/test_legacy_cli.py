@@ -70,14 +70,13 @@ def test_three_scripts_end_to_end_as_relion_calls_them(project, monkeypatch, cap
     out = project / "Denoise/job008/tomograms"
     written = sorted(p.name for p in out.iterdir())
     assert written == ["rec_TS_01_half1.mrc", "rec_TS_02_half1.mrc"]  # named after even
-    # The output is the model's denoising of the right pair (paired by name), with the
-    # recipe's test-time augmentation.
+    # The output is the model's denoising of the right pair (paired by name).
     model = compat.load_archive(archive)
     even, odd, _ = io.read_pair(project / "Tomograms/job007/tomograms/rec_TS_02_half1.mrc",
                                 project / "Tomograms/job007/tomograms/rec_TS_02_half2.mrc")
     # Same network and weights; tiled vs whole differ only by summation order (float32).
     np.testing.assert_allclose(io.read(out / "rec_TS_02_half1.mrc"),
-                               model.denoise(even, odd, tta=True),
+                               model.denoise(even, odd),
                                rtol=0, atol=1e-4 * float(np.ptp(even)))
     assert io.read_info(out / "rec_TS_02_half1.mrc").voxel_size == (10.0, 10.0, 10.0)
 

@@ -252,3 +252,19 @@ def test_no_forward_pass_is_larger_than_the_cap_however_much_memory_there_is():
     largest = max(np.prod(t.read_shape) for t in plan.tiles)
     assert len(plan.tiles) > 1
     assert 2 * batch * largest <= MAX_PASS_VOXELS
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(None, 8), (1e9, 8), (0.0, 1)])
+def test_tta_auto_takes_as_many_flips_as_the_time_allows(seconds, expected, caplog):
+    calls = []
+
+    def network(batch):
+        calls.append(batch.shape)
+        return batch * 2
+
+    image = np.random.default_rng(0).normal(size=(16, 24, 20)).astype(np.float32)
+    out = predict_volume(network, image, normalization=Normalization(0.0, 1.0), halo=2,
+                         multiple_of=4, bytes_per_voxel=400, tta="auto", tta_seconds=seconds)
+    np.testing.assert_allclose(out, 2 * image, rtol=1e-6)
+    timed = 0 if seconds is None else 2  # a warm-up pass and a timed pass
+    assert len(calls) == timed + expected  # one tile, one pass per flip

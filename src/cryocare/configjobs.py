@@ -150,12 +150,11 @@ def predict(config: PredictConfig, *, progress: bool = False, **options: Any) ->
     to the memory budget (cryoCARE users chose ``n_tiles`` to fit the GPU's
     memory) and overlap by the receptive field, so the result does not depend
     on them. ``options`` are those of :meth:`cryocare.model.CAREModel.denoise`
-    (``memory``, ``tile_shape``, ``tta`` — default the recipe's —, ...).
+    (``memory``, ``tile_shape``, ``tta`` — default off, as cryoCARE —, ...).
     """
     from .halves import find_halves
     from .modelfiles import load_model
     from .predict import denoise_file
-    from .recipe import DEFAULT_RECIPE
 
     pairs_found = find_halves(config.even, config.odd)
     names = [even.name for even, _ in pairs_found]
@@ -169,7 +168,6 @@ def predict(config: PredictConfig, *, progress: bool = False, **options: Any) ->
     if config.n_tiles != (1, 1, 1):
         log.info("n_tiles %s is not needed: tiles are sized to the memory budget",
                  list(config.n_tiles))
-    options.setdefault("tta", DEFAULT_RECIPE.tta)
     written = []
     for even_path, odd_path in pairs_found:
         written.append(denoise_file(model, even_path, odd_path, output / even_path.name,

@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import re
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -334,7 +335,8 @@ def predict_volume(
     normalize: str | Normalization = "training",
     out: np.ndarray | _Sink | None = None,
     progress: bool = False,
-    tta: bool | int = False,
+    tta: bool | int | str = False,
+    tta_seconds: float | None = None,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
@@ -376,16 +378,18 @@ def predict_volume(
         Test-time augmentation: average the network's output over flips of
         the tile along its axes — True: all of them (8 in 3-D, 4 in 2-D), or
         2, 4 or 8 of them (see :func:`flip_subsets`). Costs as many forward
-        passes.
+        passes. ``"auto"``: as many as fit ``tta_seconds`` — one forward pass
+        is timed (after a warm-up) and the whole prediction extrapolated.
+    tta_seconds : float, optional
+        Time that ``tta="auto"`` may spend on the whole prediction; None: no
+        limit (all flips).
 
     Returns
     -------
     ndarray or None
         float32 array of ``image.shape``, or None when writing to a slab writer.
     """
-    flips = tta_flips(tta, np.ndim(image))
-    if flips > 1:
-        network = flip_averaged(network, flips)
+    flips = None if tta == "auto" else tta_flips(tta, np.ndim(image))
     images = [image] if odd is None else [image, odd]
     for item in images:
         if np.ndim(item) not in (2, 3):
@@ -427,6 +431,11 @@ def predict_volume(
     plan, auto_batch, halves = min(
         plans, key=lambda p: (sum(math.prod(t.read_shape) for t in p[0].tiles), -p[2]))
     batch = auto_batch if batch_size is None else int(batch_size)
+    if flips is None:
+        flips = _affordable_flips(_Engine(network, plan, batch, scale, images),
+                                  separate=halves < len(images), seconds=tta_seconds)
+    if flips > 1:
+        network = flip_averaged(network, flips)
     engine = _Engine(network, plan, batch, scale, images)
     engine.separate = halves < len(images)
     sink = None
@@ -442,6 +451,25 @@ def predict_volume(
              image.shape, len(plan.tiles), plan.tile_shape, plan.halo, batch)
     _run(engine, result, sink, progress=progress)
     return result
+
+
+def _affordable_flips(engine: _Engine, *, separate: bool, seconds: float | None) -> int:
+    """The most flips (8, 4, 2 or 1) whose prediction fits ``seconds``, by timing one pass."""
+    n_dim = len(engine.plan.shape)
+    flips = [f for f in (8, 4, 2, 1) if f <= 2**n_dim]
+    if seconds is None:
+        return flips[0]
+    engine.separate = separate
+    chunk = list(engine.plan.tiles[:engine.batch_size])
+    engine._forward(chunk)  # warm-up: the first call may compile
+    start = time.perf_counter()
+    engine._forward(chunk)
+    per_voxel = (time.perf_counter() - start) / sum(math.prod(t.read_shape) for t in chunk)
+    one_pass = per_voxel * sum(math.prod(t.read_shape) for t in engine.plan.tiles)
+    chosen = next((f for f in flips if f * one_pass <= seconds), 1)
+    log.info("test-time augmentation: %d flip(s); one pass over the volume takes about %.0f s, "
+             "%.0f s allowed", chosen, one_pass, seconds)
+    return chosen
 
 
 def _run(engine: _Engine, result: np.ndarray | None, sink: _Sink | None, *,

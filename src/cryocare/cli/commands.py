@@ -250,7 +250,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     if args.save_model is not None:
         model.save(args.save_model, overwrite=args.overwrite)
     print(denoise_file(model, even_path, odd_path, args.output, overwrite=args.overwrite,
-                       **prediction_options(args, tta=recipe.tta)))
+                       **prediction_options(args, budget=budget_from_args(args),
+                                            default_tta="auto" if recipe.tta else False)))
     return 0
 
 

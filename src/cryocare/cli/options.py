@@ -230,7 +230,9 @@ def add_prediction_options(parser: argparse.ArgumentParser, *, tta_default: bool
                        metavar="off|2|4|8",
                        help="test-time augmentation: average over 2, 4 or 8 flips of every tile "
                             "(as many times the prediction time); --tta alone: all flips "
-                            "(default: " + ("the recipe's" if tta_default is None else
+                            "(default: " + ("as many flips as take at most a quarter of the "
+                                            "training budget, timed on the first tiles"
+                                            if tta_default is None else
                                             "all" if tta_default else "off") + ")")
     group.add_argument("--no-tta", dest="tta", action="store_const", const=False,
                        help="no test-time augmentation (same as --tta off)")
@@ -327,12 +329,22 @@ def fit_to_machine(args: argparse.Namespace) -> bool:
         and getattr(args, "config", None) is None
 
 
-def prediction_options(args: argparse.Namespace, *, tta: bool | None = None) -> dict[str, Any]:
-    """Keyword arguments of :meth:`cryocare.model.CAREModel.denoise` from the options."""
+def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
+                       default_tta: bool | int | str = False) -> dict[str, Any]:
+    """Keyword arguments of :meth:`cryocare.model.CAREModel.denoise` from the options.
+
+    Without ``--tta``, ``default_tta`` applies; ``"auto"`` takes as many flips as
+    fit a quarter of the training ``budget`` (all of them without a budget).
+    """
     precision = getattr(args, "precision", "auto")
-    return {"tile_shape": getattr(args, "tiles", "auto"), "memory": getattr(args, "memory", None),
-            "batch_size": getattr(args, "predict_batch", None),
-            "normalize": getattr(args, "normalize", "training"),
-            "progress": not getattr(args, "quiet", False),
-            "tta": getattr(args, "tta", False) if tta is None else tta,
-            "precision": "bfloat16" if precision == "bfloat16" else "float32"}
+    tta = getattr(args, "tta", None)
+    options = {"tile_shape": getattr(args, "tiles", "auto"),
+               "memory": getattr(args, "memory", None),
+               "batch_size": getattr(args, "predict_batch", None),
+               "normalize": getattr(args, "normalize", "training"),
+               "progress": not getattr(args, "quiet", False),
+               "tta": default_tta if tta is None else tta,
+               "precision": "bfloat16" if precision == "bfloat16" else "float32"}
+    if options["tta"] == "auto":
+        options["tta_seconds"] = None if not budget else budget / 4
+    return options

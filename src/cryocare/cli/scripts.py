@@ -69,8 +69,6 @@ def run_config_args(kind: str, args: argparse.Namespace) -> int:
     options = {k: v for k, v in prediction_options(args).items() if k != "progress"}
     if options.get("tile_shape") == "auto":
         del options["tile_shape"]
-    if getattr(args, "tta", None) is None:
-        del options["tta"]  # the recipe's
     for path in configjobs.predict(config, progress=progress, **options):
         print(path)
     return 0

@@ -77,7 +77,9 @@ def denoise_star(args: argparse.Namespace) -> int:
         args.save_model.parent.mkdir(parents=True, exist_ok=True)
         print(model.save(args.save_model, overwrite=args.overwrite))
     print(predict(args.star, model, args.output, project=args.project,
-                  overwrite=args.overwrite, **prediction_options(args, tta=recipe.tta)))
+                  overwrite=args.overwrite,
+                  **prediction_options(args, budget=budget_from_args(args),
+                                       default_tta="auto" if recipe.tta else False)))
     return 0
 
 
