@@ -198,7 +198,6 @@ def memory(name: str, engine: str, *, shape: tuple[int, ...], batch: int) -> dic
 
 def run(args: argparse.Namespace) -> dict:
     import keras
-
     import onnxruntime
     import openvino
 
@@ -365,10 +364,10 @@ def margin_errors(model, data, *, core: int, engine: str) -> dict:
         worst, total = 0.0, []
         for start in tiles:
             low = [max(0, s - margin) for s in start]
-            high = [min(n, s + core + margin) for s, n in zip(start, volume.shape)]
-            crop = volume[tuple(slice(a, b) for a, b in zip(low, high))]
+            high = [min(n, s + core + margin) for s, n in zip(start, volume.shape, strict=True)]
+            crop = volume[tuple(slice(a, b) for a, b in zip(low, high, strict=True))]
             out = network(crop[None])[0]
-            inner = tuple(slice(s - a, s - a + core) for s, a in zip(start, low))
+            inner = tuple(slice(s - a, s - a + core) for s, a in zip(start, low, strict=True))
             target = full[tuple(slice(s, s + core) for s in start)]
             diff = np.abs(out[inner] - target) / scale
             worst = max(worst, float(diff.max()))
@@ -417,7 +416,7 @@ def tta_margins_report(data: dict) -> str:
     lines += ["", f"## Tile margins (halo {margins['halo']}, exact margin "
                   f"{margins['exact_margin']}, pooling grid {margins['grid']}, "
                   f"{margins['tiles']} tiles of {margins['core']}³, {margins['engine']})", "",
-              "| margin m | max \|tiled − untiled\| / std | mean | "
+              r"| margin m | max \|tiled − untiled\| / std | mean | "
               "voxels read per output voxel (core 64³ / 96³ / 128³) |", "|---|---|---|---|"]
     for row in margins["rows"]:
         lines.append(f"| {row['margin']} | {row['max_rel']:.1e} | {row['mean_rel']:.1e} | "

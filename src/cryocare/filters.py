@@ -396,7 +396,7 @@ def nad(
     from tqdm.auto import tqdm
 
     with tqdm(total=int(iterations), desc="NAD", disable=not progress, leave=False) as bar:
-        for step, u in _nad_steps(array, k=k, time_step=time_step, sigma=sigma):
+        for step, u in _nad_steps(array, k=k, time_step=time_step, sigma=sigma):  # noqa: B007
             if step == iterations:
                 break
             bar.update(1)

@@ -571,7 +571,7 @@ def _activation(graph: _Graph, activation: Any, name: str, layer: str) -> str:
 
 def _same_pads(kernel: Sequence[int], dilation: Sequence[int]) -> list[int]:
     """ONNX pads (all begins, then all ends) of Keras' stride-1 ``"same"`` padding."""
-    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
     return [t // 2 for t in totals] + [t - t // 2 for t in totals]
 
 
