@@ -201,3 +201,17 @@ def test_star_prediction_streams_each_tomogram_to_disk(tiny_model, tmp_path, mon
     volume = 32 * 96 * 96 * 4
     # Holding the outputs would add two volumes; streaming adds (almost) nothing.
     assert peaks[1] - peaks[0] < volume / 2, peaks
+
+
+@pytest.mark.parametrize("engine", ["auto", "openvino", "onnxruntime"])
+def test_predict_with_an_exported_engine_equals_keras(engine, tiny_model, pair, tmp_path):
+    from cryocare import runtime
+
+    if engine not in runtime.available() and engine != "auto":
+        pytest.skip(f"{engine} is not installed (pip install 'cryocare-ng[fast]')")
+    args = ["predict", "--model", str(tiny_model), "--even", str(pair / "TS_01_EVN.mrc"),
+            "--odd", str(pair / "TS_01_ODD.mrc"), "--tiles", "32,48,48", "-q"]
+    assert main([*args, "-o", str(tmp_path / "keras.mrc")]) == 0
+    assert main([*args, "-o", str(tmp_path / "other.mrc"), "--engine", engine]) == 0
+    keras_out, other = io.read(tmp_path / "keras.mrc"), io.read(tmp_path / "other.mrc")
+    np.testing.assert_allclose(other, keras_out, rtol=0, atol=1e-5 * float(keras_out.std()))

@@ -44,7 +44,7 @@ import keras
 import numpy as np
 
 from . import __version__, nets
-from . import predict as engine
+from . import predict as predict_engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
 from .normalize import Normalization
@@ -129,6 +129,9 @@ class CAREModel:
         self.keras_model = nets.build(config) if keras_model is None else keras_model
         self.history: dict[str, list[float]] = {}
         self.last_weights: list[np.ndarray] | None = None
+        #: The folder the model was loaded from (None: built here); exported graphs of
+        #: :mod:`cryocare.runtime` are cached in it when it is writable.
+        self.source: Path | None = None
 
     @property
     def _last_weights(self) -> list[np.ndarray] | None:
@@ -136,16 +139,27 @@ class CAREModel:
         return self.last_weights
 
     # ---------------------------------------------------------------- prediction
-    def _network(self, precision: str = "float32") -> Callable[[np.ndarray], np.ndarray]:
+    def _network(self, precision: str = "float32",
+                 engine: str = "keras") -> Callable[[np.ndarray], np.ndarray]:
         """The network on a normalised float32 batch, computing in ``precision``.
 
-        When the network was built for another precision than the one asked
-        for, a twin with the same weights is built once per call of
-        :meth:`predict` or :meth:`denoise`.
+        With ``engine="keras"``, when the network was built for another
+        precision than the one asked for, a twin with the same weights is
+        built once per call of :meth:`predict` or :meth:`denoise`. Other
+        engines (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the
+        exported graph (:func:`cryocare.runtime.compile`), cached in the model
+        folder the model was loaded from.
         """
         if precision not in PREDICT_PRECISIONS:
             raise InputError(f"precision: expected one of {', '.join(PREDICT_PRECISIONS)}, "
                              f"got {precision!r}")
+        if engine != "keras":
+            from . import runtime
+
+            cache = self.source if self.source is not None and os.access(self.source, os.W_OK) \
+                else None
+            return runtime.compile(self.keras_model, engine=engine, precision=precision,
+                                   cache_dir=cache, n_dim=self.config.n_dim)
         wanted = "float32" if precision == "float32" else "mixed_bfloat16"
         network = self.keras_model
         if self.config.train_precision != wanted:
@@ -172,8 +186,9 @@ class CAREModel:
     def predict(self, image: np.ndarray, *, tile_shape: int | Sequence[int] | None | str = "auto",
                 memory: int | float | str | None = None, batch_size: int | None = None,
                 normalize: str | Normalization = "training", out: Any = None,
-                progress: bool = False, tta: bool = False,
-                precision: str = "float32") -> np.ndarray | None:
+                progress: bool = False, tta: bool | int | str = False,
+                precision: str = "float32", engine: str = "keras",
+                **options: Any) -> np.ndarray | None:
         """Restore one image (2-D or 3-D), tile by tile (see :mod:`cryocare.predict`).
 
         Parameters
@@ -197,14 +212,25 @@ class CAREModel:
             Where to put the result; with a slab writer it streams to disk.
         progress : bool
             Show a progress bar.
-        tta : bool
-            Average over the 8 (2-D: 4) flips of every tile
-            (:func:`cryocare.predict.flip_averaged`); as many times slower.
+        tta : bool, int or "auto"
+            Average over the 8 (2-D: 4) flips of every tile, or 2 or 4 of them
+            (:func:`cryocare.predict.flip_averaged`), as many times slower;
+            ``"auto"``: as many as fit ``tta_seconds`` (an option of
+            :func:`cryocare.predict.predict_volume`).
         precision : {"float32", "bfloat16"}
             Arithmetic of the forward pass. ``"bfloat16"`` is about twice as
             fast on CPUs with AMX or AVX-512 BF16 (and recent GPUs) and needs
             less memory per tile; outputs differ from float32 by ~1e-3 of the
             range, and tiled from untiled by as much (float32: by rounding).
+        engine : {"keras", "auto", "onnxruntime", "openvino"}
+            What runs the network: Keras (default), or its exported graph in
+            ONNX Runtime or OpenVINO (``pip install "cryocare-ng[fast]"``; see
+            ``docs/runtime.md``: same output to ~1e-6, less memory, and on the
+            CPUs measured no faster than TensorFlow); ``"auto"`` OpenVINO when
+            installed, else Keras.
+        **options
+            Further options of :func:`cryocare.predict.predict_volume`
+            (``tta_seconds``).
 
         Returns
         -------
@@ -216,10 +242,10 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(image)}"
             )
-        return engine.predict_volume(self._network(precision), image, tile_shape=tile_shape,
-                                     memory=memory, batch_size=batch_size, normalize=normalize,
-                                     out=out, progress=progress, tta=tta,
-                                     **self._predict_options(precision))
+        return predict_engine.predict_volume(
+            self._network(precision, engine), image, tile_shape=tile_shape, memory=memory,
+            batch_size=batch_size, normalize=normalize, out=out, progress=progress, tta=tta,
+            **options, **self._predict_options(precision))
 
     def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
@@ -237,8 +263,9 @@ class CAREModel:
                 f"{np.shape(even)}"
             )
         precision = options.pop("precision", "float32")
-        return engine.predict_volume(self._network(precision), even, odd, **options,
-                                     **self._predict_options(precision))
+        network = self._network(precision, options.pop("engine", "keras"))
+        return predict_engine.predict_volume(network, even, odd, **options,
+                                             **self._predict_options(precision))
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -328,6 +355,7 @@ class CAREModel:
         history = directory / "history.json"
         if history.is_file():
             model.history = json.loads(history.read_text())
+        model.source = directory
         return model
 
 

@@ -246,6 +246,12 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
                             "computes it natively (AMX/AVX-512 BF16 CPUs, GPUs from compute "
                             "capability 8.0) and predicts in float32; bfloat16 prediction is "
                             "~2x faster there and differs by ~1e-3 of the range")
+    group.add_argument("--engine", choices=("keras", "auto", "onnxruntime", "openvino"),
+                       default="keras",
+                       help="what runs the network in prediction: Keras, or its exported graph "
+                            "in ONNX Runtime or OpenVINO (pip install 'cryocare-ng[fast]'; same "
+                            "output, less memory; 'auto': OpenVINO when installed; see "
+                            "docs/runtime.md)")
     group.add_argument("--device", type=device_type, metavar="cpu|gpu|gpu:N",
                        help="device of this process (default: the backend's choice, the first "
                             "GPU if any)")
@@ -344,7 +350,8 @@ def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
                "normalize": getattr(args, "normalize", "training"),
                "progress": not getattr(args, "quiet", False),
                "tta": default_tta if tta is None else tta,
-               "precision": "bfloat16" if precision == "bfloat16" else "float32"}
+               "precision": "bfloat16" if precision == "bfloat16" else "float32",
+               "engine": getattr(args, "engine", "keras")}
     if options["tta"] == "auto":
         options["tta_seconds"] = None if not budget else budget / 4
     return options
