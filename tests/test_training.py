@@ -297,8 +297,8 @@ def test_an_initial_model_of_another_architecture_is_refused_with_the_keys(first
 
 
 def test_bad_inits_are_refused_with_what_was_expected(small_pairs, tmp_path, monkeypatch):
-    with pytest.raises(InputError, match="init 'nowhere': expected 'none', 'pretrained' or a "
-                                         "model folder"):
+    with pytest.raises(InputError, match="init 'nowhere': nowhere: no such model .expected a "
+                                         "cryocare model folder, a cryoCARE .tar.gz"):
         train(small_pairs, ONE, init="nowhere")
     with pytest.raises(InputError, match="init: expected None"):
         train(small_pairs, ONE, init=3)
