@@ -6,8 +6,8 @@
    weights (speed does not depend on them). Each is run once to compile, then
    timed ``--repeats`` times (best time kept).
 2. Quality (only with ``--budget SECONDS``): a simulated tomogram of
-   ``--sim-shape`` (default 96×256×256); U-Net (``CAREModel.train``) and
-   diffusion (``train_stagewise``) each trained for at most ``--budget``
+   ``--sim-shape`` (default 96×256×256); U-Net and diffusion (both with
+   ``cryocare.training.train``) each trained for at most ``--budget``
    seconds of wall time (epochs are cut when the budget is spent), then PSNR
    against the noiseless tomogram for raw, median, NAD, diffusion and U-Net.
 
@@ -66,9 +66,9 @@ class Budget(keras.callbacks.Callback):
 def quality(shape: tuple[int, ...], budget: float, *, seed: int = 0) -> dict[str, float]:
     from cryocare.filters import median, nad
     from cryocare.metrics import psnr
-    from cryocare.nets.diffusion import train_stagewise
     from cryocare.pairs import sample_pairs
     from cryocare.simulate import simulate_tomogram
+    from cryocare.training import train, train_stagewise
 
     data = simulate_tomogram(shape, seed=seed)
     pairs = sample_pairs([data.even], [data.odd], patch_shape=32, n_patches=1200, seed=seed)
@@ -77,7 +77,7 @@ def quality(shape: tuple[int, ...], budget: float, *, seed: int = 0) -> dict[str
               "nad": psnr(data.clean, nad(raw))}
     many = {"train_epochs": 1000, "train_steps_per_epoch": 20}
     start = time.perf_counter()
-    unet = CAREModel.train(pairs, CareConfig(**many), callbacks=[Budget(budget, start)])
+    unet = train(pairs, CareConfig(**many), callbacks=[Budget(budget, start)])
     scores["unet"] = psnr(data.clean, unet.denoise(data.even, data.odd))
     scores["unet_train_s"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from cryocare.errors import InputError  # noqa: E402
 from cryocare.pairs import Normalization, PairSet, sample_pairs  # noqa: E402
-from cryocare.recipe import DEFAULT_RECIPE, cpu_has_bfloat16, parse_duration  # noqa: E402
+from cryocare.recipe import DEFAULT_RECIPE, parse_duration  # noqa: E402
 from cryocare.simulate import random_settings, simulate_tomogram  # noqa: E402
 
 log = logging.getLogger("pretrain")
@@ -148,36 +148,17 @@ def augment(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
 def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool):
     """Train the recipe's network on ``pairs`` for ``budget`` seconds with the training entry."""
     config = DEFAULT_RECIPE.config.replace(
-        seed=seed, train_epochs=100_000, train_steps_per_epoch=steps_per_epoch,
-        train_precision="mixed_bfloat16" if cpu_has_bfloat16() else "float32")
+        seed=seed, train_epochs=100_000, train_steps_per_epoch=steps_per_epoch)
     if tiny:
         config = config.replace(train_batch_size=4)
-    try:
-        from cryocare.training import train as train_entry
-    except ImportError:
-        train_entry = None
+    from cryocare.training import train as train_entry
+
     steps = _StepCounter()
-    if train_entry is not None:
-        import inspect
-
-        options = {"budget": budget, "progress": not tiny}
-        accepted = inspect.signature(train_entry).parameters
-        if "init" in accepted:
-            options["init"] = None  # random weights, never the model being regenerated
-        if "augment" in accepted:
-            options["augment"] = augment
-        if "callbacks" in accepted:
-            options["callbacks"] = [steps.callback()]
-        model = train_entry(pairs, config, **options)
-        entry = "cryocare.training.train"
-    else:
-        from cryocare.model import CAREModel
-
-        model = CAREModel.train(pairs, config.replace(train_time_budget=budget),
-                                progress=not tiny, augment=augment,
-                                callbacks=[steps.callback()])
-        entry = "cryocare.model.CAREModel.train"
-    return model, config, {"entry": entry, "steps": steps.count}
+    # random weights, never the model being regenerated; "auto" precision, resolved and
+    # recorded by the training entry (the weights are saved float32 either way)
+    model = train_entry(pairs, config, budget=budget, init=None, progress=not tiny,
+                        augment=augment, callbacks=[steps.callback()])
+    return model, config, {"entry": "cryocare.training.train", "steps": steps.count}
 
 
 class _StepCounter:

@@ -215,3 +215,22 @@ def test_predict_with_an_exported_engine_equals_keras(engine, tiny_model, pair, 
     assert main([*args, "-o", str(tmp_path / "other.mrc"), "--engine", engine]) == 0
     keras_out, other = io.read(tmp_path / "keras.mrc"), io.read(tmp_path / "other.mrc")
     np.testing.assert_allclose(other, keras_out, rtol=0, atol=1e-5 * float(keras_out.std()))
+
+
+def test_training_can_start_from_a_cryocare_archive(pair):
+    """--init takes every model format, a cryoCARE 0.3.0 archive too."""
+    from cryocare.modelfiles import load_model
+    from cryocare.pairs import sample_pairs
+    from cryocare.training import train
+
+    archive = Path(__file__).parent / "data" / "cryocare-0.3.0" / "model.tar.gz"
+    start = load_model(archive)
+    even, odd, _ = io.read_pair(pair / "TS_01_EVN.mrc", pair / "TS_01_ODD.mrc")
+    pairs = sample_pairs([even], [odd], patch_shape=16, n_patches=12, seed=0)
+    config = start.config.replace(train_epochs=1, train_steps_per_epoch=1, train_batch_size=2,
+                                  train_learning_rate=1e-6, train_precision="float32")
+    tuned = train(pairs, config, init=str(archive), budget=None)
+    before, after = start.keras_model.get_weights(), tuned.keras_model.get_weights()
+    # one step at a tiny rate from the archive's weights: close to them, not random ones
+    for a, b in zip(before, after, strict=True):
+        np.testing.assert_allclose(b, a, atol=1e-4)

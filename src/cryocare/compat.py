@@ -592,7 +592,7 @@ def write_archive(model: CAREModel, path: str | os.PathLike, *, model_name: str 
         with open(folder / "history.dat", "wb") as f:
             pickle.dump(history, f)
         _write_h5(folder / "weights_best.h5", model.keras_model, model.config.n_dim)
-        last = getattr(model, "_last_weights", None)
+        last = model.last_weights
         if last is not None:
             best = model.keras_model.get_weights()
             model.keras_model.set_weights(last)

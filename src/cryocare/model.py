@@ -133,11 +133,6 @@ class CAREModel:
         #: :mod:`cryocare.runtime` are cached in it when it is writable.
         self.source: Path | None = None
 
-    @property
-    def _last_weights(self) -> list[np.ndarray] | None:
-        # Read by cryocare.compat (archive export) until it reads last_weights.
-        return self.last_weights
-
     # ---------------------------------------------------------------- prediction
     def _network(self, precision: str = "float32",
                  engine: str = "keras") -> Callable[[np.ndarray], np.ndarray]:

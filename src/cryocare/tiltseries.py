@@ -11,7 +11,7 @@ degrees per line, in the order of the stack. Movies are given in that same
 order and their number must match the number of angles.
 
 Tilt series and tomograms already split by other tools are paired by name
-with :func:`cryocare.pairing.find_halves` (``_EVN``/``_ODD``,
+with :func:`cryocare.halves.find_halves` (``_EVN``/``_ODD``,
 ``_even``/``_odd``, ``even/`` and ``odd/`` folders); :func:`find_tilt_file`
 finds the angle file that belongs to a stack.
 
@@ -149,7 +149,7 @@ def find_tilt_file(stack: str | os.PathLike) -> Path:
     >>> find_tilt_file(folder / "TS_01_EVN.st").name
     'TS_01.tlt'
     """
-    from .pairing import half_key
+    from .halves import half_key
 
     stack = Path(stack)
     stems = [stack.with_suffix("")]

@@ -114,10 +114,17 @@ def _masks(args: argparse.Namespace):
 
 
 def train_model(pairs, recipe, args: argparse.Namespace):
-    """The one training call of the command line (``cryocare.training.train``)."""
-    from ..training import train
+    """The one training call of the command line (``cryocare.training.train``).
 
-    return train(pairs, recipe.config, budget=budget_from_args(args), init=args.init,
+    A run that starts from a model (the pretrained one by default, when its
+    network is the recipe's) trains at the recipe's fine-tuning rate.
+    """
+    from ..training import train
+    from ..training.finetune import initial_model
+
+    start = initial_model(args.init, recipe.config)  # the same choice when resuming
+    config = (recipe.finetuning() if start is not None else recipe).config
+    return train(pairs, config, budget=budget_from_args(args), init=start,
                  progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
                  resume=args.resume)
 

@@ -82,7 +82,9 @@ def layer_dtype(config: CareConfig) -> str | None:
     Builders give the last layer (and a residual sum) ``dtype="float32"`` so
     that outputs and the loss stay in float32 under mixed precision.
     """
-    return None if config.train_precision == "float32" else config.train_precision
+    # "auto" is resolved by the training entry; a network built straight from such a
+    # config (e.g. for prediction) computes in float32.
+    return None if config.train_precision in ("float32", "auto") else config.train_precision
 
 
 def build(config: CareConfig) -> keras.Model:

@@ -5,7 +5,8 @@
 * ``None`` or ``"none"`` — random weights (seeded by ``config.seed``);
 * ``"pretrained"`` — the general model shipped with cryocare
   (:func:`cryocare.pretrained.model_path`);
-* a path — a model folder written by :meth:`cryocare.model.CAREModel.save`;
+* a path — a model folder written by :meth:`cryocare.model.CAREModel.save`, or a
+  cryoCARE 0.3.0 archive (:func:`cryocare.modelfiles.load_model`);
 * a :class:`~cryocare.model.CAREModel`.
 
 Weights carry over only between networks of the same architecture
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from ..config import CareConfig
@@ -49,31 +49,20 @@ def load_init(init: Any) -> CAREModel | None:
     ------
     InputError
         ``"pretrained"`` when no pretrained model is installed, a path that
-        is not a model folder, or anything else.
+        is no model (a cryocare folder or a cryoCARE 0.3.0 archive), or anything else.
     """
     if init is None or (isinstance(init, str) and init == "none"):
         return None
     if isinstance(init, CAREModel):
         return init
-    if isinstance(init, str) and init == "pretrained":
-        try:
-            from ..pretrained import model_path  # package data, shipped separately
-        except ImportError:
-            raise InputError("init 'pretrained': expected the pretrained model package "
-                             "cryocare.pretrained, found none installed; train from "
-                             "scratch with init='none'") from None
-        try:
-            path = model_path("general")
-        except InputError as error:
-            raise InputError(f"init 'pretrained': {error}; train from scratch with "
-                             f"init='none'") from None
-        return CAREModel.load(path)
     if isinstance(init, str | os.PathLike):
-        path = Path(init)
-        if not path.is_dir():
-            raise InputError(f"init {str(init)!r}: expected 'none', 'pretrained' or a model "
-                             f"folder, found no such folder")
-        return CAREModel.load(path)
+        from ..modelfiles import load_model  # every format: folder, cryoCARE archive, pretrained
+
+        try:
+            return load_model(init)
+        except InputError as error:
+            hint = "; train from scratch with init='none'" if init == "pretrained" else ""
+            raise InputError(f"init {str(init)!r}: {error}{hint}") from None
     raise InputError(f"init: expected None, 'none', 'pretrained', a model folder or a "
                      f"CAREModel, got {init!r}")
 
