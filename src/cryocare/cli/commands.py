@@ -295,6 +295,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print("PSNR/SSIM against the noiseless tomogram (SSIM after an affine fit); Otsu Dice "
           "against the Otsu segmentation of the noiseless tomogram, Dice/mask against the "
           "simulator's object mask")
+    for name, settings in result.settings.items():
+        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in settings.items())
+              + " (tuned on the even and odd halves)")
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in result.timings.items())
     print(f"time: {sum(result.timings.values()):.0f} s ({timings})")
     return 0
