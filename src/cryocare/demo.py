@@ -123,8 +123,8 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
         ``ssim`` (after the best affine fit), ``dice`` (Otsu segmentation
         against the Otsu segmentation of the noiseless tomogram) and
         ``dice_mask`` (against the simulator's object mask) for ``raw`` (the
-        even/odd average), ``median`` (3×3×3), ``NAD`` (iterations tuned on the halves, in ``settings``) and
-        ``CARE``.
+        even/odd average), ``median`` (3×3×3), ``NAD`` (iterations tuned on
+        the halves, in ``settings``) and ``CARE``.
     """
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)

@@ -626,25 +626,14 @@ def _guide_gradient(graph: _Graph, layer: Any, x: str) -> str:
 
 def _diffusion_stage(graph: _Graph, layer: Any, inputs: list[str], n_dim: int) -> str:
     """``x - K^T (w * phi(K x)) - lambda (x - x0)`` with ``phi`` by table, as in Keras."""
-    from keras import ops
-
-    from .nets.diffusion import TABLE_MARGIN, TABLE_REFINE
-
     if layer.influence is not None:
         raise UnsupportedLayerError(f"layer {layer.name!r}: a replaced influence function")
     x, x0, grad_sq = inputs
     kernel = layer.zero_mean_kernel()
     response = _conv(graph, x, _numpy(kernel), None, padding="same", dilation=[1] * n_dim,
                      hint=f"{layer.name}_k")
-    # The table of DiffusionStage.table_influence, computed by the same Keras ops.
-    step = layer.width / TABLE_REFINE
-    reach = float(layer.centres[-1]) + TABLE_MARGIN * layer.width
-    size = int(round(2 * reach / step)) + 1
-    nodes = np.linspace(-reach, reach, size, dtype="float32")
-    basis = np.exp(-((nodes[:, None] - layer.centres[None]) ** 2) / (2 * layer.width**2))
-    table = ops.matmul(layer.rbf_weights, ops.convert_to_tensor(basis.T.astype("float32")))
-    slope = (table[:, 1:] - table[:, :-1]) / step
-    intercept = table[:, :-1] - slope * ops.convert_to_tensor(nodes[None, :-1])
+    # The table of DiffusionStage.table_influence, the same one.
+    reach, step, size, intercept, slope = layer.influence_pieces()
     channel = (1, layer.filters) + (1,) * n_dim
     z = graph.op("Clip", response, graph.const(-reach, "low"), graph.const(reach, "high"))
     scaled = graph.op("Mul", graph.op("Add", z, graph.const(reach, "reach")),

@@ -266,6 +266,23 @@ class DiffusionStage(keras.layers.Layer):
             total = total + bump * self.rbf_weights[:, j]
         return total
 
+    def influence_pieces(self):
+        """The table of :meth:`table_influence`: ``(reach, step, size, intercept, slope)``.
+
+        ``size`` nodes from ``-reach`` to ``reach``, ``step`` apart; interval
+        ``j`` of filter ``f`` is ``intercept[f, j] + slope[f, j] * z``. The
+        exported graphs of :mod:`cryocare.runtime` use the same table.
+        """
+        step = self.width / TABLE_REFINE
+        reach = float(self.centres[-1]) + TABLE_MARGIN * self.width
+        size = int(round(2 * reach / step)) + 1
+        nodes = np.linspace(-reach, reach, size, dtype="float32")
+        basis = np.exp(-((nodes[:, None] - self.centres[None]) ** 2) / (2 * self.width**2))
+        table = ops.matmul(self.rbf_weights, ops.convert_to_tensor(basis.T.astype("float32")))
+        slope = (table[:, 1:] - table[:, :-1]) / step  # interval j: [node j, node j + 1]
+        intercept = table[:, :-1] - slope * ops.convert_to_tensor(nodes[None, :-1])
+        return reach, step, size, intercept, slope
+
     def table_influence(self, z):
         """The influence functions by linear interpolation in a table of the RBF mixture.
 
@@ -279,14 +296,7 @@ class DiffusionStage(keras.layers.Layer):
         gather and one multiply-add evaluate it: the per-voxel work of a
         stage is dominated by such passes over ``filters`` channels.
         """
-        step = self.width / TABLE_REFINE
-        reach = float(self.centres[-1]) + TABLE_MARGIN * self.width
-        size = int(round(2 * reach / step)) + 1
-        nodes = np.linspace(-reach, reach, size, dtype="float32")
-        basis = np.exp(-((nodes[:, None] - self.centres[None]) ** 2) / (2 * self.width**2))
-        table = ops.matmul(self.rbf_weights, ops.convert_to_tensor(basis.T.astype("float32")))
-        slope = (table[:, 1:] - table[:, :-1]) / step  # interval j: [node j, node j + 1]
-        intercept = table[:, :-1] - slope * ops.convert_to_tensor(nodes[None, :-1])
+        reach, step, size, intercept, slope = self.influence_pieces()
         # Row f * (size - 1) + j: filter f, interval j.
         pieces = ops.reshape(ops.stack([intercept, slope], axis=-1), (-1, 2))
         z = ops.clip(z, -reach, reach)
