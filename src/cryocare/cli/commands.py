@@ -183,11 +183,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "with a cryoCARE predict config)")
     source = inspect_model(args.model)
     jobs = prediction_jobs(args.even, args.odd, args.output)
-    for even, odd, target in jobs:
-        check_pair(even, odd)
+    infos = [check_pair(even, odd) for even, odd, _ in jobs]
+    for _, _, target in jobs:
         check_output(target, args.overwrite)
     _model_config_check(source, args)
-    n_dim = len(check_pair(*jobs[0][:2]).shape)
+    n_dim = len(infos[0].shape)
     if source.n_dim != n_dim:
         raise InputError(f"{args.model}: restores {source.n_dim}-D images, the inputs are "
                          f"{n_dim}-D")

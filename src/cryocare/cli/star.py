@@ -34,10 +34,19 @@ def _outputs(args: argparse.Namespace, tomograms) -> None:
         check_output(denoised_path(args.output, tomogram.name), args.overwrite)
 
 
-def _train(args: argparse.Namespace, save_to):
+def _train(args: argparse.Namespace, save_to, *, checked: bool = False):
+    """Check what training needs; returns (recipe, start).
+
+    ``checked``: every tomogram's halves were checked already; only the names
+    to train on are (no second scan of the data).
+    """
+    from ..relion import read_tomograms
     from ..relion import train_star as train
 
-    _tomograms(args, args.train_on)
+    if checked:
+        read_tomograms(args.star, project=args.project, names=args.train_on)
+    else:
+        _tomograms(args, args.train_on)
     if save_to is not None:
         check_output(save_to, args.overwrite)
     if args.resume and args.checkpoint_dir is None:
@@ -69,8 +78,8 @@ def denoise_star(args: argparse.Namespace) -> int:
 
     if args.output is None:
         raise InputError("--output: expected the job folder")
-    _outputs(args, _tomograms(args))
-    recipe, start = _train(args, args.save_model)
+    _outputs(args, _tomograms(args))  # every tomogram, those trained on among them
+    recipe, start = _train(args, args.save_model, checked=True)
     load_backend(device=args.device)
     model = start()
     if args.save_model is not None:
