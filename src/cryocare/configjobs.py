@@ -41,7 +41,8 @@ from typing import Any
 from .compat import PAIRS_FILE, PredictConfig, TrainConfig, TrainDataConfig, read_config
 from .errors import InputError, OutputExistsError
 
-__all__ = ["extract_train_data", "train", "predict", "run_config", "care_config", "JOBS"]
+__all__ = ["extract_train_data", "train", "predict", "read_job_config", "run_config",
+           "care_config", "JOBS"]
 
 log = logging.getLogger(__name__)
 
@@ -176,16 +177,26 @@ def predict(config: PredictConfig, *, progress: bool = False, **options: Any) ->
     return written
 
 
+def read_job_config(kind: str, path: str | os.PathLike, *, used_by: str = ""):
+    """The cryoCARE config at ``path``, which must be a ``kind`` config (``JOBS``).
+
+    ``used_by`` names who asked (e.g. a script), for the error message.
+    """
+    config = read_config(path)
+    if not isinstance(config, JOBS[kind]):
+        by = f" for {used_by}" if used_by else ""
+        raise InputError(f"{path}: expected a cryoCARE {_EXPECTED[kind]} config{by}, got a "
+                         f"{type(config).__name__}")
+    return config
+
+
 def run_config(kind: str, path: str | os.PathLike, *, progress: bool = False,
                **options: Any) -> list[Path]:
     """Read the cryoCARE config at ``path``, check it is a ``kind`` config, run it.
 
     ``options`` go to :func:`predict` (prediction options) or :func:`train` (``init``).
     """
-    config = read_config(path)
-    if not isinstance(config, JOBS[kind]):
-        raise InputError(f"{path}: expected a cryoCARE {_EXPECTED[kind]} config, got a "
-                         f"{type(config).__name__}")
+    config = read_job_config(kind, path)
     if kind == "extract":
         return [extract_train_data(config)]
     if kind == "train":

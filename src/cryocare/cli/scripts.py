@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import __version__
-from ..errors import InputError
 from .app import configure_logging, load_backend, run
 from .options import HelpFormatter, prediction_options
 
@@ -34,17 +33,12 @@ def _device(config) -> str | None:
 
 def _check(kind: str, path: Path):
     """Read the config (no backend yet) and check that its inputs exist."""
-    from ..compat import read_config
-    from ..configjobs import JOBS
+    from ..configjobs import read_job_config
     from ..halves import find_halves
     from ..modelfiles import inspect_model
     from .checks import check_pair
 
-    config = read_config(path)
-    if not isinstance(config, JOBS[kind]):
-        expected = {"extract": "train_data", "train": "train", "predict": "predict"}[kind]
-        raise InputError(f"{path}: expected a cryoCARE {expected} config for {SCRIPTS[kind]}, "
-                         f"got a {type(config).__name__}")
+    config = read_job_config(kind, path, used_by=SCRIPTS[kind])
     if kind in ("extract", "predict"):
         for even, odd in find_halves(config.even, config.odd):
             check_pair(even, odd)
