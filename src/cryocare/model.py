@@ -43,7 +43,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import __version__, nets
+from . import __version__, backends, nets
 from . import predict as predict_engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
@@ -155,6 +155,7 @@ class CAREModel:
                 else None
             return runtime.compile(self.keras_model, engine=engine, precision=precision,
                                    cache_dir=cache, n_dim=self.config.n_dim)
+        backends.warn_slow_cpu_kernels()
         wanted = "float32" if precision == "float32" else "mixed_bfloat16"
         network = self.keras_model
         if self.config.train_precision != wanted:

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
+from ..backends import ONEDNN_VARIABLE, enable_cpu_kernels
 from ..errors import CryocareError
 
 __all__ = ["configure_logging", "load_backend", "run"]
@@ -71,10 +72,15 @@ def load_backend(*, device: str | None = None, strict: bool = True) -> str:
 
     Notes
     -----
-    On TensorFlow, GPU memory is allocated as needed (memory growth), not
+    On TensorFlow, the CPU convolutions run in oneDNN unless the environment
+    says otherwise (``TF_ENABLE_ONEDNN_OPTS``; TensorFlow on its own does so
+    only on CPUs with AVX-512 VNNI/BF16 or AMX, and is ~3x slower on AVX2
+    CPUs without it), and GPU memory is allocated as needed (memory growth), not
     all at once, so that a shared node's other GPUs and jobs are untouched.
     """
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if backend == "tensorflow" and enable_cpu_kernels():
+        log.debug("TensorFlow's CPU convolutions run in oneDNN (%s=1)", ONEDNN_VARIABLE)
     if device is not None and backend != "tensorflow" and "keras" not in sys.modules:
         # torch and JAX read the visible CUDA devices when they start.
         index = device.partition(":")[2] or "0"

@@ -138,6 +138,7 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
         raise InputError("training needs at least one training and one validation pair")
     if resume and checkpoint_dir is None:
         raise InputError("resume: expected a checkpoint_dir to resume from")
+    backends.warn_slow_cpu_kernels()
     config = config.replace(train_precision=resolve(config.train_precision),
                             train_time_budget=float(budget.seconds))
     checkpoints = None if checkpoint_dir is None else Checkpoints(checkpoint_dir)
