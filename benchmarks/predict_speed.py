@@ -80,24 +80,26 @@ def make_model(folder: Path, *, depth: int = 3, n_first: int = 16, name: str = "
 
 
 def child(args) -> None:
-    """Run inside the measured process: load, denoise, report."""
+    """Run inside the measured process, as ``cryocare predict`` does: backend, load, denoise."""
     start = time.perf_counter()
-    from cryocare.model import CAREModel
+    from cryocare.cli.app import load_backend
+    from cryocare.modelfiles import load_model
     from cryocare.predict import denoise_file
 
-    model = CAREModel.load(args.model)
+    load_backend()  # as the command line: oneDNN's CPU kernels unless the user chose
+    model = load_model(args.model)
     denoise_file(model, args.even, args.odd, args.output, overwrite=True,
                  memory=None if args.memory == "auto" else args.memory,
-                 precision=args.precision)
+                 precision=args.precision, engine=args.engine)
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     print(json.dumps({"wall": wall, "peak_mb": peak}))
 
 
 def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str = "auto",
-             precision: str = "float32") -> dict:
+             precision: str = "float32", engine: str = "keras") -> dict:
     argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output),
-            "--memory", memory, "--precision", precision]
+            "--memory", memory, "--precision", precision, "--engine", engine]
     started = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -108,7 +110,28 @@ def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str = "au
     return result
 
 
-def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles) -> dict | None:
+def correlation(a: Path, b: Path) -> float:
+    """Pearson r of two MRC volumes, streamed over memory maps in float64 sums."""
+    import mrcfile
+
+    with mrcfile.mmap(a, permissive=True) as ma, mrcfile.mmap(b, permissive=True) as mb:
+        x, y = ma.data, mb.data
+        n, sx, sy, sxx, syy, sxy = x.size, 0.0, 0.0, 0.0, 0.0, 0.0
+        for z in range(x.shape[0]):
+            u, v = x[z].astype(np.float64), y[z].astype(np.float64)
+            sx, sy = sx + u.sum(), sy + v.sum()
+            sxx, syy, sxy = sxx + (u * u).sum(), syy + (v * v).sum(), sxy + (u * v).sum()
+    cov = sxy - sx * sy / n
+    return float(cov / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n)))
+
+
+def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles,
+                  onednn: str = "default") -> dict | None:
+    """cryoCARE 0.3.0: a model archive of cryoCARE's default network, then its prediction.
+
+    ``onednn`` sets ``TF_ENABLE_ONEDNN_OPTS`` for cryoCARE ("0": what TensorFlow
+    runs by default on an AVX2-only CPU; "default": TensorFlow decides here).
+    """
     try:
         import reference
     except ImportError:
@@ -116,6 +139,9 @@ def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles) -> dict | N
     if not reference.available():
         return None
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if onednn != "default":
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn
     # A model of the same network; one tiny epoch (the weights do not change the speed).
     patch = max(8, min(64, (min(shape) // 2 - 1) // 8 * 8))  # cryoCARE: < half the volume
     try:
@@ -129,7 +155,8 @@ def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles) -> dict | N
                                 n_tiles=n_tiles, env=env)
     except RuntimeError as error:
         return {"error": f"cryoCARE failed: {str(error).splitlines()[0]}"}
-    return {"process_wall": run.wall_time, "peak_mb": run.peak_rss_mb}
+    return {"process_wall": run.wall_time, "peak_mb": run.peak_rss_mb, "onednn": onednn,
+            "archive": str(trained.output), "output": str(run.output / even.name)}
 
 
 def speed_table(results: dict, ref_tiles) -> str:
@@ -148,9 +175,15 @@ def speed_table(results: dict, ref_tiles) -> str:
     for run in results["speed"]:
         ratios = (f"{ref['process_wall'] / run['process_wall']:.2f}x | "
                   f"{run['peak_mb'] / ref['peak_mb']:.2f}") if ran else " | "
-        lines.append(f"| cryocare --memory {run['memory']} --precision {run['precision']} | "
+        lines.append(f"| cryocare --memory {run['memory']} --precision {run['precision']} "
+                     f"--engine {run['engine']} | "
                      f"{voxels / run['process_wall']:.3g} | {run['process_wall']:.1f} | "
                      f"{run['peak_mb']:.0f} | {ratios} |")
+    agreement = [f"--precision {run['precision']} --engine {run['engine']}: r = {run['r']:.6f}"
+                 for run in results["speed"] if "r" in run]
+    if agreement:
+        lines += ["", "agreement with cryoCARE's own prediction of the same archive: "
+                  + "; ".join(agreement)]
     return "\n".join(lines)
 
 
@@ -177,6 +210,12 @@ def main(argv=None) -> int:
                         help="cryoCARE's n_tiles (it cannot choose them itself)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--engine", default="keras",
+                        help="inference engine(s), comma-separated: keras, auto, openvino, "
+                             "onnxruntime")
+    parser.add_argument("--reference-onednn", default="default", choices=("default", "0", "1"),
+                        help="TF_ENABLE_ONEDNN_OPTS for cryoCARE; 0 is what TensorFlow "
+                             "runs on an AVX2-only CPU")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "EVEN", "ODD", "OUT"))
     args = parser.parse_args(argv)
     if args.child:
@@ -188,15 +227,22 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results: dict = {"shape": args.shape, "speed": [], "reference": None, "big": None}
     try:
-        model = make_model(work)
         even, odd = write_pair(work, args.shape, seed=0)
+        skip = args.skip_reference or args.skip_speed
+        ref = None if skip else run_reference(work, even, odd, args.shape, args.ref_tiles,
+                                              args.reference_onednn)
+        results["reference"] = ref
+        # Same network and weights as cryoCARE: its archive, when it ran.
+        model = Path(ref["archive"]) if ref and "archive" in ref else make_model(work)
         for budget in () if args.skip_speed else args.memory.split(","):
             for precision in args.precision.split(","):
-                run = run_ours(model, even, odd, work / "ours.mrc", budget, precision)
-                results["speed"].append({"memory": budget, "precision": precision, **run})
-        skip = args.skip_reference or args.skip_speed
-        ref = None if skip else run_reference(work, even, odd, args.shape, args.ref_tiles)
-        results["reference"] = ref
+                for engine in args.engine.split(","):
+                    run = run_ours(model, even, odd, work / "ours.mrc", budget, precision,
+                                   engine)
+                    if ref and "output" in ref:
+                        run["r"] = correlation(work / "ours.mrc", Path(ref["output"]))
+                    results["speed"].append({"memory": budget, "precision": precision,
+                                             "engine": engine, **run})
         if results["speed"]:
             results["table"] = speed_table(results, args.ref_tiles)
             print(results["table"])
@@ -212,7 +258,7 @@ def main(argv=None) -> int:
             big_model = make_model(work, depth=args.big_depth, n_first=args.big_n_first,
                                    name="model_big")
             big = run_ours(big_model, even, odd, work / "big.mrc", args.big_memory,
-                           args.big_precision)
+                           args.big_precision, args.engine.split(",")[0])
             results["big"] = {"shape": args.big_shape, "memory": args.big_memory,
                               "depth": args.big_depth, "n_first": args.big_n_first,
                               "precision": args.big_precision, **big}

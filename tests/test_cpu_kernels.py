@@ -75,3 +75,20 @@ def test_training_warns_only_without_onednn(value, expected):
     """, TF_ENABLE_ONEDNN_OPTS=value)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == expected
+
+
+@pytest.mark.parametrize("value", ["0", "1"])
+def test_passes_are_capped_only_where_eigen_computes(value):
+    result = _python("""
+        import keras  # noqa: F401 - TensorFlow imported, its oneDNN switch read
+        from cryocare.config import CareConfig
+        from cryocare.model import CAREModel
+        from cryocare.normalize import Normalization
+        from cryocare.predict import EIGEN_PASS_VOXELS, MAX_PASS_VOXELS
+        model = CAREModel(CareConfig(unet_n_depth=1, unet_n_first=2), Normalization(0.0, 1.0))
+        caps = {EIGEN_PASS_VOXELS: "eigen", MAX_PASS_VOXELS: "any"}
+        print(caps[model._predict_options()["max_pass_voxels"]],
+              caps[model._predict_options(engine="openvino")["max_pass_voxels"]])
+    """, TF_ENABLE_ONEDNN_OPTS=value)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == (["eigen", "any"] if value == "0" else ["any", "any"])

@@ -243,15 +243,33 @@ def test_every_forward_pass_fits_the_budget(memory):
 
 
 def test_no_forward_pass_is_larger_than_the_cap_however_much_memory_there_is():
-    """Regression: a 96x256x256 pair was planned as one tile with 18 GB free, and oneDNN's
-    AVX2 kernels aborted allocating its activations (std::bad_alloc)."""
-    from cryocare.predict import MAX_PASS_VOXELS
+    """Regression: a 96x256x256 pair was planned as one tile with 18 GB free, and TensorFlow's
+    Eigen convolutions (oneDNN off, as on AVX2-only CPUs) aborted (std::bad_alloc)."""
+    from cryocare.predict import EIGEN_PASS_VOXELS
 
     plan, batch = plan_for_memory((96, 256, 256), budget=64 * 2**30, bytes_per_voxel=425,
-                                  halo=23, multiple_of=4)
+                                  halo=23, multiple_of=4, max_pass_voxels=EIGEN_PASS_VOXELS)
     largest = max(np.prod(t.read_shape) for t in plan.tiles)
     assert len(plan.tiles) > 1
-    assert 2 * batch * largest <= MAX_PASS_VOXELS
+    assert 2 * batch * largest <= EIGEN_PASS_VOXELS
+    plan, batch = plan_for_memory((96, 256, 256), budget=64 * 2**30, bytes_per_voxel=425,
+                                  halo=23, multiple_of=4)
+    assert len(plan.tiles) == 1  # elsewhere the memory budget is the limit
+
+
+def test_a_large_tomogram_is_not_read_many_times_over():
+    """Regression: with every pass capped at 2**23 voxels, a depth-3 U-Net (51 voxels of
+    context a side) read each voxel of a 256x512x512 tomogram 29 times with 10 GB allowed."""
+    read_ratios = []
+    for budget in (6, 10):
+        reads = []
+        for halves in (2, 1):  # as predict_volume: the halves in one pass or in two
+            plan, _ = plan_for_memory((256, 512, 512), budget=budget * 2**30,
+                                      bytes_per_voxel=434, halo=51, multiple_of=8, halves=halves)
+            reads.append(sum(np.prod(t.read_shape, dtype=np.int64) for t in plan.tiles))
+        read_ratios.append(min(reads) / (256 * 512 * 512))
+    assert read_ratios[1] < 2.5
+    assert read_ratios[0] < 3.5
 
 
 @pytest.mark.parametrize(("seconds", "expected"), [(None, 8), (1e9, 8), (0.0, 1)])

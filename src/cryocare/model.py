@@ -167,8 +167,10 @@ class CAREModel:
 
         return run
 
-    def _predict_options(self, precision: str = "float32") -> dict[str, Any]:
+    def _predict_options(self, precision: str = "float32",
+                         engine: str = "keras") -> dict[str, Any]:
         config = self.config
+        eigen = engine == "keras" and backends.tensorflow_onednn() is False
         per_voxel = nets.bytes_per_voxel(config)
         if precision == "bfloat16":  # activations in 2 bytes; input and output stay float32
             per_voxel = int(math.ceil(0.6 * per_voxel))
@@ -177,6 +179,9 @@ class CAREModel:
             "halo": nets.halo(config),
             "multiple_of": nets.multiple_of(config),
             "bytes_per_voxel": per_voxel,
+            # Eigen's convolutions abort on large passes (see predict.EIGEN_PASS_VOXELS)
+            "max_pass_voxels": predict_engine.EIGEN_PASS_VOXELS if eigen
+            else predict_engine.MAX_PASS_VOXELS,
         }
 
     def predict(self, image: np.ndarray, *, tile_shape: int | Sequence[int] | None | str = "auto",
@@ -241,7 +246,7 @@ class CAREModel:
         return predict_engine.predict_volume(
             self._network(precision, engine), image, tile_shape=tile_shape, memory=memory,
             batch_size=batch_size, normalize=normalize, out=out, progress=progress, tta=tta,
-            **options, **self._predict_options(precision))
+            **options, **self._predict_options(precision, engine))
 
     def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
@@ -259,9 +264,10 @@ class CAREModel:
                 f"{np.shape(even)}"
             )
         precision = options.pop("precision", "float32")
-        network = self._network(precision, options.pop("engine", "keras"))
+        engine = options.pop("engine", "keras")
+        network = self._network(precision, engine)
         return predict_engine.predict_volume(network, even, odd, **options,
-                                             **self._predict_options(precision))
+                                             **self._predict_options(precision, engine))
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -55,7 +55,7 @@ from .nets.unet import unet_bytes_per_voxel
 from .normalize import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
-__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "available_memory", "flip_averaged",
+__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "MAX_PASS_VOXELS", "EIGEN_PASS_VOXELS", "available_memory", "flip_averaged",
            "flip_subsets", "tta_flips",
            "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
            "predict_volume", "predict_tiled", "denoise_file"]
@@ -64,11 +64,16 @@ log = logging.getLogger(__name__)
 
 NORMALIZE_CHOICES = ("training", "image")
 MAX_BATCH = 8  # tiles per forward pass; more gains nothing measurable on CPU or GPU
-#: Input voxels of one forward pass (all tiles and halves together). Larger passes gain
-#: little (overlap is already small) and make single activation tensors of gigabytes,
-#: which oneDNN's AVX2 kernels failed to allocate (std::bad_alloc, an abort no retry
-#: can catch) on a 96x256x256 pair planned as one tile with 18 GB free.
-MAX_PASS_VOXELS = 2**23
+#: Input voxels of one forward pass (all tiles and halves together), a sanity bound; the
+#: memory budget is what limits a pass. Larger tiles pay: a depth-3 U-Net reads 51 voxels
+#: of context on each side, so small tiles read every voxel many times over.
+MAX_PASS_VOXELS = 2**26
+#: The bound where TensorFlow computes convolutions in Eigen (oneDNN off, TensorFlow's own
+#: choice on AVX2-only CPUs; see ``cryocare.backends``): Eigen aborts the process
+#: (``std::bad_alloc``, which no retry can catch) on passes above ~10 M voxels — measured
+#: with a depth-2 U-Net: 9.6 M voxels ran, 11.8 M, 15.9 M and 17.7 M aborted (oneDNN ran
+#: 17.7 M at 402 B/voxel). A 96×256×256 pair planned as one tile had aborted there.
+EIGEN_PASS_VOXELS = 2**23
 _ENGINE_BYTES = 16  # per read voxel and image: the batch, the result and reading temporaries
 _FALLBACK_MEMORY = 4 * 2**30  # used when the free memory cannot be measured
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -141,6 +146,7 @@ def plan_for_memory(
     halves: int = 2,
     tile_shape: Sequence[int] | None = None,
     max_batch: int = MAX_BATCH,
+    max_pass_voxels: int = MAX_PASS_VOXELS,
 ) -> tuple[TilePlan, int]:
     """The largest tiles, and tiles per forward pass, that fit ``budget`` bytes.
 
@@ -150,7 +156,7 @@ def plan_for_memory(
     axis into 1, 2, 3, ... equal parts are tried; of those that fit, the plan
     reading the fewest voxels in all (least overlap) wins, then the largest
     core. Then as many tiles per pass as fit are batched (at most
-    ``max_batch``). No forward pass takes more than :data:`MAX_PASS_VOXELS`
+    ``max_batch``). No forward pass takes more than ``max_pass_voxels``
     input voxels. With ``tile_shape`` given, only the batch is chosen.
 
     Parameters
@@ -169,6 +175,9 @@ def plan_for_memory(
         Fixed cores.
     max_batch : int
         Upper bound of tiles per pass.
+    max_pass_voxels : int
+        Upper bound of input voxels per pass (:data:`MAX_PASS_VOXELS`;
+        :data:`EIGEN_PASS_VOXELS` where the convolutions run in Eigen).
 
     Returns
     -------
@@ -207,7 +216,7 @@ def plan_for_memory(
         reads = np.minimum(cores + 2 * margin, np.array(padded))
         fits = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1) <= budget
         smallest = halves * multiple_of ** len(shape)
-        fits &= halves * reads.prod(axis=1) <= max(MAX_PASS_VOXELS, smallest)
+        fits &= halves * reads.prod(axis=1) <= max(max_pass_voxels, smallest)
         if not fits.any():
             raise InputError(
                 f"memory: a budget of {budget / 2**20:.0f} MiB is too small for the "
@@ -221,7 +230,7 @@ def plan_for_memory(
     batch = 1
     pass_voxels = halves * _read_voxels(core, margin, padded)
     while batch < min(max_batch, len(plan.tiles)) and cost(core, batch + 1) <= budget \
-            and (batch + 1) * pass_voxels <= MAX_PASS_VOXELS:
+            and (batch + 1) * pass_voxels <= max_pass_voxels:
         batch += 1
     log.debug("memory plan for %s: cores %s, halo %d, %d tiles, %d per pass, budget %d MiB",
               shape, plan.tile_shape, plan.halo, len(plan.tiles), batch, budget // 2**20)
@@ -337,6 +346,7 @@ def predict_volume(
     progress: bool = False,
     tta: bool | int | str = False,
     tta_seconds: float | None = None,
+    max_pass_voxels: int = MAX_PASS_VOXELS,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
@@ -357,6 +367,8 @@ def predict_volume(
         Receptive-field radius and pooling factor of the network.
     bytes_per_voxel : int
         Network memory per input voxel (see :func:`unet_bytes_per_voxel`).
+    max_pass_voxels : int
+        Upper bound of input voxels per forward pass (see :func:`plan_for_memory`).
     tile_shape : "auto", int, sequence of int or None
         ``"auto"``: the largest cores that fit ``memory``; None: the whole image
         in one tile; sizes: fixed cores.
@@ -423,7 +435,8 @@ def predict_volume(
                 image.shape, budget=budget, bytes_per_voxel=bytes_per_voxel, halo=halo,
                 multiple_of=multiple_of, halves=halves,
                 tile_shape=None if tile_shape == "auto" else tile_shape,
-                max_batch=MAX_BATCH if batch_size is None else int(batch_size)), halves))
+                max_batch=MAX_BATCH if batch_size is None else int(batch_size),
+                max_pass_voxels=max_pass_voxels), halves))
         except InputError:
             if halves == 1:
                 raise
