@@ -1,4 +1,4 @@
-"""TensorFlow's oneDNN CPU kernels: on in the command line, advised (never forced) in the library."""
+"""TensorFlow's oneDNN CPU kernels: on in the command line, advised (not forced) in the library."""
 
 import os
 import subprocess

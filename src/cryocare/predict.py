@@ -55,8 +55,8 @@ from .nets.unet import unet_bytes_per_voxel
 from .normalize import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
-__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "MAX_PASS_VOXELS", "EIGEN_PASS_VOXELS", "available_memory", "flip_averaged",
-           "flip_subsets", "tta_flips",
+__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "MAX_PASS_VOXELS", "EIGEN_PASS_VOXELS",
+           "available_memory", "flip_averaged", "flip_subsets", "tta_flips",
            "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
            "predict_volume", "predict_tiled", "denoise_file"]
 
