@@ -233,11 +233,17 @@ def test_diffusion_training_keeps_the_time_budget_across_both_phases(pairs):
 
 
 # ---------------------------------------------------------------------------- precision
-def test_bfloat16_training_predicts_in_float32(pairs):
+def test_bfloat16_training_predicts_in_float32(pairs, caplog):
+    from cryocare.backends import precision_runs
+
     model = train(pairs, TINY.replace(train_precision="mixed_bfloat16",
                                                 train_epochs=1))
     hidden = [layer for layer in model.keras_model.layers if layer.weights][0]
-    assert hidden.compute_dtype == "bfloat16"
+    if precision_runs("mixed_bfloat16"):
+        assert hidden.compute_dtype == "bfloat16"
+    else:  # e.g. a CPU without AVX-512: float32 instead, said in a warning
+        assert hidden.compute_dtype == "float32"
+        assert "training in float32" in caplog.text
     image = np.random.default_rng(4).normal(size=(21, 30, 26)).astype(np.float32)
     untiled = model.predict(image, tile_shape=None)
     tiled = model.predict(image, tile_shape=(8, 12, 8))
@@ -255,7 +261,9 @@ def test_configs_with_the_old_mixed_precision_flag_still_load():
         CareConfig(train_precision="int8")
 
 
-def test_bfloat16_prediction_is_close_to_float32():
+def test_bfloat16_prediction_is_close_to_float32(caplog):
+    from cryocare.backends import precision_runs
+
     config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=6)
     model = CAREModel(config, Normalization(mean=1.0, std=2.0))
     image = np.random.default_rng(5).normal(1.0, 2.0, size=(16, 24, 28)).astype(np.float32)
@@ -263,9 +271,28 @@ def test_bfloat16_prediction_is_close_to_float32():
     fast = model.predict(image, tile_shape=None, precision="bfloat16")
     assert fast.dtype == np.float32
     difference = np.abs(fast - exact).max() / np.ptp(exact)
-    assert 0 < difference < 1e-2  # bfloat16 keeps 8 bits of mantissa
+    if precision_runs("mixed_bfloat16"):
+        assert 0 < difference < 1e-2  # bfloat16 keeps 8 bits of mantissa
+    else:  # no bfloat16 kernels here (a CPU without AVX-512): float32, with a warning
+        assert difference <= 1e-6 and "predicting in float32" in caplog.text
     with pytest.raises(InputError, match="precision"):
         model.predict(image, precision="int8")
+
+
+def test_a_precision_the_device_cannot_run_falls_back_to_float32(pairs, monkeypatch, caplog):
+    """Where bfloat16 has no kernels (oneDNN below AVX-512), asking for it neither crashes
+    training midway nor prediction: both compute in float32 and say so."""
+    from cryocare import backends
+
+    monkeypatch.setattr(backends, "precision_runs", lambda policy: policy == "float32")
+    model = train(pairs, TINY.replace(train_precision="mixed_bfloat16", train_epochs=1))
+    assert model.config.train_precision == "float32"
+    assert [layer for layer in model.keras_model.layers if layer.weights][0].compute_dtype \
+        == "float32"
+    image = np.random.default_rng(4).normal(size=(21, 30, 26)).astype(np.float32)
+    np.testing.assert_array_equal(model.predict(image, precision="bfloat16"),
+                                  model.predict(image))
+    assert "training in float32" in caplog.text and "predicting in float32" in caplog.text
 
 
 # ------------------------------------------------------------ fitting the machine

@@ -36,7 +36,7 @@ from pathlib import Path
 from .errors import InputError
 
 __all__ = ["BACKENDS", "available", "current", "check", "select", "enable_cpu_kernels",
-           "tensorflow_onednn", "warn_slow_cpu_kernels"]
+           "tensorflow_onednn", "warn_slow_cpu_kernels", "precision_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -160,4 +160,33 @@ def warn_slow_cpu_kernels() -> bool:
                 "by itself only for CPUs with AVX-512 VNNI/BF16 or AMX): about 3x slower on an "
                 "AVX2 CPU. Set the environment variable %s=1 before TensorFlow is imported "
                 "(the cryocare command line does)", ONEDNN_VARIABLE)
+    return True
+
+
+def precision_runs(policy: str) -> bool:
+    """Whether the device Keras computes on has convolution kernels for a mixed ``policy``.
+
+    ``"float32"`` always runs. ``"mixed_bfloat16"`` does not everywhere: oneDNN
+    has no bfloat16 convolution below AVX-512 (an AVX2-only CPU, or
+    ``ONEDNN_MAX_CPU_ISA=AVX2``) and TensorFlow then fails when the network
+    runs. One tiny 3-D convolution is run once per process and policy.
+    """
+    if policy == "float32":
+        return True
+    return _precision_runs(current(), policy)
+
+
+@functools.cache
+def _precision_runs(backend: str, policy: str) -> bool:
+    import keras
+    import numpy as np
+
+    try:
+        inputs = keras.Input(shape=(8, 8, 8, 1))
+        outputs = keras.layers.Conv3D(2, 3, padding="same", dtype=policy)(inputs)
+        keras.Model(inputs, outputs).predict_on_batch(np.zeros((1, 8, 8, 8, 1), "float32"))
+    except Exception as error:  # noqa: BLE001 - any failure means: no kernel here
+        log.debug("no %s convolution on this device (%s)", policy,
+                  str(error).strip().splitlines()[0] if str(error).strip() else error)
+        return False
     return True

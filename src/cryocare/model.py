@@ -134,6 +134,19 @@ class CAREModel:
         self.source: Path | None = None
 
     # ---------------------------------------------------------------- prediction
+    @staticmethod
+    def _precision(precision: str, engine: str) -> str:
+        """``precision``, or float32 where Keras has no bfloat16 kernels on this device."""
+        if precision not in PREDICT_PRECISIONS:
+            raise InputError(f"precision: expected one of {', '.join(PREDICT_PRECISIONS)}, "
+                             f"got {precision!r}")
+        if precision == "bfloat16" and engine == "keras" \
+                and not backends.precision_runs("mixed_bfloat16"):
+            log.warning("bfloat16 has no convolution kernels on this device (e.g. a CPU "
+                        "without AVX-512); predicting in float32")
+            return "float32"
+        return precision
+
     def _network(self, precision: str = "float32",
                  engine: str = "keras") -> Callable[[np.ndarray], np.ndarray]:
         """The network on a normalised float32 batch, computing in ``precision``.
@@ -145,9 +158,6 @@ class CAREModel:
         exported graph (:func:`cryocare.runtime.compile`), cached in the model
         folder the model was loaded from.
         """
-        if precision not in PREDICT_PRECISIONS:
-            raise InputError(f"precision: expected one of {', '.join(PREDICT_PRECISIONS)}, "
-                             f"got {precision!r}")
         if engine != "keras":
             from . import runtime
 
@@ -243,6 +253,7 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(image)}"
             )
+        precision = self._precision(precision, engine)
         return predict_engine.predict_volume(
             self._network(precision, engine), image, tile_shape=tile_shape, memory=memory,
             batch_size=batch_size, normalize=normalize, out=out, progress=progress, tta=tta,
@@ -263,8 +274,8 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(even)}"
             )
-        precision = options.pop("precision", "float32")
         engine = options.pop("engine", "keras")
+        precision = self._precision(options.pop("precision", "float32"), engine)
         network = self._network(precision, engine)
         return predict_engine.predict_volume(network, even, odd, **options,
                                              **self._predict_options(precision, engine))

@@ -35,6 +35,8 @@ from collections.abc import Callable
 import keras
 import numpy as np
 
+from .. import backends
+
 __all__ = ["BFLOAT16_SPEEDUP", "gpu_compute_capability", "measure_step", "resolve"]
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,8 @@ def resolve(precision: str, *, gpu_capability: object = _UNSET,
     Parameters
     ----------
     precision : str
-        A config's ``train_precision``; anything but ``"auto"`` is returned as is.
+        A config's ``train_precision``; anything but ``"auto"`` is returned as
+        is, unless the device cannot run it (then float32, with a warning).
     gpu_capability : tuple of int or None, optional
         The GPU's compute capability, None for a CPU; queried when not given.
     probe : callable, optional
@@ -116,6 +119,10 @@ def resolve(precision: str, *, gpu_capability: object = _UNSET,
         Results of the default probe are kept for the rest of the process.
     """
     if precision != "auto":
+        if not backends.precision_runs(precision):
+            log.warning("training precision %s has no convolution kernels on this device "
+                        "(e.g. a CPU without AVX-512); training in float32", precision)
+            return "float32"
         return precision
     capability = gpu_compute_capability() if gpu_capability is _UNSET else gpu_capability
     if capability is not None:
