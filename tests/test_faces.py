@@ -146,6 +146,23 @@ def test_backend_start_up_lines_stay_off_stderr(tiny_model, pair, tmp_path):
     assert io.read_info(tmp_path / "o.mrc").shape == (32, 48, 48)
 
 
+def test_backend_lines_stay_off_stderr_for_the_whole_run_on_an_avx2_cpu(pair, tmp_path):
+    """Regression: with oneDNN on and capped to AVX2, TensorFlow logged during training (a
+    failing bfloat16 probe, "oneDNN supports DT_INT32 only on platforms with AVX-512"),
+    after the start-up lines had been captured."""
+    code = ("from cryocare.cli import main; "
+            f"main(['denoise', '--even', {str(pair / 'TS_01_EVN.mrc')!r}, '--odd', "
+            f"{str(pair / 'TS_01_ODD.mrc')!r}, '-o', {str(tmp_path / 'o.mrc')!r}, "
+            f"*{_cli_training_options()!r}])")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**env, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert all(line.startswith("WARNING cryocare") for line in lines), done.stderr
+    assert io.read_info(tmp_path / "o.mrc").shape == (32, 48, 48)
+
+
 def test_tiles_smaller_than_the_margin_are_refused_as_a_size(tiny_model, pair, tmp_path,
                                                               capsys):
     rc = main(["predict", "--model", str(tiny_model), "--even", str(pair / "TS_01_EVN.mrc"),

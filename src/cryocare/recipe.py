@@ -442,7 +442,7 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
             if chosen.steps < TOO_FEW_STEPS[mode]:
                 need = ENOUGH_STEPS[mode]
                 log.warning(
-                    "a budget of %.0f s buys about %d training steps on this machine (%.2f s "
+                    "a budget of %.0f s buys about %d training step(s) on this machine (%.2f s "
                     "each, %s): expect %s. About %.0f s would buy the %d steps wanted.",
                     clock.seconds, chosen.steps, chosen.step, _setting(chosen.recipe),
                     _EXPECT[mode], need * chosen.step * STEP_OVERHEAD

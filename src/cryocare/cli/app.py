@@ -72,15 +72,23 @@ def load_backend(*, device: str | None = None, strict: bool = True) -> str:
 
     Notes
     -----
-    On TensorFlow, the CPU convolutions run in oneDNN unless the environment
-    says otherwise (``TF_ENABLE_ONEDNN_OPTS``; TensorFlow on its own does so
-    only on CPUs with AVX-512 VNNI/BF16 or AMX, and is ~3x slower on AVX2
-    CPUs without it), and GPU memory is allocated as needed (memory growth), not
+    On TensorFlow, its C++ log is silenced unless ``-v`` (the command line's
+    own messages say what happens; backend errors arrive as exceptions), the
+    CPU convolutions run in oneDNN unless the environment says otherwise
+    (``TF_ENABLE_ONEDNN_OPTS``; TensorFlow on its own does so only on CPUs
+    with AVX-512 VNNI/BF16 or AMX, and is ~3x slower on AVX2 CPUs without
+    it), and GPU memory is allocated as needed (memory growth), not
     all at once, so that a shared node's other GPUs and jobs are untouched.
     """
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
-    if backend == "tensorflow" and enable_cpu_kernels():
-        log.debug("TensorFlow's CPU convolutions run in oneDNN (%s=1)", ONEDNN_VARIABLE)
+    if backend == "tensorflow" and "tensorflow" not in sys.modules:
+        if enable_cpu_kernels():
+            log.debug("TensorFlow's CPU convolutions run in oneDNN (%s=1)", ONEDNN_VARIABLE)
+        if not _backend_log.isEnabledFor(logging.DEBUG):
+            # TensorFlow's C++ log goes to file descriptor 2 for the whole run, not only at
+            # import (e.g. oneDNN's "supports DT_INT32 only on platforms with AVX-512" on
+            # AVX2 CPUs, or a failed bfloat16 probe); its errors reach us as exceptions.
+            os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if device is not None and backend != "tensorflow" and "keras" not in sys.modules:
         # torch and JAX read the visible CUDA devices when they start.
         index = device.partition(":")[2] or "0"
