@@ -189,7 +189,7 @@ def plan_for_memory(
     >>> plan, batch = plan_for_memory((300, 1000, 1000), budget=4 * 2**30, bytes_per_voxel=425,
     ...                               halo=26, multiple_of=4)
     >>> plan.tile_shape, batch, len(plan.tiles)
-    ((100, 92, 112), 1, 297)
+    ((100, 112, 112), 1, 243)
     """
     shape = tuple(int(n) for n in shape)
     probe = plan_tiles(shape, tile_shape=tile_shape, halo=halo, multiple_of=multiple_of)
