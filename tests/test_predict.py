@@ -286,3 +286,21 @@ def test_tta_auto_takes_as_many_flips_as_the_time_allows(seconds, expected, capl
     np.testing.assert_allclose(out, 2 * image, rtol=1e-6)
     timed = 0 if seconds is None else 2  # a warm-up pass and a timed pass
     assert len(calls) == timed + expected  # one tile, one pass per flip
+
+
+def test_past_the_knee_the_plan_takes_less_memory_for_about_the_same_work():
+    """Of the plans reading at most READ_SLACK more than the least-reading one, the one that
+    needs the least memory: a 128x256x256 pair with 10 GB allowed is read once either way,
+    in one pass of both halves (7 GiB) or in two passes (3.5 GiB); the latter is chosen."""
+    from cryocare.normalize import Normalization
+
+    image = np.zeros((128, 256, 256), np.float32)
+    sizes = []
+
+    def network(batch):
+        sizes.append(batch.shape)
+        return batch
+
+    predict_volume(network, image, image, normalization=Normalization(0.0, 1.0), halo=51,
+                   multiple_of=8, memory="10G", bytes_per_voxel=434)
+    assert sizes == [(1, 128, 256, 256)] * 2  # one tile, the halves in two passes

@@ -74,6 +74,9 @@ MAX_PASS_VOXELS = 2**26
 #: with a depth-2 U-Net: 9.6 M voxels ran, 11.8 M, 15.9 M and 17.7 M aborted (oneDNN ran
 #: 17.7 M at 402 B/voxel). A 96×256×256 pair planned as one tile had aborted there.
 EIGEN_PASS_VOXELS = 2**23
+#: A plan may read this share more voxels than the least-reading plan that fits, if it
+#: needs less memory: past the knee, larger tiles cost memory and hardly save work.
+READ_SLACK = 0.1
 _ENGINE_BYTES = 16  # per read voxel and image: the batch, the result and reading temporaries
 _FALLBACK_MEMORY = 4 * 2**30  # used when the free memory cannot be measured
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -148,16 +151,19 @@ def plan_for_memory(
     max_batch: int = MAX_BATCH,
     max_pass_voxels: int = MAX_PASS_VOXELS,
 ) -> tuple[TilePlan, int]:
-    """The largest tiles, and tiles per forward pass, that fit ``budget`` bytes.
+    """Tiles, and tiles per forward pass, that read the least and fit ``budget`` bytes.
 
     The cost counted is one output slab (float32, one tile core thick along
     the first axis) plus ``batch × halves`` tiles of ``bytes_per_voxel`` (and
     16 bytes for the engine's own buffers) per read voxel. Cores that cut each
-    axis into 1, 2, 3, ... equal parts are tried; of those that fit, the plan
-    reading the fewest voxels in all (least overlap) wins, then the largest
-    core. Then as many tiles per pass as fit are batched (at most
-    ``max_batch``). No forward pass takes more than ``max_pass_voxels``
-    input voxels. With ``tile_shape`` given, only the batch is chosen.
+    axis into 1, 2, 3, ... equal parts are tried. Of those that fit, the plans
+    that read at most :data:`READ_SLACK` (10 %) more voxels in all than the
+    least-reading one are kept, and of these the one needing the least memory
+    wins (then the largest core): beyond that knee larger tiles cost memory
+    and save little work. Then tiles are batched per pass while they fit (at
+    most ``max_batch``, and no pass larger than the least-reading plan's). No
+    forward pass takes more than ``max_pass_voxels`` input voxels. With
+    ``tile_shape`` given, only the batch is chosen.
 
     Parameters
     ----------
@@ -189,7 +195,7 @@ def plan_for_memory(
     >>> plan, batch = plan_for_memory((300, 1000, 1000), budget=4 * 2**30, bytes_per_voxel=425,
     ...                               halo=26, multiple_of=4)
     >>> plan.tile_shape, batch, len(plan.tiles)
-    ((100, 112, 112), 1, 243)
+    ((100, 92, 112), 1, 297)
     """
     shape = tuple(int(n) for n in shape)
     probe = plan_tiles(shape, tile_shape=tile_shape, halo=halo, multiple_of=multiple_of)
@@ -222,15 +228,24 @@ def plan_for_memory(
                 f"memory: a budget of {budget / 2**20:.0f} MiB is too small for the "
                 f"smallest tiles of an image of shape {shape}; allow more memory"
             )
-        cores, reads = cores[fits], reads[fits]
+        cores, reads, slabs = cores[fits], reads[fits], slabs[fits]
         total_read = (-(-np.array(padded) // cores) * reads).prod(axis=1)
-        best = np.lexsort((-cores.prod(axis=1), total_read))[0]
+        # The least-reading plan (then the largest core) sets the work; of the plans that
+        # read at most READ_SLACK more, the one needing the least memory wins.
+        least = np.lexsort((-cores.prod(axis=1), total_read))[0]
+        pass_limit = min(max_pass_voxels, halves * int(reads[least].prod()))
+        memory = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1)
+        near = np.flatnonzero(total_read <= (1 + READ_SLACK) * total_read[least])
+        best = near[np.lexsort((-cores[near].prod(axis=1), memory[near]))[0]]
         core = [int(c) for c in cores[best]]
+    else:
+        pass_limit = max_pass_voxels
     plan = plan_tiles(shape, tile_shape=core, halo=halo, multiple_of=multiple_of)
     batch = 1
     pass_voxels = halves * _read_voxels(core, margin, padded)
+    # More tiles per pass while they fit, but no pass larger than the least-reading plan's.
     while batch < min(max_batch, len(plan.tiles)) and cost(core, batch + 1) <= budget \
-            and (batch + 1) * pass_voxels <= max_pass_voxels:
+            and (batch + 1) * pass_voxels <= pass_limit:
         batch += 1
     log.debug("memory plan for %s: cores %s, halo %d, %d tiles, %d per pass, budget %d MiB",
               shape, plan.tile_shape, plan.halo, len(plan.tiles), batch, budget // 2**20)
@@ -440,9 +455,20 @@ def predict_volume(
         except InputError:
             if halves == 1:
                 raise
-    # Both halves in one pass unless separate passes allow tiles that read less in all.
-    plan, auto_batch, halves = min(
-        plans, key=lambda p: (sum(math.prod(t.read_shape) for t in p[0].tiles), -p[2]))
+    # Both halves in one pass, or in two passes if that allows tiles that read less in all,
+    # or about as much (READ_SLACK) in less memory.
+    def read(p):
+        return sum(math.prod(t.read_shape) for t in p[0].tiles)
+
+    def memory(p):
+        pass_bytes = p[2] * (bytes_per_voxel + _ENGINE_BYTES) * p[1] \
+            * max(math.prod(t.read_shape) for t in p[0].tiles)
+        return 4 * min(p[0].tile_shape[0], image.shape[0]) * math.prod(image.shape[1:]) \
+            + pass_bytes
+
+    least = min(read(p) for p in plans)
+    plan, auto_batch, halves = min((p for p in plans if read(p) <= (1 + READ_SLACK) * least),
+                                   key=lambda p: (memory(p), read(p), -p[2]))
     batch = auto_batch if batch_size is None else int(batch_size)
     if flips is None:
         flips = _affordable_flips(_Engine(network, plan, batch, scale, images),
