@@ -383,31 +383,6 @@ def test_train_on_pair_fits_the_machine_and_warns_when_the_budget_is_too_small(
     assert "near or below NAD's" in warnings[0] and "the 600 steps wanted" in warnings[0]
 
 
-@pytest.mark.parametrize(("step", "expected"), [(1.0, "finetune"), (0.001, "scratch")])
-def test_a_budget_that_buys_many_steps_trains_from_scratch(smooth_pair, monkeypatch, caplog,
-                                                           step, expected):
-    """Fine-tuning the shipped model won at a few hundred steps and lost at ~2400 (measured,
-    see SCRATCH_FROM_STEPS): the default start follows the steps the budget buys."""
-    from cryocare.recipe import SCRATCH_FROM_STEPS
-    from cryocare.training import speed
-
-    _, even, odd = smooth_pair
-    monkeypatch.setattr(speed, "step_seconds", lambda config, patch_shape: (0.0, step))
-    recipe = DEFAULT_RECIPE.replace(n_patches=40, patch_shape=(16, 16, 16),
-                                    config=DEFAULT_RECIPE.config.replace(
-                                        train_epochs=1, train_steps_per_epoch=2,
-                                        train_precision="float32"))
-    with caplog.at_level("INFO", logger="cryocare"):
-        model = train_on_pair(even, odd, recipe=recipe, budget=60.0)
-    if expected == "scratch":  # 60 s at 1 ms a step: far more than SCRATCH_FROM_STEPS
-        assert model.config.train_learning_rate == recipe.config.train_learning_rate
-        assert f"from about {SCRATCH_FROM_STEPS} steps on" in caplog.text
-        assert "starting from" not in caplog.text
-    else:  # about 50 steps: fine-tuned, at the fine-tuning rate
-        assert model.config.train_learning_rate == recipe.finetune_learning_rate
-        assert "starting from" in caplog.text
-
-
 def test_train_on_pair_fine_tunes_a_matching_model_at_the_fine_tuning_rate(smooth_pair):
     _, even, odd = smooth_pair
     recipe = DEFAULT_RECIPE.replace(

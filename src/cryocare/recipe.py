@@ -70,12 +70,6 @@ _EXPECT = {"scratch": "a result near or below NAD's",
 #: Training takes this much longer per step than the bare measured step (batch
 #: sampling, callbacks, one validation pass per 50 steps).
 STEP_OVERHEAD = 1.15
-#: From this many steps in the budget the shipped model is not fine-tuned: training from
-#: random weights at the recipe's own rate did better. Measured at 12 minutes (slab,
-#: 96x256x256): fine-tuned 32.42 dB at 300 steps against 32.18 from scratch at 653 (AVX2
-#: proxy), lamella 34.30 at 405 against 33.31 at 779; but on a fast CPU fine-tuned 33.39 at
-#: 2518 steps against 33.73 from scratch at 2393. The crossover lies between ~800 and ~2400.
-SCRATCH_FROM_STEPS = 1500
 #: A smaller setting replaces a larger one only if it buys this many times the steps
 #: (a larger network learns more per step).
 STEP_GAIN = 1.5
@@ -432,7 +426,6 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         patch_shape = tuple(meta.get("patch_shape") or patch_shape)
     elif not resume:
         start = finetune.initial_model(init, config)
-        scratch = recipe
         if start is not None:
             recipe = recipe.finetuning()
             config = config.replace(train_learning_rate=recipe.finetune_learning_rate,
@@ -445,14 +438,6 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                 finetuning=start is not None)
             config, patch_shape = chosen.recipe.config, chosen.recipe.patch_shape
             log.info("fitted to this machine: %s", chosen.reason)
-            if start is not None and isinstance(init, str) and init == "pretrained" \
-                    and chosen.steps >= SCRATCH_FROM_STEPS:
-                log.info("the budget buys about %d steps: training from random weights at the "
-                         "recipe's rate, which beat fine-tuning the shipped model from about "
-                         "%d steps on", chosen.steps, SCRATCH_FROM_STEPS)
-                start, recipe = None, scratch
-                config = config.replace(train_learning_rate=scratch.config.train_learning_rate,
-                                        train_warmup=scratch.config.train_warmup)
             mode = "finetune" if start is not None else "scratch"
             if chosen.steps < TOO_FEW_STEPS[mode]:
                 need = ENOUGH_STEPS[mode]
