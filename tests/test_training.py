@@ -378,34 +378,3 @@ def test_a_cpu_that_fails_bfloat16_steps_trains_in_float32():
     assert resolve("auto", gpu_capability=None,
                    probe={"float32": 1.0, "mixed_bfloat16": float("inf")}.get) == "float32"
 
-
-def test_a_run_stopped_by_its_budget_leaves_no_tensorflow_error_at_exit():
-    """Regression: a budget that stops training mid-epoch left tf.data's generator iterator
-    alive until exit, where TensorFlow printed "Error occurred when finalizing
-    GeneratorDataset iterator"."""
-    import os
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent("""
-        import numpy as np
-        from cryocare.config import CareConfig
-        from cryocare.normalize import Normalization
-        from cryocare.pairs import PairSet
-        from cryocare.training import train
-        x = np.random.default_rng(0).normal(size=(2, 8, 16, 16, 16)).astype("float32")
-        pairs = PairSet(x_train=x[0], y_train=x[1], x_val=x[0][:2], y_val=x[1][:2],
-                        normalization=Normalization(0.0, 1.0), patch_shape=(16, 16, 16),
-                        tilt_axis="Y")
-        config = CareConfig(unet_n_depth=1, unet_n_first=2, train_batch_size=2,
-                            train_epochs=50, train_steps_per_epoch=10_000,
-                            train_precision="float32")
-        model = train(pairs, config, init=None, progress=False, budget=3)
-        assert 0 < len(model.history["loss"]) < 50
-    """)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "GeneratorDataset" not in done.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -200,12 +199,6 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
             )
     finally:
         bar.close()
-        if state.out_of_time:
-            # A run stopped by the budget mid-epoch leaves tf.data's generator iterator
-            # alive; collected only at interpreter exit, TensorFlow then printed "Error
-            # occurred when finalizing GeneratorDataset iterator". Collect it now (only
-            # then: a full collection costs time in a process holding many models).
-            gc.collect()
     model.history = {key: list(values) for key, values in state.history.items()}
     model.last_weights = model.keras_model.get_weights()
     if state.best_weights is not None:
