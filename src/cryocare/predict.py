@@ -139,6 +139,14 @@ def _read_voxels(core: Sequence[int], plan_margin: int, padded: Sequence[int]) -
     return math.prod(min(c + 2 * plan_margin, p) for c, p in zip(core, padded, strict=True))
 
 
+def _plan_bytes(shape: Sequence[int], core_rows, read_voxels, *, halves: int,
+                bytes_per_voxel: int, batch: int = 1):
+    """Memory of a plan: one output slab ``core_rows`` thick, and one pass of ``batch`` tiles
+    of ``read_voxels`` each, per half. Scalars or NumPy arrays (one value per plan)."""
+    slab = 4 * np.minimum(core_rows, shape[0]) * math.prod(shape[1:])
+    return slab + batch * halves * (bytes_per_voxel + _ENGINE_BYTES) * read_voxels
+
+
 def plan_for_memory(
     shape: Sequence[int],
     *,
@@ -203,14 +211,11 @@ def plan_for_memory(
     core = list(probe.tile_shape)
 
     def cost(core, batch=1):
-        slab = 4 * min(core[0], shape[0]) * math.prod(shape[1:])
-        per_voxel = halves * (bytes_per_voxel + _ENGINE_BYTES)
-        return slab + batch * per_voxel * _read_voxels(core, margin, padded)
+        return _plan_bytes(shape, core[0], _read_voxels(core, margin, padded), halves=halves,
+                           bytes_per_voxel=bytes_per_voxel, batch=batch)
 
     if tile_shape is None:
         # Candidate cores: each axis cut into 1, 2, 3, 4, 5, 6, 8, ... equal parts.
-        # Of the cores that fit, take the one that reads the fewest voxels in all
-        # (least redundant overlap), then the largest.
         def sizes(p):
             parts = {1, 2, 3, 4, 5, 6} | {int(1.25**k) for k in range(8, 40)}
             return np.array(sorted({round_up(-(-p // k), multiple_of) for k in parts
@@ -218,9 +223,10 @@ def plan_for_memory(
 
         grids = np.meshgrid(*(sizes(p) for p in padded), indexing="ij")
         cores = np.stack([g.ravel() for g in grids], axis=1)
-        slabs = 4 * np.minimum(cores[:, 0], shape[0]) * math.prod(shape[1:])
         reads = np.minimum(cores + 2 * margin, np.array(padded))
-        fits = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1) <= budget
+        memory = _plan_bytes(shape, cores[:, 0], reads.prod(axis=1), halves=halves,
+                             bytes_per_voxel=bytes_per_voxel)
+        fits = memory <= budget
         smallest = halves * multiple_of ** len(shape)
         fits &= halves * reads.prod(axis=1) <= max(max_pass_voxels, smallest)
         if not fits.any():
@@ -228,13 +234,12 @@ def plan_for_memory(
                 f"memory: a budget of {budget / 2**20:.0f} MiB is too small for the "
                 f"smallest tiles of an image of shape {shape}; allow more memory"
             )
-        cores, reads, slabs = cores[fits], reads[fits], slabs[fits]
+        cores, reads, memory = cores[fits], reads[fits], memory[fits]
         total_read = (-(-np.array(padded) // cores) * reads).prod(axis=1)
         # The least-reading plan (then the largest core) sets the work; of the plans that
         # read at most READ_SLACK more, the one needing the least memory wins.
         least = np.lexsort((-cores.prod(axis=1), total_read))[0]
         pass_limit = min(max_pass_voxels, halves * int(reads[least].prod()))
-        memory = slabs + halves * (bytes_per_voxel + _ENGINE_BYTES) * reads.prod(axis=1)
         near = np.flatnonzero(total_read <= (1 + READ_SLACK) * total_read[least])
         best = near[np.lexsort((-cores[near].prod(axis=1), memory[near]))[0]]
         core = [int(c) for c in cores[best]]
@@ -461,10 +466,9 @@ def predict_volume(
         return sum(math.prod(t.read_shape) for t in p[0].tiles)
 
     def memory(p):
-        pass_bytes = p[2] * (bytes_per_voxel + _ENGINE_BYTES) * p[1] \
-            * max(math.prod(t.read_shape) for t in p[0].tiles)
-        return 4 * min(p[0].tile_shape[0], image.shape[0]) * math.prod(image.shape[1:]) \
-            + pass_bytes
+        return _plan_bytes(image.shape, p[0].tile_shape[0],
+                           max(math.prod(t.read_shape) for t in p[0].tiles), halves=p[2],
+                           bytes_per_voxel=bytes_per_voxel, batch=p[1])
 
     least = min(read(p) for p in plans)
     plan, auto_batch, halves = min((p for p in plans if read(p) <= (1 + READ_SLACK) * least),
