@@ -111,18 +111,13 @@ def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str = "au
 
 
 def correlation(a: Path, b: Path) -> float:
-    """Pearson r of two MRC volumes, streamed over memory maps in float64 sums."""
+    """Pearson r of two MRC volumes (read through memory maps)."""
     import mrcfile
 
+    from cryocare.metrics import pearson
+
     with mrcfile.mmap(a, permissive=True) as ma, mrcfile.mmap(b, permissive=True) as mb:
-        x, y = ma.data, mb.data
-        n, sx, sy, sxx, syy, sxy = x.size, 0.0, 0.0, 0.0, 0.0, 0.0
-        for z in range(x.shape[0]):
-            u, v = x[z].astype(np.float64), y[z].astype(np.float64)
-            sx, sy = sx + u.sum(), sy + v.sum()
-            sxx, syy, sxy = sxx + (u * u).sum(), syy + (v * v).sum(), sxy + (u * v).sum()
-    cov = sxy - sx * sy / n
-    return float(cov / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n)))
+        return pearson(ma.data, mb.data)
 
 
 def run_reference(work: Path, even: Path, odd: Path, shape, n_tiles,

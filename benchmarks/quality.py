@@ -55,6 +55,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import reference  # noqa: E402
 
 from cryocare import io  # noqa: E402
+from cryocare.backends import precision_runs  # noqa: E402
 from cryocare.errors import InputError  # noqa: E402
 from cryocare.evaluate import BASELINES  # noqa: E402
 from cryocare.filters import apply_filter  # noqa: E402
@@ -212,14 +213,11 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
         trained = time.perf_counter() - start
         restored = model.denoise(data.even, data.odd, tta=recipe.tta)
         predicted = time.perf_counter() - start - trained
-        if recipe.config.network != "diffusion":  # what bfloat16 prediction costs
-            try:  # fails where oneDNN has no bfloat16 kernels (ONEDNN_MAX_CPU_ISA=AVX2)
-                half = model.denoise(data.even, data.odd, tta=recipe.tta, precision="bfloat16")
-            except Exception as error:  # noqa: BLE001 - a missing kernel must not lose the run
-                log.warning("%s %s: bfloat16 prediction failed: %s", name, recipe_name,
-                            str(error).splitlines()[0][:200] if str(error) else error)
-            else:
-                rows[f"{recipe_name} (bf16 prediction)"] = score(half, data, clean_mask)
+        # What bfloat16 prediction costs, where it runs (without bfloat16 kernels, e.g. under
+        # ONEDNN_MAX_CPU_ISA=AVX2, prediction falls back to float32: no row then).
+        if recipe.config.network != "diffusion" and precision_runs("mixed_bfloat16"):
+            half = model.denoise(data.even, data.odd, tta=recipe.tta, precision="bfloat16")
+            rows[f"{recipe_name} (bf16 prediction)"] = score(half, data, clean_mask)
         if recipe.tta:  # what test-time augmentation adds, for free
             plain = model.denoise(data.even, data.odd)
             rows[f"{recipe_name} (no TTA)"] = score(plain, data, clean_mask)
