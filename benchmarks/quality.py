@@ -100,6 +100,9 @@ RECIPES: dict[str, Recipe] = {
         train_learning_rate=1e-3, train_precision="mixed_bfloat16", unet_n_first=32)),
     "default": DEFAULT_RECIPE,
     "scratch": DEFAULT_RECIPE,
+    # Fine-tuning the pretrained model at a higher peak rate than the default's 5e-4.
+    "finetune-lr1e-3": DEFAULT_RECIPE.replace(finetune_learning_rate=1e-3),
+    "finetune-lr2e-3": DEFAULT_RECIPE.replace(finetune_learning_rate=2e-3),
     "zero-shot": DEFAULT_RECIPE,
     "diffusion": DEFAULT_RECIPE.replace(
         tta=False, config=DEFAULT_RECIPE.config.replace(network="diffusion")),
@@ -108,6 +111,7 @@ RECIPES: dict[str, Recipe] = {
 #: (default) fine-tunes the pretrained model and fits; the levers were measured fixed.
 STARTS = {name: ("none", False) for name in RECIPES}
 STARTS.update({"default": ("pretrained", True), "scratch": ("none", True),
+               "finetune-lr1e-3": ("pretrained", True), "finetune-lr2e-3": ("pretrained", True),
                "diffusion": ("none", True)})
 
 #: cryoCARE 0.3.0's setting for short budgets (16^3 patches, batch 128: better than its
