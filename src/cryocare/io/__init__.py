@@ -45,8 +45,8 @@ import numpy as np
 from mrcfile import utils as mrc_utils
 from mrcfile.mrcfile import MrcFile
 
-from . import __version__
-from .errors import InputError, OutputError, OutputExistsError
+from .. import __version__
+from ..errors import InputError, OutputError, OutputExistsError
 
 __all__ = ["VolumeInfo", "SlabWriter", "read_info", "read", "read_pair", "write", "open_writer",
            "read_region", "release_pages", "check_finite", "validate", "validate_pair",
