@@ -732,12 +732,14 @@ def test_check_finite_of_a_large_file_keeps_little_resident(tmp_path):
 
 def test_check_inputs_reads_every_header_before_any_value(tmp_path, rng, monkeypatch):
     from cryocare import io
+    from cryocare.io import _validate
 
     good = [write(tmp_path / f"a_{h}.mrc", _volume(rng)) for h in ("even", "odd")]
     short = [write(tmp_path / f"b_{h}.mrc", _volume(rng, s))
              for h, s in (("even", (6, 7, 8)), ("odd", (6, 7, 9)))]
     scanned = []
-    monkeypatch.setattr(io, "_scan_file", lambda path, layout, **_: scanned.append(path))
+    # Patched where check_inputs looks it up (cryocare.io re-exports only the public names).
+    monkeypatch.setattr(_validate, "_scan_file", lambda path, layout, **_: scanned.append(path))
     with _raises(InputError, *short):
         io.check_inputs([good, short])
     assert scanned == []
