@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import InputError, OutputError, OutputExistsError
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
 
 _SUFFIXES = (".mrc", ".rec", ".st", ".mrcs", ".map")
 

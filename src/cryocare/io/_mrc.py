@@ -13,7 +13,7 @@ from mrcfile.mrcfile import MrcFile
 from ..errors import InputError
 from ._common import _HEADER_BYTES, VolumeInfo, _f32, _Layout
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
 
 _REAL_MODES = (0, 1, 2, 6, 12)  # int8, int16, float32, uint16 (or uint8), float16
 

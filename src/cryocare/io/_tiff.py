@@ -12,7 +12,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import VolumeInfo, _f32, _Layout
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF

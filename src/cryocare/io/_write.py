@@ -19,7 +19,7 @@ from ._common import _HEADER_BYTES, VolumeInfo
 from ._files import _check_target, _fsync, _output_errors, remove_stale_temporaries, temporary_path
 from ._read import read_info
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
 
 _STACK_SUFFIXES = (".st", ".mrcs")  # 3-D data written as image stacks
 _MAX_LABELS = 10  # the MRC header holds ten 80-character labels
