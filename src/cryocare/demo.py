@@ -106,7 +106,8 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
         Network, training and prediction settings (default: the recipe of
         ``cryocare denoise``, :data:`cryocare.recipe.DEFAULT_RECIPE`).
     budget : float
-        Training time in seconds (sampling and measuring the machine included).
+        Training time in seconds (sampling and measuring the machine included);
+        0: no budget, the recipe's step cap ends training.
     init : "pretrained", "none", path or CAREModel
         Starting weights, as for :func:`cryocare.recipe.train_on_pair`.
     seed : int
