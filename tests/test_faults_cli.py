@@ -15,6 +15,8 @@ from cryocare import io
 from cryocare.config import CareConfig
 from cryocare.model import CAREModel
 from cryocare.normalize import Normalization
+from cryocare.pairs import sample_pairs
+from cryocare.simulate import simulate_tomogram
 
 pytestmark = pytest.mark.slow
 
@@ -59,14 +61,11 @@ def test_a_killed_predict_leaves_no_output_and_the_next_run_removes_its_temporar
 
 
 def test_a_killed_train_resumes_from_its_checkpoint_to_the_same_steps(tmp_path):
-    data = tmp_path / "data"
-    assert subprocess.run(_cli("simulate", str(data), "--shape", "32,64,64", "-q")).returncode == 0
-    pairs = tmp_path / "pairs.npz"
-    assert subprocess.run(_cli("extract", "--even", str(data / "even.mrc"), "--odd",
-                               str(data / "odd.mrc"), "-o", str(pairs), "--patch-shape", "16",
-                               "--n-patches", "40", "-q")).returncode == 0
+    data = simulate_tomogram((32, 64, 64), seed=0)
+    pairs = sample_pairs([data.even], [data.odd], patch_shape=16, n_patches=40,
+                         seed=0).save(tmp_path / "pairs.npz")
     checkpoints = tmp_path / "checkpoints"
-    args = ["train", str(pairs), "-o", str(tmp_path / "model"), "--epochs", "40", "--steps",
+    args = ["train", str(pairs), "-o", str(tmp_path / "model"), "--epochs", "12", "--steps",
             "3", "--batch-size", "4", "--n-first", "4", "--time-budget", "none", "--init",
             "none", "--checkpoint-dir", str(checkpoints), "-q"]
     process = subprocess.Popen(_cli(*args), stdout=subprocess.DEVNULL,
@@ -83,12 +82,12 @@ def test_a_killed_train_resumes_from_its_checkpoint_to_the_same_steps(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     killed_at = epochs_done()
-    assert 2 <= killed_at < 40 and not (tmp_path / "model").exists()
+    assert 2 <= killed_at < 12 and not (tmp_path / "model").exists()
     done = subprocess.run(_cli(*args, "--resume"), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     history = json.loads((tmp_path / "model" / "history.json").read_text())
-    assert len(history["loss"]) == 40  # the epochs before the kill, then the rest
-    assert epochs_done() == 40
+    assert len(history["loss"]) == 12  # the epochs before the kill, then the rest
+    assert epochs_done() == 12
     assert not [p for p in checkpoints.iterdir() if p.name.startswith(".tmp-")]
     assert Path(tmp_path / "model" / "weights.weights.h5").is_file()
     assert os.path.getsize(tmp_path / "model" / "weights.weights.h5") > 0
