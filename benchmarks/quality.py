@@ -103,6 +103,9 @@ RECIPES: dict[str, Recipe] = {
     # Fine-tuning the pretrained model at a higher peak rate than the default's 5e-4.
     "finetune-lr1e-3": DEFAULT_RECIPE.replace(finetune_learning_rate=1e-3),
     "finetune-lr2e-3": DEFAULT_RECIPE.replace(finetune_learning_rate=2e-3),
+    # Shrink and perturb (Ash & Adams 2020, warm starts): halfway between the pretrained
+    # weights and a fresh initialisation, trained at the scratch rate.
+    "shrink-perturb": DEFAULT_RECIPE.replace(finetune_learning_rate=2e-3),
     "zero-shot": DEFAULT_RECIPE,
     "diffusion": DEFAULT_RECIPE.replace(
         tta=False, config=DEFAULT_RECIPE.config.replace(network="diffusion")),
@@ -112,12 +115,26 @@ RECIPES: dict[str, Recipe] = {
 STARTS = {name: ("none", False) for name in RECIPES}
 STARTS.update({"default": ("pretrained", True), "scratch": ("none", True),
                "finetune-lr1e-3": ("pretrained", True), "finetune-lr2e-3": ("pretrained", True),
+               "shrink-perturb": ("shrink-perturb", True),
                "diffusion": ("none", True)})
 
 #: cryoCARE 0.3.0's setting for short budgets (16^3 patches, batch 128: better than its
 #: default 72^3 extraction / batch 16 at minutes of CPU training), and its default network.
 REFERENCE_SETTING = {"patch_shape": 16, "num_slices": 12000, "batch_size": 128,
                      "unet_n_depth": 3, "unet_n_first": 16, "learning_rate": 4e-4}
+
+
+def _shrink_perturb(shrink: float = 0.5, seed: int = 0):
+    """The pretrained model with weights ``shrink * pretrained + (1 - shrink) * fresh``."""
+    from cryocare.model import CAREModel
+    from cryocare.modelfiles import load_model
+
+    model = load_model("pretrained")
+    fresh = CAREModel(model.config.replace(seed=seed), model.normalization).keras_model
+    model.keras_model.set_weights([shrink * a + (1 - shrink) * b for a, b in
+                                   zip(model.keras_model.get_weights(), fresh.get_weights(),
+                                       strict=True)])
+    return model
 
 
 def score(restored: np.ndarray, data, clean_mask: np.ndarray) -> dict[str, float]:
@@ -212,6 +229,8 @@ def run_dataset(name: str, args, recipes: list[str]) -> dict:
             model = load_model("pretrained")
         else:
             init, fit = STARTS[recipe_name]
+            if init == "shrink-perturb":
+                init = _shrink_perturb(seed=args.seed)
             model = train_on_pair(data.even, data.odd, recipe=recipe, budget=budget, init=init,
                                   fit=fit, seed=args.seed)
         trained = time.perf_counter() - start
