@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import mrcfile
 import numpy as np
@@ -94,9 +95,7 @@ def write(
     path = Path(path)
     _check_target(path, overwrite=overwrite)
     array = _as_float32(path, data)
-    like = _like(path, like)
-    (vz, vy, vx), (oz, oy, ox) = _geometry(path, like, voxel_size, origin)
-    labels = _labels(like, label)
+    header = _new_header(path, like, voxel_size, origin, label)
 
     remove_stale_temporaries(path)
     tmp = temporary_path(path)
@@ -104,11 +103,7 @@ def write(
         with _output_errors(path):
             with mrcfile.new(tmp) as mrc:
                 mrc.set_data(array)  # also runs mrc.update_header_stats()
-                if array.ndim == 3 and path.suffix.lower() in _STACK_SUFFIXES:
-                    mrc.set_image_stack()
-                mrc.voxel_size = (vx, vy, vz)
-                mrc.header.origin = (ox, oy, oz)
-                _set_labels(mrc, labels)
+                _set_header(mrc, path, array.ndim, header)
             _fsync(tmp)
             os.replace(tmp, path)
     except BaseException:
@@ -117,7 +112,7 @@ def write(
     if os.name == "posix":
         with contextlib.suppress(OSError):  # some file systems cannot sync folders
             _fsync(path.parent)
-    logger.info("wrote %s: shape %s, voxel size %s Å", path, array.shape, (vz, vy, vx))
+    logger.info("wrote %s: shape %s, voxel size %s Å", path, array.shape, header.voxel_size)
     return path
 
 
@@ -262,24 +257,18 @@ def open_writer(
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise InputError(f"{path}: expected a non-empty 2-D or 3-D shape, found {shape}")
-    like = _like(path, like)
-    (vz, vy, vx), (oz, oy, ox) = _geometry(path, like, voxel_size, origin)
-    labels = _labels(like, label)
+    header = _new_header(path, like, voxel_size, origin, label)
     remove_stale_temporaries(path)
     tmp = temporary_path(path)
     try:
         with _output_errors(path):
             with mrcfile.new(tmp) as mrc:  # header only; the data block is appended below
                 mrc.set_data(np.zeros((1,) * len(shape), np.float32))
-                header = mrc.header
-                header.nx, header.ny = shape[-1], shape[-2]
-                header.nz = header.mz = shape[0] if len(shape) == 3 else 1
-                header.mx, header.my = shape[-1], shape[-2]
-                if len(shape) == 3 and path.suffix.lower() in _STACK_SUFFIXES:
-                    mrc.set_image_stack()
-                mrc.voxel_size = (vx, vy, vz)
-                header.origin = (ox, oy, oz)
-                _set_labels(mrc, labels)
+                fields = mrc.header
+                fields.nx, fields.ny = shape[-1], shape[-2]
+                fields.nz = fields.mz = shape[0] if len(shape) == 3 else 1
+                fields.mx, fields.my = shape[-1], shape[-2]
+                _set_header(mrc, path, len(shape), header)
             size = _HEADER_BYTES + 4 * int(np.prod(shape))
             os.truncate(tmp, size)
             writer = SlabWriter(path, tmp, shape, _HEADER_BYTES)
@@ -306,6 +295,29 @@ def _as_float32(path: Path, data: np.ndarray) -> np.ndarray:
             f"{path}: expected finite float32 values, found {bad} NaN or infinite value(s)"
         )
     return array
+
+
+class _Header(NamedTuple):
+    """What a new file's header says beyond its data: (Z, Y, X) geometry in Å, labels."""
+
+    voxel_size: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    labels: list[str]
+
+
+def _new_header(path: Path, like, voxel_size, origin, label: str | None) -> _Header:
+    """The header of a new file: the given values, else those of ``like``; its labels and ours."""
+    like = _like(path, like)
+    return _Header(*_geometry(path, like, voxel_size, origin), _labels(like, label))
+
+
+def _set_header(mrc: MrcFile, path: Path, ndim: int, header: _Header) -> None:
+    """Write ``header`` into an open new file (an image stack for 3-D data named .st/.mrcs)."""
+    if ndim == 3 and path.suffix.lower() in _STACK_SUFFIXES:
+        mrc.set_image_stack()
+    mrc.voxel_size = header.voxel_size[::-1]  # the MRC header holds (x, y, z)
+    mrc.header.origin = header.origin[::-1]
+    _set_labels(mrc, header.labels)
 
 
 def _like(path: Path, like) -> VolumeInfo | None:
