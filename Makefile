@@ -26,15 +26,15 @@ demo: $(STAMP)
 	$(BIN)/cryocare demo --output demo_output --overwrite
 
 # All tests on TensorFlow, then the tests marked `backend` again on PyTorch (training, networks,
-# backends, the exported runtime graph) and on JAX (networks, backends: JAX compiles every new model, which makes the
-# training/resume tests slow there).
+# backends, the exported runtime graph, the streamed U-Net) and on JAX (networks, backends, the
+# streamed U-Net: JAX compiles every new model, which makes the training/resume tests slow there).
 test: $(STAMP) $(REF_STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
 	    tests/test_training.py tests/test_nets.py tests/test_backends.py tests/test_diffusion.py \
-	    tests/test_runtime.py
+	    tests/test_runtime.py tests/test_streaming.py
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
-	    tests/test_nets.py tests/test_backends.py
+	    tests/test_nets.py tests/test_backends.py tests/test_streaming.py
 
 clean:
 	rm -rf $(VENV) $(REF) demo_output

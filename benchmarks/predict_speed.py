@@ -31,6 +31,7 @@ Input files go to ``--workdir`` (default: a temporary folder, removed at the end
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -90,16 +91,18 @@ def child(args) -> None:
     model = load_model(args.model)
     denoise_file(model, args.even, args.odd, args.output, overwrite=True,
                  memory=None if args.memory == "auto" else args.memory,
-                 precision=args.precision, engine=args.engine)
+                 precision=args.precision, engine=args.engine,
+                 streaming={"auto": None, "on": True, "off": False}[args.streaming])
     wall = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
     print(json.dumps({"wall": wall, "peak_mb": peak}))
 
 
 def run_ours(model: Path, even: Path, odd: Path, output: Path, memory: str = "auto",
-             precision: str = "float32", engine: str = "keras") -> dict:
+             precision: str = "float32", engine: str = "keras", streaming: str = "auto") -> dict:
     argv = [sys.executable, __file__, "--child", str(model), str(even), str(odd), str(output),
-            "--memory", memory, "--precision", precision, "--engine", engine]
+            "--memory", memory, "--precision", precision, "--engine", engine,
+            "--streaming", streaming]
     started = time.perf_counter()
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(argv, capture_output=True, text=True, env=env)
@@ -171,10 +174,11 @@ def speed_table(results: dict, ref_tiles) -> str:
         ratios = (f"{ref['process_wall'] / run['process_wall']:.2f}x | "
                   f"{run['peak_mb'] / ref['peak_mb']:.2f}") if ran else " | "
         lines.append(f"| cryocare --memory {run['memory']} --precision {run['precision']} "
-                     f"--engine {run['engine']} | "
+                     f"--engine {run['engine']} streaming {run.get('streaming', 'auto')} | "
                      f"{voxels / run['process_wall']:.3g} | {run['process_wall']:.1f} | "
                      f"{run['peak_mb']:.0f} | {ratios} |")
-    agreement = [f"--precision {run['precision']} --engine {run['engine']}: r = {run['r']:.6f}"
+    agreement = [f"--memory {run['memory']} --precision {run['precision']} --engine "
+                 f"{run['engine']} streaming {run.get('streaming', 'auto')}: r = {run['r']:.6f}"
                  for run in results["speed"] if "r" in run]
     if agreement:
         lines += ["", "agreement with cryoCARE's own prediction of the same archive: "
@@ -211,6 +215,9 @@ def main(argv=None) -> int:
     parser.add_argument("--reference-onednn", default="default", choices=("default", "0", "1"),
                         help="TF_ENABLE_ONEDNN_OPTS for cryoCARE; 0 is what TensorFlow "
                              "runs on an AVX2-only CPU")
+    parser.add_argument("--streaming", default="auto",
+                        help="the Keras engine's U-Net run level by level (on), as one graph "
+                             "(off) or as it chooses (auto); comma-separated")
     parser.add_argument("--child", nargs=4, metavar=("MODEL", "EVEN", "ODD", "OUT"))
     args = parser.parse_args(argv)
     if args.child:
@@ -231,13 +238,14 @@ def main(argv=None) -> int:
         model = Path(ref["archive"]) if ref and "archive" in ref else make_model(work)
         for budget in () if args.skip_speed else args.memory.split(","):
             for precision in args.precision.split(","):
-                for engine in args.engine.split(","):
+                for engine, streaming in itertools.product(args.engine.split(","),
+                                                           args.streaming.split(",")):
                     run = run_ours(model, even, odd, work / "ours.mrc", budget, precision,
-                                   engine)
+                                   engine, streaming)
                     if ref and "output" in ref:
                         run["r"] = correlation(work / "ours.mrc", Path(ref["output"]))
                     results["speed"].append({"memory": budget, "precision": precision,
-                                             "engine": engine, **run})
+                                             "engine": engine, "streaming": streaming, **run})
         if results["speed"]:
             results["table"] = speed_table(results, args.ref_tiles)
             print(results["table"])

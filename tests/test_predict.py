@@ -12,6 +12,7 @@ from cryocare.errors import InputError
 from cryocare.model import CAREModel
 from cryocare.pairs import Normalization
 from cryocare.predict import (
+    PROBE_VOXELS,
     OutOfMemoryError,
     denoise_file,
     is_out_of_memory,
@@ -73,27 +74,28 @@ def test_memory_derived_tiles_equal_untiled_on_prime_shapes(shape, memory):
     np.testing.assert_allclose(tiled, untiled, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("shape", [(29, 37, 131), (13, 150, 23)])
-def test_unet_memory_tiles_equal_untiled(model, shape):
+@pytest.mark.parametrize(("shape", "streaming", "memory"), [
+    ((29, 37, 131), False, "16M"), ((29, 37, 131), True, "5M"),
+    ((13, 150, 23), False, "5M"), ((13, 150, 23), True, "2M"),
+])
+def test_unet_memory_tiles_equal_untiled(model, shape, streaming, memory, caplog):
     image = np.random.default_rng(1).normal(size=shape).astype(np.float32)
-    untiled = model.predict(image, tile_shape=None)
-    bpv = unet_bytes_per_voxel(n_dim=3, n_first=4, depth=2, n_conv=2)
-    padded = [-(-n // 4) * 4 for n in shape]
-    budget = int(0.6 * (bpv + 16) * np.prod(padded))  # 60 % of one whole-image tile
-    plan, _ = plan_for_memory(shape, budget=budget, halo=26, multiple_of=4, halves=1,
-                              bytes_per_voxel=bpv)
-    assert len(plan.tiles) > 1  # the budget really forces tiling
-    tiled = model.predict(image, memory=budget)
+    untiled = model.predict(image, tile_shape=None, streaming=False)
+    with caplog.at_level("INFO", logger="cryocare.predict"):
+        tiled = model.predict(image, memory=memory, streaming=streaming)
+    assert "in 1 tiles" not in caplog.text  # the budget really forces tiling
     # float32 convolutions summed in a different order: rounding level (as in test_model)
     assert np.abs(tiled - untiled).max() <= 1e-5 * np.ptp(untiled)
 
 
-def test_unet_2d_memory_tiles_equal_untiled():
+def test_unet_2d_memory_tiles_equal_untiled(caplog):
     config = CareConfig(n_dim=2, unet_n_depth=2, unet_n_first=4, seed=2)
     model = CAREModel(config, Normalization(mean=0.5, std=2.0))
     image = np.random.default_rng(2).normal(size=(151, 97)).astype(np.float32)
     untiled = model.predict(image, tile_shape=None)
-    tiled = model.predict(image, memory="6M")
+    with caplog.at_level("INFO", logger="cryocare.predict"):
+        tiled = model.predict(image, memory="700K")
+    assert "in 1 tiles" not in caplog.text  # the budget really forces tiling
     assert np.abs(tiled - untiled).max() <= 1e-5 * np.ptp(untiled)
 
 
@@ -286,6 +288,22 @@ def test_tta_auto_takes_as_many_flips_as_the_time_allows(seconds, expected, capl
     np.testing.assert_allclose(out, 2 * image, rtol=1e-6)
     timed = 0 if seconds is None else 2  # a warm-up pass and a timed pass
     assert len(calls) == timed + expected  # one tile, one pass per flip
+
+
+def test_tta_auto_times_a_cut_of_the_first_tile_not_a_whole_pass():
+    calls = []
+
+    def network(batch):
+        calls.append(batch.shape)
+        return batch
+
+    image = np.zeros((64, 256, 272), np.float32)  # one tile of 4.5 M voxels
+    predict_volume(network, image, normalization=Normalization(0.0, 1.0), halo=2,
+                   multiple_of=4, bytes_per_voxel=40, tile_shape=None, tta="auto",
+                   tta_seconds=1e9)
+    assert calls[2][1:] == (64, 256, 272)  # the prediction: one tile
+    for shape in calls[:2]:  # the warm-up and the timed pass
+        assert np.prod(shape[1:]) <= PROBE_VOXELS and all(n % 4 == 0 for n in shape[1:])
 
 
 def test_past_the_knee_the_plan_takes_less_memory_for_about_the_same_work():

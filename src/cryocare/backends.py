@@ -163,6 +163,28 @@ def warn_slow_cpu_kernels() -> bool:
     return True
 
 
+@functools.cache
+def computes_on_gpu() -> bool:
+    """Whether the Keras backend computes on a GPU (it sees one); read once per process."""
+    backend = current()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+        if backend == "torch":
+            import torch
+
+            return bool(torch.cuda.is_available())
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() == "gpu"
+    except Exception as error:  # noqa: BLE001 - a broken device stack computes nowhere else
+        log.debug("could not list the GPUs of %s: %s", backend, error)
+    return False
+
+
 def precision_runs(policy: str) -> bool:
     """Whether the device Keras computes on has convolution kernels for a mixed ``policy``.
 

@@ -43,7 +43,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import __version__, backends, nets
+from . import __version__, backends, nets, streaming
 from . import predict as predict_engine
 from .config import CareConfig
 from .errors import InputError, OutputExistsError
@@ -59,6 +59,10 @@ DEFAULT_TILE = 128  # core size per axis of a prediction tile (3-D); 2-D uses 4x
 _WEIGHTS = "weights.weights.h5"
 _WEIGHTS_LAST = "weights_last.weights.h5"
 PREDICT_PRECISIONS = ("float32", "bfloat16")
+#: A U-Net runs level by level (:mod:`cryocare.streaming`) when that lets the memory plan
+#: read this many times fewer voxels: per voxel it is slower than the whole graph by about
+#: this much on the CPUs measured (docs/predict.md).
+STREAM_GAIN = 1.3
 
 
 def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
@@ -147,13 +151,53 @@ class CAREModel:
             return "float32"
         return precision
 
-    def _network(self, precision: str = "float32",
-                 engine: str = "keras") -> Callable[[np.ndarray], np.ndarray]:
+    def _prediction(self, precision: str, engine: str, memory: int | float | str | None,
+                    stream: bool | None = None, shape: Sequence[int] | None = None,
+                    ) -> tuple[Callable, dict[str, Any]]:
+        """The network and the options of :func:`cryocare.predict.predict_volume` for it.
+
+        ``stream`` None: the U-Net runs level by level when, for an image of
+        ``shape``, the memory budget would make the whole graph's tiles read
+        more than :data:`STREAM_GAIN` times as many voxels.
+        """
+        precision = self._precision(precision, engine)
+        budget = predict_engine.parse_memory(memory)
+        chunk = None
+        if stream is not False and self._streamed(engine):  # working set ≤ 1/4 of the budget
+            chunk = max(2**16, min(streaming.CHUNK_BYTES, budget // 4))
+            if stream is None and shape is not None:
+                whole, streamed = (self._read_factor(shape, budget, precision, engine, size)
+                                   for size in (None, chunk))
+                if whole <= STREAM_GAIN * streamed:
+                    chunk = None
+                log.debug("voxels read per voxel: %.2f as one graph, %.2f level by level; %s",
+                          whole, streamed, "one graph" if chunk is None else "level by level")
+        return (self._network(precision, engine, chunk_bytes=chunk),
+                self._predict_options(precision, engine, chunk_bytes=chunk))
+
+    def _read_factor(self, shape: Sequence[int], budget: int, precision: str, engine: str,
+                     chunk_bytes: int | None) -> float:
+        """Voxels that the memory plan for one image of ``shape`` reads per voxel (inf: none)."""
+        options = self._predict_options(precision, engine, chunk_bytes=chunk_bytes)
+        try:
+            plan, _ = predict_engine.plan_for_memory(
+                shape, budget=budget - options["reserved_bytes"], halves=1,
+                bytes_per_voxel=options["bytes_per_voxel"], halo=options["halo"],
+                multiple_of=options["multiple_of"], max_pass_voxels=options["max_pass_voxels"])
+        except InputError:
+            return math.inf
+        return sum(math.prod(t.read_shape) for t in plan.tiles) / math.prod(shape)
+
+    def _network(self, precision: str = "float32", engine: str = "keras", *,
+                 chunk_bytes: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
         """The network on a normalised float32 batch, computing in ``precision``.
 
         With ``engine="keras"``, when the network was built for another
         precision than the one asked for, a twin with the same weights is
-        built once per call of :meth:`predict` or :meth:`denoise`. Other
+        built once per call of :meth:`predict` or :meth:`denoise`. With
+        ``chunk_bytes``, on a CPU, a U-Net runs level by level in chunks of
+        that working set (:mod:`cryocare.streaming`: the same output in about
+        a seventh of the memory). Other
         engines (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the
         exported graph (:func:`cryocare.runtime.compile`), cached in the model
         folder the model was loaded from.
@@ -171,17 +215,31 @@ class CAREModel:
         if self.config.train_precision != wanted:
             network = nets.build(self.config.replace(train_precision=wanted))
             network.set_weights(self.keras_model.get_weights())
+        if chunk_bytes is not None and self._streamed(engine):
+            return streaming.StreamedUNet(network, self.config, chunk_bytes=chunk_bytes)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return keras.ops.convert_to_numpy(network.predict_on_batch(batch[..., None]))[..., 0]
 
         return run
 
-    def _predict_options(self, precision: str = "float32",
-                         engine: str = "keras") -> dict[str, Any]:
+    def _streamed(self, engine: str) -> bool:
+        """Whether prediction runs the network level by level (a U-Net in Keras on a CPU)."""
+        return engine == "keras" and streaming.streamable(self.keras_model, self.config) \
+            and not backends.computes_on_gpu()
+
+    def _predict_options(self, precision: str = "float32", engine: str = "keras", *,
+                         chunk_bytes: int | None = None) -> dict[str, Any]:
         config = self.config
-        eigen = engine == "keras" and backends.tensorflow_onednn() is False
-        per_voxel = nets.bytes_per_voxel(config)
+        streamed = chunk_bytes is not None and self._streamed(engine)
+        # Eigen's convolutions abort on large passes (see predict.EIGEN_PASS_VOXELS); a
+        # streamed pass gives them chunks of a few million voxels
+        eigen = engine == "keras" and backends.tensorflow_onednn() is False and not streamed
+        if streamed:
+            per_voxel = streaming.streamed_bytes_per_voxel(
+                n_dim=config.n_dim, n_first=config.unet_n_first, depth=config.unet_n_depth)
+        else:
+            per_voxel = nets.bytes_per_voxel(config)
         if precision == "bfloat16":  # activations in 2 bytes; input and output stay float32
             per_voxel = int(math.ceil(0.6 * per_voxel))
         return {
@@ -189,7 +247,7 @@ class CAREModel:
             "halo": nets.halo(config),
             "multiple_of": nets.multiple_of(config),
             "bytes_per_voxel": per_voxel,
-            # Eigen's convolutions abort on large passes (see predict.EIGEN_PASS_VOXELS)
+            "reserved_bytes": chunk_bytes if streamed else 0,
             "max_pass_voxels": predict_engine.EIGEN_PASS_VOXELS if eigen
             else predict_engine.MAX_PASS_VOXELS,
         }
@@ -199,7 +257,7 @@ class CAREModel:
                 normalize: str | Normalization = "training", out: Any = None,
                 progress: bool = False, tta: bool | int | str = False,
                 precision: str = "float32", engine: str = "keras",
-                **options: Any) -> np.ndarray | None:
+                streaming: bool | None = None, **options: Any) -> np.ndarray | None:
         """Restore one image (2-D or 3-D), tile by tile (see :mod:`cryocare.predict`).
 
         Parameters
@@ -239,6 +297,13 @@ class CAREModel:
             ``docs/runtime.md``: same output to ~1e-6, less memory, and on the
             CPUs measured no faster than TensorFlow); ``"auto"`` OpenVINO when
             installed, else Keras.
+        streaming : bool or None
+            With the Keras engine on a CPU, run a U-Net level by level in
+            chunks (:mod:`cryocare.streaming`: the same output, ~7× less
+            memory per voxel, so larger tiles that read fewer voxels twice)
+            or as one graph (False). None (default): level by level where the
+            memory budget would otherwise cut the image into tiles that read
+            much more (:data:`STREAM_GAIN`).
         **options
             Further options of :func:`cryocare.predict.predict_volume`
             (``tta_seconds``).
@@ -253,11 +318,11 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(image)}"
             )
-        precision = self._precision(precision, engine)
+        network, settings = self._prediction(precision, engine, memory, streaming,
+                                             np.shape(image))
         return predict_engine.predict_volume(
-            self._network(precision, engine), image, tile_shape=tile_shape, memory=memory,
-            batch_size=batch_size, normalize=normalize, out=out, progress=progress, tta=tta,
-            **options, **self._predict_options(precision, engine))
+            network, image, tile_shape=tile_shape, memory=memory, batch_size=batch_size,
+            normalize=normalize, out=out, progress=progress, tta=tta, **options, **settings)
 
     def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
@@ -274,11 +339,11 @@ class CAREModel:
                 f"this model restores {self.config.n_dim}-D images, got an image of shape "
                 f"{np.shape(even)}"
             )
-        engine = options.pop("engine", "keras")
-        precision = self._precision(options.pop("precision", "float32"), engine)
-        network = self._network(precision, engine)
-        return predict_engine.predict_volume(network, even, odd, **options,
-                                             **self._predict_options(precision, engine))
+        network, settings = self._prediction(options.pop("precision", "float32"),
+                                             options.pop("engine", "keras"),
+                                             options.get("memory"), options.pop("streaming", None),
+                                             np.shape(even))
+        return predict_engine.predict_volume(network, even, odd, **options, **settings)
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:

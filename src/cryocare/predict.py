@@ -77,6 +77,9 @@ EIGEN_PASS_VOXELS = 2**23
 #: A plan may read this share more voxels than the least-reading plan that fits, if it
 #: needs less memory: past the knee, larger tiles cost memory and hardly save work.
 READ_SLACK = 0.1
+#: Voxels of the tile whose forward pass ``tta="auto"`` times: large enough for a rate
+#: that holds for larger tiles, small enough to cost a fraction of a pass over a tomogram.
+PROBE_VOXELS = 2**21
 _ENGINE_BYTES = 16  # per read voxel and image: the batch, the result and reading temporaries
 _FALLBACK_MEMORY = 4 * 2**30  # used when the free memory cannot be measured
 _UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
@@ -367,6 +370,7 @@ def predict_volume(
     tta: bool | int | str = False,
     tta_seconds: float | None = None,
     max_pass_voxels: int = MAX_PASS_VOXELS,
+    reserved_bytes: int = 0,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
@@ -389,6 +393,9 @@ def predict_volume(
         Network memory per input voxel (see :func:`unet_bytes_per_voxel`).
     max_pass_voxels : int
         Upper bound of input voxels per forward pass (see :func:`plan_for_memory`).
+    reserved_bytes : int
+        Memory of a forward pass besides its per-voxel cost (the chunk working set
+        of a :class:`cryocare.streaming.StreamedUNet`), taken from ``memory``.
     tile_shape : "auto", int, sequence of int or None
         ``"auto"``: the largest cores that fit ``memory``; None: the whole image
         in one tile; sizes: fixed cores.
@@ -448,6 +455,10 @@ def predict_volume(
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
     budget = parse_memory(memory)
+    if budget <= reserved_bytes:
+        raise InputError(f"memory: a budget of {budget / 2**20:.0f} MiB is too small; this "
+                         f"network needs {reserved_bytes / 2**20:.0f} MiB besides its tiles")
+    budget -= int(reserved_bytes)
     plans = []
     for halves in sorted({len(images), 1}, reverse=True):
         try:
@@ -503,16 +514,27 @@ def _affordable_flips(engine: _Engine, *, separate: bool, seconds: float | None)
     if seconds is None:
         return flips[0]
     engine.separate = separate
-    chunk = list(engine.plan.tiles[:engine.batch_size])
-    engine._forward(chunk)  # warm-up: the first call may compile
+    probe = _probe_tile(engine.plan)
+    engine._forward([probe])  # warm-up: the first call may compile
     start = time.perf_counter()
-    engine._forward(chunk)
-    per_voxel = (time.perf_counter() - start) / sum(math.prod(t.read_shape) for t in chunk)
+    engine._forward([probe])
+    per_voxel = (time.perf_counter() - start) / math.prod(probe.read_shape)
     one_pass = per_voxel * sum(math.prod(t.read_shape) for t in engine.plan.tiles)
     chosen = next((f for f in flips if f * one_pass <= seconds), 1)
     log.info("test-time augmentation: %d flip(s); one pass over the volume takes about %.0f s, "
              "%.0f s allowed", chosen, one_pass, seconds)
     return chosen
+
+
+def _probe_tile(plan: TilePlan) -> Tile:
+    """The first tile, cut to at most :data:`PROBE_VOXELS` (sides multiples of the pooling)."""
+    first = plan.tiles[0]
+    sides = list(first.read_shape)
+    while math.prod(sides) > PROBE_VOXELS and max(sides) > plan.multiple_of:
+        axis = sides.index(max(sides))
+        sides[axis] = max(plan.multiple_of, round_up(sides[axis] // 2, plan.multiple_of))
+    read = tuple(slice(s.start, s.start + n) for s, n in zip(first.read, sides, strict=True))
+    return Tile(read=read, crop=read, write=read)
 
 
 def _run(engine: _Engine, result: np.ndarray | None, sink: _Sink | None, *,

@@ -1,0 +1,135 @@
+"""A U-Net run level by level in chunks gives the network's own output in less memory."""
+
+import keras
+import numpy as np
+import pytest
+
+from cryocare import nets
+from cryocare.config import CareConfig
+from cryocare.model import CAREModel
+from cryocare.pairs import Normalization
+from cryocare.predict import parse_memory, plan_for_memory, unet_bytes_per_voxel
+from cryocare.streaming import (
+    StreamedUNet,
+    _boxes,
+    streamable,
+    streamed_bytes_per_voxel,
+)
+
+
+def _whole_graph(model, batch):
+    return keras.ops.convert_to_numpy(model.predict_on_batch(batch[..., None]))[..., 0]
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize(("n_dim", "depth", "shape", "residual"), [
+    (3, 2, (24, 40, 32), True), (3, 3, (32, 48, 40), False), (2, 2, (64, 96), True),
+    (2, 3, (48, 80), False),
+])
+@pytest.mark.parametrize("keep_first_skip", [False, True])
+def test_streamed_unet_equals_the_whole_graph(n_dim, depth, shape, residual, keep_first_skip):
+    config = CareConfig(n_dim=n_dim, unet_n_depth=depth, unet_n_first=4, unet_residual=residual,
+                        seed=3)
+    model = nets.build(config)
+    batch = np.random.default_rng(4).normal(size=(2, *shape)).astype(np.float32)
+    chunk_bytes = 2 * 32 * 4 * 300  # ~300 voxels per chunk at the first level: many chunks
+    assert len(list(_boxes(shape, 300))) >= 12
+    streamed = StreamedUNet(model, config, chunk_bytes=chunk_bytes,
+                            keep_first_skip=keep_first_skip)(batch)
+    whole = _whole_graph(model, batch)
+    assert streamed.dtype == np.float32 and streamed.shape == batch.shape
+    assert np.abs(streamed - whole).max() <= 1e-5 * np.ptp(whole)
+
+
+def test_chunks_without_their_context_would_differ():
+    # The test above can fail: chunks that ignore their neighbours' voxels are visibly wrong.
+    config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=3)
+    model = nets.build(config)
+    batch = np.random.default_rng(5).normal(size=(1, 24, 40, 32)).astype(np.float32)
+    blind = StreamedUNet(model, config, chunk_bytes=32 * 4 * 300)
+    blind.context = 0
+    whole = _whole_graph(model, batch)
+    assert np.abs(blind(batch) - whole).max() > 1e-2 * np.ptp(whole)
+
+
+@pytest.mark.parametrize(("shape", "voxels"), [((37, 64, 50), 1000), ((8, 8, 8), 10**6),
+                                               ((130, 6), 50), ((3, 5, 7), 1)])
+def test_chunks_tile_the_field_with_even_sides(shape, voxels):
+    count = np.zeros(shape, np.int32)
+    boxes = list(_boxes(shape, voxels))
+    for box in boxes:
+        count[tuple(slice(a, b) for a, b in box)] += 1
+        for (a, b), n in zip(box, shape, strict=True):
+            assert a % 2 == 0 and ((b - a) % 2 == 0 or b == n)
+    assert (count == 1).all()
+    if voxels >= 8:
+        assert all(np.prod([b - a for a, b in box]) <= voxels for box in boxes)
+
+
+def test_only_unets_of_the_builder_are_streamed():
+    assert streamable(nets.build(CareConfig(unet_n_first=4)), CareConfig(unet_n_first=4))
+    rednet = CareConfig(network="rednet", rednet_n_layers=10)
+    assert not streamable(nets.build(rednet), rednet)
+    with pytest.raises(ValueError, match="not a U-Net"):
+        StreamedUNet(nets.build(rednet), rednet)
+
+
+def test_a_streamed_pass_needs_a_fraction_of_the_memory_per_voxel():
+    for depth in (2, 3):
+        whole = unet_bytes_per_voxel(n_dim=3, n_first=16, depth=depth)
+        kept = streamed_bytes_per_voxel(n_dim=3, n_first=16, depth=depth, keep_first_skip=True)
+        streamed = streamed_bytes_per_voxel(n_dim=3, n_first=16, depth=depth)
+        assert streamed < kept < whole / 3
+        assert streamed < whole / 7
+
+
+def test_the_model_streams_on_the_cpu_and_plans_larger_tiles_for_the_same_memory():
+    config = CareConfig(unet_n_depth=3, unet_n_first=16)
+    model = CAREModel(config, Normalization(mean=0.0, std=1.0))
+    network, options = model._prediction("float32", "keras", "6G")
+    assert isinstance(network, StreamedUNet)
+    assert options["reserved_bytes"] == network.chunk_bytes <= parse_memory("6G") // 4
+    shape = (256, 512, 512)  # one half of a pair, 256 MiB
+
+    def read(bytes_per_voxel, budget):
+        plan, _ = plan_for_memory(shape, budget=budget, bytes_per_voxel=bytes_per_voxel,
+                                  halo=nets.halo(config), multiple_of=8, halves=1)
+        return sum(np.prod(t.read_shape) for t in plan.tiles) / np.prod(shape)
+
+    # 6 GB: the streamed U-Net takes the half whole; the whole graph reads every voxel 3x
+    streamed = read(options["bytes_per_voxel"], parse_memory("6G") - options["reserved_bytes"])
+    whole = read(nets.bytes_per_voxel(config), parse_memory("6G"))
+    assert streamed == 1 and whole > 2.5
+    # Other engines run the exported graph whole
+    assert not model._streamed("onnxruntime") and not model._streamed("openvino")
+
+
+def test_model_prediction_equals_the_whole_graph_on_the_whole_image(caplog):
+    config = CareConfig(unet_n_depth=1, unet_n_first=4, seed=7)  # a halo of 9: tiles pay here
+    model = CAREModel(config, Normalization(mean=1.0, std=2.0))
+    image = np.random.default_rng(6).normal(size=(29, 37, 45)).astype(np.float32)
+    padded = np.pad(image, [(0, -n % 2) for n in image.shape], mode="symmetric")  # as the tiles
+    whole = 2 * _whole_graph(model.keras_model, (padded[None] - 1) / 2)[0] + 1
+    whole = whole[tuple(slice(n) for n in image.shape)]
+    for memory, several in (("1M", True), ("16M", False), (None, False)):
+        with caplog.at_level("INFO", logger="cryocare.predict"):
+            restored = model.predict(image, memory=memory)
+        assert ("in 1 tiles" not in caplog.text) == several  # small budgets cut tiles, too
+        caplog.clear()
+        assert np.abs(restored - whole).max() <= 1e-5 * np.ptp(whole)
+
+
+def test_by_default_the_unet_is_streamed_only_where_that_reads_fewer_voxels():
+    model = CAREModel(CareConfig(unet_n_depth=3, unet_n_first=16),
+                      Normalization(mean=0.0, std=1.0))
+    # 6 GB: a 256x512x512 half is one tile level by level, tiles read 3x as one graph
+    big, options = model._prediction("float32", "keras", "6G", None, (256, 512, 512))
+    assert isinstance(big, StreamedUNet) and options["reserved_bytes"] > 0
+    # a small tomogram is one tile either way: the whole graph, no chunks
+    small, options = model._prediction("float32", "keras", "6G", None, (64, 128, 128))
+    assert not isinstance(small, StreamedUNet) and options["reserved_bytes"] == 0
+    # asked for, either way
+    assert isinstance(model._prediction("float32", "keras", "6G", True, (64, 128, 128))[0],
+                      StreamedUNet)
+    assert not isinstance(model._prediction("float32", "keras", "6G", False,
+                                            (256, 512, 512))[0], StreamedUNet)
