@@ -195,9 +195,10 @@ class CAREModel:
         With ``engine="keras"``, when the network was built for another
         precision than the one asked for, a twin with the same weights is
         built once per call of :meth:`predict` or :meth:`denoise`. With
-        ``chunk_bytes``, on a CPU, a U-Net runs level by level in chunks of
-        that working set (:mod:`cryocare.streaming`: the same output in about
-        a seventh of the memory). Other
+        ``chunk_bytes`` (which :meth:`_prediction` gives only for a U-Net in
+        Keras on a CPU) the U-Net runs level by level in chunks of that
+        working set (:mod:`cryocare.streaming`: the same output in about a
+        seventh of the memory). Other
         engines (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the
         exported graph (:func:`cryocare.runtime.compile`), cached in the model
         folder the model was loaded from.
@@ -215,7 +216,7 @@ class CAREModel:
         if self.config.train_precision != wanted:
             network = nets.build(self.config.replace(train_precision=wanted))
             network.set_weights(self.keras_model.get_weights())
-        if chunk_bytes is not None and self._streamed(engine):
+        if chunk_bytes is not None:  # set by _prediction only where _streamed(engine)
             return streaming.StreamedUNet(network, self.config, chunk_bytes=chunk_bytes)
 
         def run(batch: np.ndarray) -> np.ndarray:
@@ -231,7 +232,7 @@ class CAREModel:
     def _predict_options(self, precision: str = "float32", engine: str = "keras", *,
                          chunk_bytes: int | None = None) -> dict[str, Any]:
         config = self.config
-        streamed = chunk_bytes is not None and self._streamed(engine)
+        streamed = chunk_bytes is not None  # set by _prediction only where _streamed(engine)
         # Eigen's convolutions abort on large passes (see predict.EIGEN_PASS_VOXELS); a
         # streamed pass gives them chunks of a few million voxels
         eigen = engine == "keras" and backends.tensorflow_onednn() is False and not streamed
