@@ -50,6 +50,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import io
+from ._memory import copy, empty
 from .errors import CryocareError, InputError
 from .nets.unet import unet_bytes_per_voxel
 from .normalize import Normalization, compute_normalization
@@ -301,7 +302,10 @@ class _Engine:
 
     def _forward(self, tiles: Sequence[Tile]) -> np.ndarray:
         n = len(self.images)
-        batch = np.stack([read_tile(image, tile.read) for tile in tiles for image in self.images])
+        # read straight into one batch array on plain pages (see cryocare._memory)
+        batch = empty((len(tiles) * n, *tiles[0].read_shape), np.float32)
+        for index, (tile, image) in enumerate((t, i) for t in tiles for i in self.images):
+            read_tile(image, tile.read, out=batch[index])
         batch -= self.mean
         batch /= self.std
         if self.separate and n > 1:  # one pass per half: half the network memory
@@ -310,7 +314,12 @@ class _Engine:
                 result += self._call(np.ascontiguousarray(batch[index::n]))
             result /= np.float32(n)
         else:
-            result = self._call(batch).reshape((len(tiles), n) + batch.shape[1:]).mean(axis=1)
+            both = self._call(batch).reshape((len(tiles), n) + batch.shape[1:])
+            result = both[:, 0]  # the mean over the halves, in place
+            for index in range(1, n):
+                result += both[:, index]
+            if n > 1:
+                result /= np.float32(n)
         result *= self.std
         result += self.mean
         return result
@@ -334,7 +343,7 @@ class _Engine:
                 continue
             for tile, pred in zip(chunk, result, strict=True):
                 write = (slice(tile.write[0].start - offset, tile.write[0].stop - offset),)
-                slab[write + tile.write[1:]] = pred[tile.crop]
+                copy(slab[write + tile.write[1:]], pred[tile.crop])
             done = {id(t) for t in chunk}
             pending = [t for t in pending if id(t) not in done]
 
@@ -494,7 +503,7 @@ def predict_volume(
     engine.separate = halves < len(images)
     sink = None
     if out is None:
-        result = np.empty(image.shape, dtype=np.float32)
+        result = empty(image.shape, np.float32)
     elif isinstance(out, np.ndarray):
         if out.shape != image.shape:
             raise InputError(f"out: expected shape {image.shape}, got {out.shape}")
@@ -549,7 +558,7 @@ def _run(engine: _Engine, result: np.ndarray | None, sink: _Sink | None, *,
         for start, tiles in rows.items():
             stop = tiles[0].write[0].stop
             slab = (result[start:stop] if result is not None
-                    else np.empty((stop - start, *plan.shape[1:]), np.float32))
+                    else empty((stop - start, *plan.shape[1:]), np.float32))
             engine.run(tiles, slab, start)
             if sink is not None:
                 sink.write(slab)
@@ -601,7 +610,7 @@ def predict_tiled(
     if tuple(image.shape) != plan.shape:
         raise InputError(f"tiling: plan is for shape {plan.shape}, image has shape {image.shape}")
     if out is None:
-        out = np.empty(plan.shape, dtype=np.float32)
+        out = empty(plan.shape, np.float32)
     elif out.shape != plan.shape:
         raise InputError(f"tiling: output has shape {out.shape}, expected {plan.shape}")
     engine = _Engine(network, plan, max(1, int(batch_size)), Normalization(0.0, 1.0), [image])

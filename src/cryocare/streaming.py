@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._memory import copy, empty
+
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
@@ -180,6 +182,8 @@ class StreamedUNet:
         self.residual = config.unet_residual
         self.keep_first_skip = bool(keep_first_skip)
         self.parts = self._build()
+        self._calls: dict[str, Any] = {}
+        self._buffers: dict[int, np.ndarray] = {}  # a part's inputs, kept from call to call
 
     # ------------------------------------------------------------------ the parts
     def _build(self) -> dict[str, Any]:
@@ -229,8 +233,28 @@ class StreamedUNet:
         return tensor
 
     def _run(self, part: str, *arrays: np.ndarray) -> Any:
-        inputs = [np.ascontiguousarray(a) for a in arrays]
-        return self.parts[part].predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
+        """The part's output(s) as NumPy arrays, valid until the next call of ``_run``.
+
+        The inputs are copied into buffers kept for the whole pass, and with
+        TensorFlow the outputs stay in TensorFlow's own (pooled) memory: a
+        pass then allocates no fresh memory per chunk. Fresh allocations of
+        hundreds of MiB per chunk cost page faults each time, and huge-page
+        compaction made single chunks take several times as long.
+        """
+        inputs = [self._stage(slot, array) for slot, array in enumerate(arrays)]
+        call = self._calls.get(part)
+        if call is None:
+            call = self._calls[part] = _compiled(self.parts[part])
+        return call(inputs)
+
+    def _stage(self, slot: int, array: np.ndarray) -> np.ndarray:
+        """``array`` copied into the pass's reusable buffer ``slot`` (grown when too small)."""
+        buffer = self._buffers.get(slot)
+        if buffer is None or buffer.dtype != array.dtype or buffer.size < array.size:
+            buffer = self._buffers[slot] = empty(array.size, array.dtype)
+        staged = buffer[:array.size].reshape(array.shape)
+        copy(staged, array)
+        return staged
 
     # ------------------------------------------------------------------ the pass
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -263,12 +287,12 @@ class StreamedUNet:
             out, small = (np.asarray(a) for a in self._run(f"encode_{level}",
                                                            field[_index(around)]))
             if pooled is None:
-                pooled = np.empty((n, *(s // 2 for s in shape), small.shape[-1]), small.dtype)
+                pooled = empty((n, *(s // 2 for s in shape), small.shape[-1]), small.dtype)
                 if keep:
-                    skip = np.empty((n, *shape, out.shape[-1]), out.dtype)
+                    skip = empty((n, *shape, out.shape[-1]), out.dtype)
             if keep:
-                skip[_index(box)] = out[_inner(box, around)]
-            pooled[_index(box, 2)] = small[_inner(_half(box), _half(around))]
+                copy(skip[_index(box)], out[_inner(box, around)])
+            copy(pooled[_index(box, 2)], small[_inner(_half(box), _half(around))])
         return skip, pooled
 
     def _decode(self, below: np.ndarray, skip: np.ndarray | None, field: np.ndarray,
@@ -290,9 +314,49 @@ class StreamedUNet:
             out = np.asarray(self._run(f"decode_{level}", *inputs))
             del inputs, beside
             if result is None:
-                result = np.empty((n, *shape, out.shape[-1]), out.dtype)
-            result[_index(box)] = out[_inner(box, around)]
+                result = empty((n, *shape, out.shape[-1]), out.dtype)
+            copy(result[_index(box)], out[_inner(box, around)])
         return result
+
+
+class _Forward:
+    """``model`` on a list of inputs, for ``tf.function``.
+
+    A callable object, not a lambda: TensorFlow counts traces per code object and
+    warns of "excessive retracing" when the parts' lambdas, one trace each, share one.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def __call__(self, inputs: list[Any]) -> Any:
+        return self.model(inputs if len(inputs) > 1 else inputs[0], training=False)
+
+
+def _compiled(model: keras.Model) -> Any:
+    """A function of a list of NumPy inputs giving the model's output(s) as NumPy arrays.
+
+    On TensorFlow one traced function for all shapes, whose inputs and outputs
+    are shared with NumPy without a copy; elsewhere Keras' ``predict_on_batch``.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        def call(inputs: list[np.ndarray]) -> Any:
+            return model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
+        return call
+    import tensorflow as tf
+
+    # one trace for every box shape (retracing per shape cost seconds per prediction)
+    spec = [tf.TensorSpec((None,) * (len(t.shape) - 1) + tuple(t.shape[-1:]), t.dtype)
+            for t in model.inputs]
+    traced = tf.function(_Forward(model), input_signature=[spec], jit_compile=False)
+
+    def call(inputs: list[np.ndarray]) -> Any:
+        # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them)
+        out = traced([tf.experimental.dlpack.from_dlpack(a.__dlpack__()) for a in inputs])
+        return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+    return call
 
 
 def _half(box: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

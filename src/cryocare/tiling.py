@@ -210,14 +210,21 @@ def split_tile(tile: Tile, plan: TilePlan) -> tuple[Tile, ...]:
     return tuple(halves)
 
 
-def read_tile(image: np.ndarray, read: tuple[slice, ...]) -> np.ndarray:
-    """The ``read`` region of ``image`` extended beyond its end by reflection."""
+def read_tile(image: np.ndarray, read: tuple[slice, ...], *,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The ``read`` region of ``image`` extended beyond its end by reflection.
+
+    ``out``, a float32 array of the region's shape, receives it instead of a new array.
+    """
     inside = tuple(slice(s.start, min(s.stop, n)) for s, n in zip(read, image.shape, strict=True))
-    block = read_region(image, inside)
     pad = [(0, s.stop - i.stop) for s, i in zip(read, inside, strict=True)]
-    if any(after for _, after in pad):
-        block = np.pad(block, pad, mode="symmetric")
-    return block
+    if not any(after for _, after in pad):
+        return read_region(image, inside, out=out)
+    block = np.pad(read_region(image, inside), pad, mode="symmetric")
+    if out is None:
+        return block
+    out[...] = block
+    return out
 
 
 def __getattr__(name: str):
