@@ -579,6 +579,24 @@ def test_read_region_of_a_memory_map_keeps_almost_nothing_resident(tmp_path, rng
     assert np.array_equal(read_region(volume, region), volume[region])  # plain arrays too
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_read_region_drops_only_the_pages_it_read(tmp_path, rng):
+    # Dropping the whole mapping after every slice walked the page tables of the whole
+    # file once per slice; only the slices read are dropped now, into ``out`` if given.
+    from cryocare.io import read_region
+
+    volume = rng.normal(size=(64, 256, 256)).astype(np.float32)  # 256 KiB per slice
+    write(tmp_path / "vol.mrc", volume)
+    mapped = read(tmp_path / "vol.mrc", mmap=True)
+    out = np.zeros((4, 256, 256), np.float32)
+    float(mapped.sum(dtype=np.float64))  # every page of the file resident
+    touched = _resident_bytes()
+    got = read_region(mapped, (slice(8, 12), slice(None), slice(None)), out=out)
+    dropped = touched - _resident_bytes()
+    assert got is out and np.array_equal(out, volume[8:12])
+    assert 0.5 * 2**20 < dropped < 4 * 2**20  # the 1 MiB read, not the 16 MiB file
+
+
 # --- labels: kept from the source, ours appended ----------------------------------------
 
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from cryocare import nets
+from cryocare import backends, nets
 from cryocare.config import CareConfig
 from cryocare.model import CAREModel
 from cryocare.pairs import Normalization
@@ -46,6 +46,32 @@ def test_streamed_unet_equals_the_whole_graph(n_dim, depth, shape, residual, kee
     whole = _whole_graph(model, batch)
     assert streamed.dtype == np.float32 and streamed.shape == batch.shape
     assert np.abs(streamed - whole).max() <= 1e-5 * np.ptp(whole)
+
+
+def test_one_streamed_unet_serves_batches_of_other_shapes_in_turn():
+    # The inputs of its parts go through buffers kept from call to call: a smaller batch
+    # after a larger one, and a larger one again, must not see stale or misshapen buffers.
+    config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=3)
+    model = nets.build(config)
+    stream = StreamedUNet(model, config, chunk_bytes=32 * 4 * 2000)
+    rng = np.random.default_rng(6)
+    for shape in [(1, 24, 40, 32), (2, 16, 16, 24), (1, 32, 40, 40)]:
+        batch = rng.normal(size=shape).astype(np.float32)
+        whole = _whole_graph(model, batch)
+        assert np.abs(stream(batch) - whole).max() <= 1e-5 * np.ptp(whole)
+
+
+@pytest.mark.skipif(not backends.precision_runs("mixed_bfloat16"),
+                    reason="this CPU has no bfloat16 convolution")
+def test_a_bfloat16_unet_streams_too():
+    # Fields between the parts are then bfloat16 (which DLPack cannot share: copied).
+    config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=3, train_precision="mixed_bfloat16")
+    model = nets.build(config)
+    batch = np.random.default_rng(7).normal(size=(1, 24, 40, 32)).astype(np.float32)
+    streamed = StreamedUNet(model, config, chunk_bytes=32 * 4 * 2000)(batch)
+    whole = _whole_graph(model, batch).astype(np.float32)
+    assert streamed.dtype == np.float32
+    assert np.abs(streamed - whole).max() <= 3e-2 * np.ptp(whole)
 
 
 def test_chunks_without_their_context_would_differ():

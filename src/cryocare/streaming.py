@@ -353,8 +353,10 @@ def _compiled(model: keras.Model) -> Any:
     traced = tf.function(_Forward(model), input_signature=[spec], jit_compile=False)
 
     def call(inputs: list[np.ndarray]) -> Any:
-        # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them)
-        out = traced([tf.experimental.dlpack.from_dlpack(a.__dlpack__()) for a in inputs])
+        # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them);
+        # DLPack knows no bfloat16 (an ml_dtypes type to NumPy), which is copied
+        out = traced([tf.experimental.dlpack.from_dlpack(a.__dlpack__()) if a.dtype.kind in "iufc"
+                      else tf.convert_to_tensor(a) for a in inputs])
         return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
     return call
 
