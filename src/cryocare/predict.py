@@ -302,18 +302,13 @@ class _Engine:
 
     def _forward(self, tiles: Sequence[Tile]) -> np.ndarray:
         n = len(self.images)
-        # read straight into one batch array on plain pages (see cryocare._memory)
-        batch = empty((len(tiles) * n, *tiles[0].read_shape), np.float32)
-        for index, (tile, image) in enumerate((t, i) for t in tiles for i in self.images):
-            read_tile(image, tile.read, out=batch[index])
-        batch -= self.mean
-        batch /= self.std
         if self.separate and n > 1:  # one pass per half: half the network memory
-            result = self._call(np.ascontiguousarray(batch[0::n]))
-            for index in range(1, n):
-                result += self._call(np.ascontiguousarray(batch[index::n]))
+            result = self._call(self._read(tiles, self.images[:1]))
+            for image in self.images[1:]:  # each half read only when its pass comes
+                result += self._call(self._read(tiles, [image]))
             result /= np.float32(n)
         else:
+            batch = self._read(tiles, self.images)
             both = self._call(batch).reshape((len(tiles), n) + batch.shape[1:])
             result = both[:, 0]  # the mean over the halves, in place
             for index in range(1, n):
@@ -323,6 +318,16 @@ class _Engine:
         result *= self.std
         result += self.mean
         return result
+
+    def _read(self, tiles: Sequence[Tile], images: Sequence[np.ndarray]) -> np.ndarray:
+        """The normalised batch of ``tiles`` of ``images`` (tile by tile, image by image)."""
+        # read straight into one batch array on plain pages (see cryocare._memory)
+        batch = empty((len(tiles) * len(images), *tiles[0].read_shape), np.float32)
+        for index, (tile, image) in enumerate((t, i) for t in tiles for i in images):
+            read_tile(image, tile.read, out=batch[index])
+        batch -= self.mean
+        batch /= self.std
+        return batch
 
     def run(self, tiles: Sequence[Tile], slab: np.ndarray, offset: int) -> None:
         """Predict ``tiles`` into ``slab``, whose first row is row ``offset`` of the image."""

@@ -264,17 +264,23 @@ class StreamedUNet:
             raise ValueError(f"expected a batch (n, *spatial) of {self.n_dim}-D images with "
                              f"sides that are multiples of {2**self.depth}, got {batch.shape}")
         with _no_grad():
-            out = self._level(batch[..., None], 0)
+            out = self._level([batch[..., None]], 0)
         return np.asarray(out[..., 0], dtype=np.float32)
 
-    def _level(self, field: np.ndarray, level: int) -> np.ndarray:
-        """The U-Net from ``level`` down and back up, on ``field`` ``(n, *spatial, channels)``."""
+    def _level(self, given: list[np.ndarray], level: int) -> np.ndarray:
+        """The U-Net from ``level`` down and back up, on the field ``(n, *spatial, channels)``
+        in the one-element list ``given``, which it empties: a field that the way up does
+        not need (it does at the first level) is freed as soon as it is encoded."""
+        field = given.pop()
         if level == self.depth:  # the bottom: a share 2**(-n_dim depth) of the voxels, at once
             return np.asarray(self._run("bottom", field))
         keep = level > 0 or self.keep_first_skip
         skip, pooled = self._encode(field, level, keep=keep)
-        below = self._level(pooled, level + 1)
+        if level > 0:
+            field = None  # pooled and skip hold what the way up needs
+        handed = [pooled]  # the level below frees it once encoded
         del pooled
+        below = self._level(handed, level + 1)
         return self._decode(below, skip, field, level)
 
     def _encode(self, field: np.ndarray, level: int, *,
@@ -295,10 +301,12 @@ class StreamedUNet:
             copy(pooled[_index(box, 2)], small[_inner(_half(box), _half(around))])
         return skip, pooled
 
-    def _decode(self, below: np.ndarray, skip: np.ndarray | None, field: np.ndarray,
+    def _decode(self, below: np.ndarray, skip: np.ndarray | None, field: np.ndarray | None,
                 level: int) -> np.ndarray:
-        """The way up at ``level``; ``skip`` None: computed again from the level's ``field``."""
-        shape, n = field.shape[1:-1], field.shape[0]
+        """The way up at ``level``; ``skip`` None: computed again from the level's ``field``
+        (which is None above the first level, where the way up does not need it)."""
+        known = skip if skip is not None else field
+        shape, n = known.shape[1:-1], known.shape[0]
         result = None
         for box in _boxes(shape, self._chunk_voxels(level, n)):
             around = _grow(box, self.context, shape, even=True)
