@@ -64,7 +64,7 @@ def test_one_streamed_unet_serves_batches_of_other_shapes_in_turn():
 @pytest.mark.skipif(not backends.precision_runs("mixed_bfloat16"),
                     reason="this CPU has no bfloat16 convolution")
 def test_a_bfloat16_unet_streams_too():
-    # Fields between the parts are then bfloat16 (which DLPack cannot share: copied).
+    # Fields between the parts are then bfloat16 (which DLPack cannot share: sent as uint16).
     config = CareConfig(unet_n_depth=2, unet_n_first=4, seed=3, train_precision="mixed_bfloat16")
     model = nets.build(config)
     batch = np.random.default_rng(7).normal(size=(1, 24, 40, 32)).astype(np.float32)

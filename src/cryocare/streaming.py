@@ -7,11 +7,12 @@ per voxel in float32 for 16 filters). :class:`StreamedUNet` runs the same
 layers with the same weights one level at a time: at each level the
 convolutions see boxes of the level's field (a few million voxels) with the
 few voxels of context their kernels need, and only what the next step reads
-is kept for the whole tile — the skip connections, the pooled field and the
-level's output (≈ 110 bytes per voxel at 16 filters, depth 3). The per-voxel
-memory of a forward pass falls about 3.5×, so a memory budget buys tiles
-about 3.5× larger, which read far fewer voxels twice: a depth-3 U-Net needs
-56 voxels of context on each side of a tile.
+is kept for the whole tile — the deeper levels' skip connections, the pooled
+fields and each level's output; the first level's skip connection is computed
+again, chunk by chunk, on the way up (49 bytes per voxel at 16 filters, depth
+3). The per-voxel memory of a forward pass falls about 7×, so a memory budget
+buys tiles about 7× larger, which read far fewer voxels twice: a depth-3 U-Net
+needs 56 voxels of context on each side of a tile.
 
 The output equals the whole-graph forward pass up to float rounding (every
 output voxel sees exactly the same inputs; only the order of the sums in a
@@ -233,9 +234,9 @@ class StreamedUNet:
         return tensor
 
     def _run(self, part: str, *arrays: np.ndarray) -> Any:
-        """The part's output(s) as NumPy arrays, valid until the next call of ``_run``.
+        """The part's output(s) as NumPy arrays.
 
-        The inputs are copied into buffers kept for the whole pass, and with
+        The inputs are copied into buffers kept from call to call, and with
         TensorFlow the outputs stay in TensorFlow's own (pooled) memory: a
         pass then allocates no fresh memory per chunk. Fresh allocations of
         hundreds of MiB per chunk cost page faults each time, and huge-page
@@ -338,6 +339,10 @@ class _Forward:
         self.model = model
 
     def __call__(self, inputs: list[Any]) -> Any:
+        import tensorflow as tf
+
+        # bfloat16 fields arrive as their bits (uint16): DLPack has no bfloat16
+        inputs = [tf.bitcast(x, tf.bfloat16) if x.dtype == tf.uint16 else x for x in inputs]
         return self.model(inputs if len(inputs) > 1 else inputs[0], training=False)
 
 
@@ -356,15 +361,20 @@ def _compiled(model: keras.Model) -> Any:
     import tensorflow as tf
 
     # one trace for every box shape (retracing per shape cost seconds per prediction)
-    spec = [tf.TensorSpec((None,) * (len(t.shape) - 1) + tuple(t.shape[-1:]), t.dtype)
+    spec = [tf.TensorSpec((None,) * (len(t.shape) - 1) + tuple(t.shape[-1:]),
+                          "uint16" if t.dtype == "bfloat16" else t.dtype)
             for t in model.inputs]
     traced = tf.function(_Forward(model), input_signature=[spec], jit_compile=False)
 
-    def call(inputs: list[np.ndarray]) -> Any:
+    def shared(array: np.ndarray) -> Any:
         # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them);
-        # DLPack knows no bfloat16 (an ml_dtypes type to NumPy), which is copied
-        out = traced([tf.experimental.dlpack.from_dlpack(a.__dlpack__()) if a.dtype.kind in "iufc"
-                      else tf.convert_to_tensor(a) for a in inputs])
+        # DLPack knows no bfloat16 (an ml_dtypes type to NumPy): its bits go as uint16
+        if array.dtype.name == "bfloat16":
+            array = array.view(np.uint16)
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+    def call(inputs: list[np.ndarray]) -> Any:
+        out = traced([shared(a) for a in inputs])
         return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
     return call
 
