@@ -51,8 +51,9 @@ __all__ = ["StreamedUNet", "streamable", "streamed_bytes_per_voxel", "CHUNK_BYTE
 #: of about 2 M voxels at 16 filters, large enough that the few voxels of context around
 #: it cost ~10 % more arithmetic, small enough to be a fraction of any memory budget.
 CHUNK_BYTES = 2**30
-#: Working bytes per voxel and filter of the first level (the up-sampled features, the skip,
-#: their concatenation, two convolution outputs and the framework's temporaries).
+#: Working bytes per voxel and filter of the first level in float32 (the up-sampled features,
+#: the skip, their concatenation, two convolution outputs and the framework's temporaries);
+#: half as many where the network computes in bfloat16.
 WORKING_BYTES_PER_VOXEL = 32
 
 
@@ -183,6 +184,8 @@ class StreamedUNet:
         self.residual = config.unet_residual
         self.keep_first_skip = bool(keep_first_skip)
         self.parts = self._build()
+        # bytes of a value between the parts: a bfloat16 network's chunks are twice as large
+        self.itemsize = 2 if self.layers["down_0"][0].compute_dtype == "bfloat16" else 4
         self._calls: dict[str, Any] = {}
         self._buffers: dict[int, np.ndarray] = {}  # a part's inputs, kept from call to call
 
@@ -225,7 +228,8 @@ class StreamedUNet:
 
     def _chunk_voxels(self, level: int, n: int) -> int:
         filters = self.config.unet_n_first * 2**level
-        return max(2**self.n_dim, self.chunk_bytes // (WORKING_BYTES_PER_VOXEL * filters * n))
+        per_voxel = WORKING_BYTES_PER_VOXEL * self.itemsize // 4 * filters * n
+        return max(2**self.n_dim, self.chunk_bytes // per_voxel)
 
     @staticmethod
     def _apply(layers: Sequence[Any], tensor: Any) -> Any:
