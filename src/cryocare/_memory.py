@@ -46,8 +46,7 @@ def empty(shape: int | Sequence[int], dtype: Any = np.float32) -> np.ndarray:
         raw = np.empty(nbytes + ALIGNMENT, np.uint8)
         start = -raw.ctypes.data % ALIGNMENT
         return raw[start:start + nbytes].view(dtype).reshape(shape)
-    return np.frombuffer(mmap.mmap(-1, count * dtype.itemsize), dtype=dtype,
-                         count=count).reshape(shape)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype, count=count).reshape(shape)
 
 
 #: Copies smaller than this run in the calling thread.

@@ -183,9 +183,9 @@ class StreamedUNet:
                                                 config.unet_n_conv_per_depth).items()}
         self.residual = config.unet_residual
         self.keep_first_skip = bool(keep_first_skip)
+        # the type of the fields between the parts: float32, or bfloat16 for a mixed network
+        self.dtype = self.layers["down_0"][0].compute_dtype
         self.parts = self._build()
-        # bytes of a value between the parts: a bfloat16 network's chunks are twice as large
-        self.itemsize = 2 if self.layers["down_0"][0].compute_dtype == "bfloat16" else 4
         self._calls: dict[str, Any] = {}
         self._buffers: dict[int, np.ndarray] = {}  # a part's inputs, kept from call to call
 
@@ -197,7 +197,7 @@ class StreamedUNet:
         def width(level: int) -> int:
             return self.config.unet_n_first * 2**level
 
-        dtype = self.layers["down_0"][0].compute_dtype
+        dtype = self.dtype
 
         def field(channels: int, name: str, kind: str = dtype) -> Any:
             return keras.Input(shape=(None,) * self.n_dim + (channels,), dtype=kind, name=name)
@@ -228,7 +228,9 @@ class StreamedUNet:
 
     def _chunk_voxels(self, level: int, n: int) -> int:
         filters = self.config.unet_n_first * 2**level
-        per_voxel = WORKING_BYTES_PER_VOXEL * self.itemsize // 4 * filters * n
+        # a bfloat16 network's chunks hold twice the voxels in the same working memory
+        itemsize = 2 if self.dtype == "bfloat16" else 4
+        per_voxel = WORKING_BYTES_PER_VOXEL * itemsize // 4 * filters * n
         return max(2**self.n_dim, self.chunk_bytes // per_voxel)
 
     @staticmethod
