@@ -25,7 +25,8 @@ def test_folders_whose_file_names_do_not_pair_are_refused(tmp_path):
     # Regression (issue 19): a cryoCARE config with evn_dir/ts_01.mrc and odd_dir/ts_02.mrc
     # was paired silently, the very bug of cryoCARE 0.3.0 (#52).
     even, odd = _touch(tmp_path, "evn_dir/ts_01.mrc", "odd_dir/ts_02.mrc")
-    for evens, odds in (([even], [odd]), ([tmp_path / "evn_dir"], [tmp_path / "odd_dir"])):
+    for evens, odds in (([tmp_path / "evn_dir"], [tmp_path / "odd_dir"]),
+                        ([str(tmp_path / "evn_dir" / "*.mrc")], [tmp_path / "odd_dir"])):
         with pytest.raises(InputError, match="do not pair by name") as caught:
             find_halves(evens, odds)
         assert str(even) in str(caught.value) and str(odd) in str(caught.value)
@@ -59,14 +60,98 @@ def test_marker_in_a_shared_parent_folder_says_nothing(tmp_path):
     assert match_halves([even], [odd]) == [(even, odd)]
 
 
-def test_a_single_pair_with_one_marked_name_is_refused():
+def test_in_lists_a_file_whose_half_the_name_does_not_tell_is_refused():
     with pytest.raises(InputError, match="cannot tell the half of other.mrc"):
-        match_halves(["TS_01_EVN.mrc"], ["other.mrc"])
+        match_halves(["TS_01_EVN.mrc", "TS_02_EVN.mrc"], ["TS_02_ODD.mrc", "other.mrc"])
 
 
-def test_a_file_named_as_the_other_half_is_refused():
+def test_by_pattern_a_file_named_as_the_other_half_is_refused(tmp_path):
+    _touch(tmp_path, "a_ODD.mrc", "a_EVN.mrc")
     with pytest.raises(InputError, match=r"a_ODD.mrc \(given as even, named as odd\)"):
-        match_halves(["a_ODD.mrc"], ["a_EVN.mrc"])
+        find_halves([str(tmp_path / "*_ODD.mrc")], [str(tmp_path / "*_EVN.mrc")])
+
+
+@pytest.mark.parametrize(("even", "odd", "warned"), [
+    # Regressions (issue 29): explicit --even/--odd files were refused for their names.
+    ("A.mrc", "i16o.mrc", False),
+    ("TS_01_EVN.mrc", "i16o.mrc", False),
+    ("odd_e.mrc", "odd_o.mrc", True),  # the even file carries the odd marker
+    ("a_ODD.mrc", "a_EVN.mrc", True),  # swapped: taken as given, with a warning
+    ("evn_dir/ts_01.mrc", "odd_dir/ts_02.mrc", False),  # folder markers: no file-name hint
+    ("ts_01_EVN.mrc", "ts_02_ODD.mrc", True),  # marked names of two different tomograms
+    ("rec_TS_1_half1.mrc", "rec_TS_1_half2.mrc", False),
+])
+def test_one_even_and_one_odd_file_are_taken_as_given(tmp_path, caplog, even, odd, warned):
+    even_path, odd_path = _touch(tmp_path, even, odd)
+    with caplog.at_level("WARNING", logger="cryocare.halves"):
+        assert find_halves([even_path], [str(odd_path)]) == [(even_path, odd_path)]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert bool(warnings) == warned, warnings
+    if warned:
+        assert "paired as given" in warnings[0] and even_path.name in warnings[0]
+
+
+def test_one_file_given_as_both_explicit_halves_is_refused(tmp_path):
+    (path,) = _touch(tmp_path, "tomo.mrc")
+    with pytest.raises(InputError, match="same file as both"):
+        find_halves([path], [tmp_path / "." / "tomo.mrc"])
+
+
+# ---------------------------------------------------- the pipelines' own names, by folder
+def test_aretomo3_folder_pairs_the_vol_halves_and_leaves_the_tilt_series_out(tmp_path):
+    # AreTomo3 writes, per tilt series, the full tomogram, its halves and even/odd tilt series.
+    names = ("TS_01.mrc", "TS_01_Vol.mrc", "TS_01_EVN_Vol.mrc", "TS_01_ODD_Vol.mrc",
+             "TS_01_EVN.mrc", "TS_01_ODD.mrc", "TS_02_Vol.mrc", "TS_02_EVN_Vol.mrc",
+             "TS_02_ODD_Vol.mrc", "TS_02_EVN.mrc", "TS_02_ODD.mrc", "TS_01_CTF.mrc")
+    _touch(tmp_path, *names)
+    pairs = find_halves([tmp_path], [tmp_path])
+    assert [(e.name, o.name) for e, o in pairs] == [
+        ("TS_01_EVN_Vol.mrc", "TS_01_ODD_Vol.mrc"), ("TS_02_EVN_Vol.mrc", "TS_02_ODD_Vol.mrc")]
+    globbed = find_halves([str(tmp_path / "*_EVN*.mrc")], [str(tmp_path / "*_ODD*.mrc")])
+    assert globbed == pairs
+
+
+def test_aretomo3_style_evn_odd_names_without_vol_pair(tmp_path):
+    _touch(tmp_path, "Position_3_EVN.mrc", "Position_3_ODD.mrc", "Position_3.mrc")
+    pairs = find_halves([tmp_path], [tmp_path])
+    assert [(e.name, o.name) for e, o in pairs] == [("Position_3_EVN.mrc", "Position_3_ODD.mrc")]
+
+
+def test_warptools_even_and_odd_folders_pair(tmp_path):
+    rec = tmp_path / "warp_tiltseries" / "reconstruction"
+    evens = _touch(rec, "even/TS_2_10.00Apx.mrc", "even/TS_1_10.00Apx.mrc")
+    odds = _touch(rec, "odd/TS_1_10.00Apx.mrc", "odd/TS_2_10.00Apx.mrc")
+    _touch(rec, "TS_1_10.00Apx.mrc", "TS_2_10.00Apx.mrc")  # the full reconstructions
+    expected = [(evens[1], odds[0]), (evens[0], odds[1])]
+    assert find_halves([rec / "even"], [rec / "odd"]) == expected
+    assert find_halves([rec], [rec]) == expected  # the parent folder for both halves
+
+
+def test_warptools_even_odd_suffixes_pair(tmp_path):
+    _touch(tmp_path, "TS_1_10.00Apx_even.mrc", "TS_1_10.00Apx_odd.mrc", "TS_1_10.00Apx.mrc")
+    pairs = find_halves([str(tmp_path / "*_even.mrc")], [str(tmp_path / "*_odd.mrc")])
+    assert [(e.name, o.name) for e, o in pairs] == [("TS_1_10.00Apx_even.mrc",
+                                                      "TS_1_10.00Apx_odd.mrc")]
+
+
+def test_relion5_half1_half2_pair(tmp_path):
+    _touch(tmp_path / "Tomograms" / "job007" / "tomograms", "rec_TS_01_half1.mrc",
+           "rec_TS_01_half2.mrc", "rec_TS_01.mrc", "rec_TS_10_half2.mrc", "rec_TS_10_half1.mrc")
+    folder = tmp_path / "Tomograms" / "job007" / "tomograms"
+    pairs = find_halves([folder], [folder])
+    assert [(e.name, o.name) for e, o in pairs] == [
+        ("rec_TS_01_half1.mrc", "rec_TS_01_half2.mrc"), ("rec_TS_10_half1.mrc",
+                                                         "rec_TS_10_half2.mrc")]
+
+
+def test_imod_evn_odd_pair(tmp_path):
+    _touch(tmp_path, "tomo3_EVN.rec", "tomo3_ODD.rec", "tomo3.rec", "tomo4_EVN.mrc",
+           "tomo4_ODD.mrc", "tomo4.mrc", "tomo3.st")
+    pairs = find_halves([tmp_path], [tmp_path])
+    assert [(e.name, o.name) for e, o in pairs] == [("tomo3_EVN.rec", "tomo3_ODD.rec"),
+                                                    ("tomo4_EVN.mrc", "tomo4_ODD.mrc")]
+    pairs = find_halves([str(tmp_path / "*_EVN.rec")], [str(tmp_path / "*_ODD.rec")])
+    assert [(e.name, o.name) for e, o in pairs] == [("tomo3_EVN.rec", "tomo3_ODD.rec")]
 
 
 def test_one_file_as_both_halves_is_refused():

@@ -23,9 +23,26 @@ count only below the folder that all the files share (``evn_dir/ts_01.mrc``
 and ``odd_dir/ts_01.mrc`` are partners; a common parent such as
 ``/data/even_odd_test/`` says nothing about which half a file is).
 
-The one exception: a single even and a single odd file whose names carry no
-marker at all are taken as given (``--even a.mrc --odd b.mrc``), since their
-names say nothing either way.
+How the pipelines name their halves, all recognised by the markers above:
+
+==========  =====================================================================
+AreTomo3    ``TS_01_EVN_Vol.mrc``/``TS_01_ODD_Vol.mrc`` beside ``TS_01_Vol.mrc``
+            (and its even/odd *tilt series* ``TS_01_EVN.mrc``/``TS_01_ODD.mrc``,
+            which a folder's pairing leaves out when the ``_Vol`` halves are there)
+WarpTools   ``reconstruction/even/TS_01_10.00Apx.mrc`` and
+            ``reconstruction/odd/TS_01_10.00Apx.mrc`` (folders of their own; the
+            folder ``reconstruction/`` given for both halves means those two), or
+            ``TS_01_even.mrc``/``TS_01_odd.mrc``
+RELION 5    ``rec_TS_01_half1.mrc``/``rec_TS_01_half2.mrc``
+IMOD        ``TS_01_EVN.mrc``/``TS_01_ODD.mrc`` (or ``.rec``)
+==========  =====================================================================
+
+Files named one by one are the user's word: a single even file and a single
+odd file given as files (not folders or patterns) are paired as given,
+whatever their names; a warning is logged when the names suggest otherwise
+(the even file named as the odd half, or two marked names that are not
+partners). A single pair of names without markers is taken as given by
+:func:`match_halves` too.
 
 Examples
 --------
@@ -259,8 +276,14 @@ def find_halves(even_specs: Iterable[str | os.PathLike],
                 odd_specs: Iterable[str | os.PathLike]) -> list[tuple[Path, Path]]:
     """Expand files, folders and globs for both halves, then :func:`match_halves`.
 
-    This is the one pairing rule of every entry point: explicit file lists
-    are paired by name too, never by position.
+    This is the one pairing rule of every entry point: lists of files are
+    paired by name too, never by position. A single even file and a single
+    odd file (files, not folders or patterns) are paired as given, whatever
+    their names (a warning is logged when the names suggest otherwise). A
+    folder given for both halves stands for its files of each half, or, if
+    it holds none, for its ``even/`` and ``odd/`` folders (WarpTools); from
+    folders and patterns, AreTomo3's even/odd tilt series beside their
+    ``_Vol`` tomograms are left out.
 
     Examples
     --------
@@ -272,7 +295,14 @@ def find_halves(even_specs: Iterable[str | os.PathLike],
     [('TS_1_EVN.mrc', 'TS_1_ODD.mrc')]
     """
     evens, odds = list(even_specs), list(odd_specs)
-    even_files, odd_files = expand_paths(evens), expand_paths(odds)
+    if len(evens) == 1 and len(odds) == 1 and Path(evens[0]).is_file() \
+            and Path(odds[0]).is_file():
+        return [_as_given(Path(evens[0]), Path(odds[0]))]
+    both = {os.path.abspath(s) for s in evens} & {os.path.abspath(s) for s in odds}
+    evens = [_half_folder(s, "even") if os.path.abspath(s) in both else s for s in evens]
+    odds = [_half_folder(s, "odd") if os.path.abspath(s) in both else s for s in odds]
+    even_files = _without_aretomo_tilt_series(expand_paths(evens))
+    odd_files = _without_aretomo_tilt_series(expand_paths(odds))
     # A folder or glob given for both halves (one folder holding *_EVN and *_ODD files)
     # stands for the files of each half only.
     shared = {os.path.abspath(p) for p in even_files} & {os.path.abspath(p) for p in odd_files}
@@ -282,3 +312,49 @@ def find_halves(even_specs: Iterable[str | os.PathLike],
         odd_files = [p for p in odd_files
                      if os.path.abspath(p) not in shared or _PATTERNS["odd"].search(p.stem)]
     return match_halves(even_files, odd_files)
+
+
+def _as_given(even: Path, odd: Path) -> tuple[Path, Path]:
+    """One even and one odd file named by the user: their pair, with a warning if the names
+    suggest otherwise."""
+    if os.path.abspath(even) == os.path.abspath(odd):
+        raise InputError(f"{even}: expected two different files for the even and odd halves, "
+                         f"found the same file as both")
+    hints = []
+    for path, half in ((even, "even"), (odd, "odd")):
+        other = _OTHER[half]
+        if _PATTERNS[other].search(path.stem) and not _PATTERNS[half].search(path.stem):
+            hints.append(f"{path} is named as the {other} half")
+    if not hints:
+        keys = half_key(even.name, "even"), half_key(odd.name, "odd")
+        if None not in keys and keys[0] != keys[1]:
+            hints.append("their names are not those of partners")
+    if hints:
+        logger.warning("--even %s --odd %s: paired as given, although %s", even, odd,
+                       "; ".join(hints))
+    return even, odd
+
+
+def _half_folder(spec, half: str):
+    """A folder given for both halves that holds an ``even/`` and an ``odd/`` folder (as
+    WarpTools' ``reconstruction/``): the folder of this half; anything else unchanged."""
+    path = Path(spec)
+    if not path.is_dir() or any(_PATTERNS[h].search(p.stem) for p in path.iterdir()
+                                if p.is_file() for h in ("even", "odd")):
+        return spec
+    folders = [p for p in path.iterdir() if p.is_dir()]
+    mine = [p for p in folders if _PATTERNS[half].fullmatch(p.name)]
+    theirs = [p for p in folders if _PATTERNS[_OTHER[half]].fullmatch(p.name)]
+    return mine[0] if len(mine) == 1 and len(theirs) == 1 else spec
+
+
+def _without_aretomo_tilt_series(files: list[Path]) -> list[Path]:
+    """Leave out ``X_EVN.mrc`` where ``X_EVN_Vol.mrc`` is listed too: AreTomo3 writes its
+    even/odd tilt series beside the even/odd volumes, with the same markers."""
+    volumes = {(p.parent, p.name.lower()) for p in files}
+    kept = [p for p in files
+            if (p.parent, f"{p.stem}_vol{p.suffix}".lower()) not in volumes]
+    if len(kept) < len(files):
+        logger.info("left out as AreTomo3 tilt series beside their _Vol tomograms: %s",
+                    ", ".join(str(p) for p in files if p not in kept))
+    return kept
