@@ -359,7 +359,7 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                   init: Any = "pretrained", seed: int = 0, tilt_axis: str = "Y",
                   fit: bool = True, progress: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None,
-                  resume: bool = False) -> CAREModel:
+                  resume: bool = False, callbacks: Sequence[Any] = ()) -> CAREModel:
     """Train a model on even/odd halves with ``recipe``, in at most ``budget`` seconds.
 
     The budget counts from this call: measuring the machine, sampling the
@@ -395,6 +395,10 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
     checkpoint_dir, resume
         As in :func:`cryocare.training.train`. Resuming continues the
         checkpoint's run: its config and patch shape, nothing re-fitted.
+    callbacks : sequence of keras.callbacks.Callback
+        Extra Keras callbacks of the training run (as in
+        :func:`cryocare.training.train`); one that sets ``model.stop_training``
+        ends the run after the current step, with the best weights so far.
 
     Returns
     -------
@@ -454,7 +458,8 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                          f"(measuring and sampling the pairs)")
     # ``init`` itself (not ``start``), so that the log names it; loading it again is cheap.
     return training.train(pairs, config, budget=clock, init=None if start is None else init,
-                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
+                          callbacks=callbacks)
 
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
