@@ -367,3 +367,83 @@ def test_random_settings_rejects_bad_ranges(kwargs, match):
         random_settings(np.random.default_rng(0), **kwargs)
     with pytest.raises(InputError, match="rng"):
         random_settings(0)
+
+
+# --- the wedge-free truth ------------------------------------------------------------
+
+
+def _cone_power_ratio(volume, wedge):
+    """Mean power in the missing cone over that in the measured directions (0.04-0.15)."""
+    from cryocare.wedge import measured_mask, missing_mask
+
+    power = np.abs(np.fft.fftn(volume - volume.mean())) ** 2
+    radius = np.sqrt(sum(np.meshgrid(*(np.fft.fftfreq(n) ** 2 for n in volume.shape),
+                                     indexing="ij", sparse=True)))
+    band = (radius > 0.04) & (radius < 0.15)
+    cone = missing_mask(volume.shape, wedge, margin=5) & band
+    seen = measured_mask(volume.shape, wedge, margin=5) & band
+    return float(power[cone].mean() / power[seen].mean())
+
+
+def test_isotropic_tilt_series_extends_the_measured_grid():
+    ts = simulate_tilt_series((16, 32, 32), seed=1, tilt_range=(-45, 60), tilt_step=5.0)
+    # The grid -45, -40, ... continued with the same step over [-90, 90): 36 tilts.
+    np.testing.assert_array_equal(ts.isotropic_angles, np.arange(-90.0, 90.0, 5.0))
+    index = np.searchsorted(ts.isotropic_angles, ts.angles)
+    np.testing.assert_array_equal(ts.isotropic_angles[index], ts.angles)
+    # Same phantom, CTF and normalisation: the images agree exactly where the angles do.
+    np.testing.assert_array_equal(ts.isotropic[index], ts.clean)
+    assert ts.isotropic.dtype == np.float32
+
+
+def test_isotropic_grid_keeps_an_asymmetric_odd_step():
+    ts = simulate_tilt_series((16, 32, 32), seed=1, tilt_range=(-52.5, 61.0), tilt_step=3.5)
+    angles = ts.isotropic_angles
+    assert angles[0] >= -90 and angles[-1] < 90 and angles[0] - 3.5 < -90 <= angles[-1] + 3.5 - 180
+    np.testing.assert_allclose(np.diff(angles), 3.5)
+    assert np.isin(ts.angles, angles).all()
+
+
+def test_isotropic_equals_clean_without_a_wedge():
+    tomo = simulate_tomogram(TINY, seed=2, tilt_range=(-90, 90), tilt_step=6.0)
+    np.testing.assert_array_equal(tomo.isotropic, tomo.clean)
+
+
+def test_isotropic_fills_the_missing_cone_and_keeps_the_rest(default_tomograms):
+    from cryocare.wedge import Wedge
+
+    wedge = Wedge(-60, 60)
+    for tomo in default_tomograms:
+        assert tomo.isotropic.shape == tomo.clean.shape and tomo.isotropic.dtype == np.float32
+        # Measured 0.02 (clean) and about 1.5 (isotropic: the slab's flat faces put
+        # power along k_z) at seed 3; a cone of 100 x less power is the wedge.
+        assert _cone_power_ratio(tomo.clean, wedge) < 0.1
+        assert _cone_power_ratio(tomo.isotropic, wedge) > 0.5
+        # Not a different scale or structure: dense is dark and the wedged clean
+        # volume is its band-limited part (correlation 0.76 at seed 3).
+        assert _corr(tomo.isotropic, tomo.density) < -0.3
+        assert _corr(tomo.isotropic, tomo.clean) > 0.6
+
+
+def test_isotropic_about_x_fills_the_cone_along_y():
+    from cryocare.wedge import Wedge
+
+    tomo = simulate_tomogram((32, 64, 64), seed=11, tilt_axis="X")
+    assert _cone_power_ratio(tomo.clean, Wedge(-60, 60, "X")) < 0.1
+    assert _cone_power_ratio(tomo.isotropic, Wedge(-60, 60, "X")) > 0.5
+
+
+def test_isotropic_is_deterministic_by_seed():
+    a, b, c = (simulate_tomogram(TINY, seed=s) for s in (5, 5, 6))
+    np.testing.assert_array_equal(a.isotropic, b.isotropic)
+    assert not np.array_equal(a.isotropic, c.isotropic)
+
+
+def test_cli_simulate_writes_isotropic_beside_clean(tmp_path):
+    from cryocare import io
+    from cryocare.cli import main
+
+    assert main(["simulate", str(tmp_path), "--shape", "24,48,48", "--seed", "4"]) == 0
+    expected = simulate_tomogram((24, 48, 48), seed=4)
+    for name in ("clean", "isotropic"):
+        np.testing.assert_array_equal(io.read(tmp_path / f"{name}.mrc"), getattr(expected, name))

@@ -93,6 +93,13 @@ class SimulatedTiltSeries:
         the odd-frame sum and the noise-free image; ``E[even] = E[odd] = clean``.
     angles : ndarray of float64, shape (n_tilts,)
         Tilt angles in degrees (about :attr:`tilt_axis`).
+    isotropic : ndarray of float32, shape (n_isotropic, Y, X)
+        The noise-free images over the full half circle: the tilt grid of
+        :attr:`angles` extended with the same step to cover ``[-90°, 90°)``;
+        ``isotropic[i] == clean[j]`` wherever the angles agree.
+    isotropic_angles : ndarray of float64, shape (n_isotropic,)
+        Their tilt angles in degrees, ascending; every angle of :attr:`angles`
+        is among them.
     voxel_size : float
         Pixel size in Å.
     density, mask, labels : ndarray, shape (Z, Y, X)
@@ -105,6 +112,8 @@ class SimulatedTiltSeries:
     odd: np.ndarray
     clean: np.ndarray
     angles: np.ndarray
+    isotropic: np.ndarray
+    isotropic_angles: np.ndarray
     voxel_size: float
     density: np.ndarray
     mask: np.ndarray
@@ -121,6 +130,12 @@ class SimulatedTomogram:
     even, odd, clean : ndarray of float32, shape (Z, Y, X)
         Weighted back-projections of the even, odd and noise-free tilt
         series; ``E[even] = E[odd] = clean``, dense material is dark.
+    isotropic : ndarray of float32, shape (Z, Y, X)
+        The wedge-free truth: the same phantom, CTF and normalisation imaged
+        noise-free over the full ±90° with the same tilt step and
+        reconstructed the same way, so that it differs from ``clean`` only by
+        the missing wedge (the frequencies ``clean`` lacks, see
+        :mod:`cryocare.wedge`).
     density, mask, labels : ndarray, shape (Z, Y, X)
         Ground truth of the imaged :class:`Phantom`.
     angles : ndarray of float64, shape (n_tilts,)
@@ -135,6 +150,7 @@ class SimulatedTomogram:
     even: np.ndarray
     odd: np.ndarray
     clean: np.ndarray
+    isotropic: np.ndarray
     density: np.ndarray
     mask: np.ndarray
     labels: np.ndarray
@@ -416,7 +432,11 @@ def simulate_tilt_series(
     sigma = (
         2 * math.pi / (wavelength * voltage) * (rest_energy + voltage) / (2 * rest_energy + voltage)
     )  # rad / (V Å)
-    phase = project(specimen.density, angles, tilt_axis=tilt_axis)
+    # The full half circle is projected once; the measured tilts are a subset of it, so
+    # clean and isotropic images agree exactly where their angles do.
+    full = _isotropic_angles(angles, float(tilt_step))
+    measured = np.searchsorted(full, angles)
+    phase = project(specimen.density, full, tilt_axis=tilt_axis)
     phase *= np.float32(sigma * _PROTEIN_POTENTIAL_V * voxel_size)
 
     ky = scipy.fft.fftfreq(shape[1], d=voxel_size)[:, None]
@@ -427,7 +447,8 @@ def simulate_tilt_series(
     spectrum = scipy.fft.rfft2(phase, workers=-1)
     spectrum *= (2 * ctf).astype(np.complex64)
     contrast = scipy.fft.irfft2(spectrum, s=shape[1:], workers=-1).astype(np.float32)
-    clean = np.maximum(contrast, np.float32(-1.0))  # intensity 1 + c cannot be negative
+    isotropic = np.maximum(contrast, np.float32(-1.0))  # intensity 1 + c cannot be negative
+    clean = np.ascontiguousarray(isotropic[measured])
 
     electrons = dose * voxel_size**2  # per pixel per tilt image
     halves = []
@@ -448,6 +469,8 @@ def simulate_tilt_series(
         odd=halves[1],
         clean=clean,
         angles=angles,
+        isotropic=isotropic,
+        isotropic_angles=full,
         voxel_size=voxel_size,
         density=specimen.density,
         mask=specimen.mask,
@@ -544,10 +567,13 @@ membranes, filaments, macromolecules
         weighted_backprojection(s, series.angles, thickness=thickness, tilt_axis=tilt_axis)
         for s in (series.even, series.odd, series.clean)
     )
+    isotropic = weighted_backprojection(series.isotropic, series.isotropic_angles,
+                                        thickness=thickness, tilt_axis=tilt_axis)
     return SimulatedTomogram(
         even=even,
         odd=odd,
         clean=clean,
+        isotropic=isotropic,
         density=series.density,
         mask=series.mask,
         labels=series.labels,
@@ -750,6 +776,22 @@ def _tilt_angles(tilt_range, tilt_step) -> np.ndarray:
         )
     count = math.floor((last - first) / step + 1e-9) + 1
     return first + step * np.arange(count, dtype=np.float64)
+
+
+def _isotropic_angles(angles: np.ndarray, step: float) -> np.ndarray:
+    """The grid of ``angles`` (first + k · step) extended to cover ``[-90°, 90°)``, ascending.
+
+    ``-90°`` and ``90°`` are one direction, so the extension stops short of
+    ``90°``; the measured angles are all kept (a series over the full
+    ``[-90°, 90°]`` is its own isotropic series). Every angle then covers one
+    step in :func:`cryocare.reconstruct.weighted_backprojection`, as the
+    measured ones do.
+    """
+    first = float(angles[0])
+    low = -math.floor((first + 90.0) / step + 1e-9)
+    high = math.ceil((90.0 - first) / step - 1e-9) - 1
+    grid = first + step * np.arange(low, high + 1, dtype=np.float64)
+    return np.union1d(grid, angles)
 
 
 def _cytosol(rng: np.random.Generator, shape, *, sigma: float) -> np.ndarray:

@@ -44,14 +44,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .. import io
     from ..simulate import simulate_tomogram
 
-    names = ("even", "odd", "clean", "mask")
+    names = ("even", "odd", "clean", "isotropic", "mask")
     for name in names:
         check_output(args.output / f"{args.prefix}{name}.mrc", args.overwrite)
     args.output.mkdir(parents=True, exist_ok=True)
     data = simulate_tomogram(tuple(args.shape), seed=args.seed, voxel_size=args.voxel_size)
     for name in names:
         volume = data.mask.astype("float32") if name == "mask" else getattr(data, name)
-        label = "simulated object mask" if name == "mask" else f"simulated {name}"
+        labels = {"mask": "simulated object mask",
+                  "isotropic": "simulated noiseless, no missing wedge"}
+        label = labels.get(name, f"simulated {name}")
         print(io.write(args.output / f"{args.prefix}{name}.mrc", volume,
                        voxel_size=data.voxel_size, overwrite=args.overwrite, label=label))
     return 0

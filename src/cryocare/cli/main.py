@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cryocare {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
 
-    p = _sub(sub, "simulate", "write a simulated even/odd/clean tomogram set", cmd_simulate)
+    p = _sub(sub, "simulate", "write simulated even/odd/clean/isotropic tomograms", cmd_simulate)
     p.add_argument("output", type=Path, help="folder for the MRC files")
     p.add_argument("--shape", type=shape_type, default=(64, 128, 128), help="Z,Y,X")
     p.add_argument("--seed", type=int, default=0, help="seed of the simulation")
