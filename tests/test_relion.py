@@ -70,9 +70,11 @@ def test_denoise_star_writes_tomograms_and_updated_star(project, monkeypatch):
     assert (io.read(project / "Denoise/job010/tomograms/rec_TS_02.mrc")
             == io.read(project / "Denoise/job009/tomograms/rec_TS_02.mrc")).all()
 
-    # Existing outputs are not replaced without --overwrite.
+    # Run again (RELION's Continue): complete outputs are kept, not replaced or redone.
+    stamp = (project / "Denoise/job010/tomograms/rec_TS_02.mrc").stat().st_mtime_ns
     assert cli.main(["predict", "--star", star, "--model", "Denoise/job009/model",
-                     "--output", "Denoise/job010", "-q"]) == 2
+                     "--output", "Denoise/job010", "-q"]) == 0
+    assert (project / "Denoise/job010/tomograms/rec_TS_02.mrc").stat().st_mtime_ns == stamp
 
 
 def test_bad_star_input_is_one_line(project, monkeypatch, capsys):

@@ -11,7 +11,17 @@ the current folder.
 Denoising writes ``<output>/tomograms/rec_<rlnTomoName>.mrc`` (RELION's own
 naming) and ``<output>/tomograms.star``: the input table with the column
 ``rlnTomoReconstructedTomogramDenoised`` added (paths relative to the
-project, as RELION writes them, when the output lies inside it).
+project, as RELION writes them, when the output lies inside it), every other
+column of the input (pixel size, voltage, tilt-series STAR files, ...) kept as
+it is.
+
+Running a job again continues it, as RELION's *Continue* does: a tomogram
+whose output is there and complete (:func:`is_complete`: a readable MRC file
+of the tomogram's shape, not truncated) is skipped unless
+``overwrite``; one that is partial or unreadable is denoised again (logged).
+The job's ``tomograms.star`` is rewritten on every run, but an existing one
+that is not a denoising job's (no ``rlnTomoReconstructedTomogramDenoised``
+column) is never replaced unless ``overwrite``.
 
 Examples
 --------
@@ -41,8 +51,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
     from .recipe import Recipe
 
-__all__ = ["StarTomogram", "read_tomograms", "denoise_star", "denoised_path", "predict_star",
-           "train_star", "write_denoised_star"]
+__all__ = ["StarTomogram", "read_tomograms", "check_job_star", "denoise_star", "denoised_path",
+           "is_complete", "pending_tomograms", "predict_star", "train_star", "write_denoised_star"]
 
 log = logging.getLogger(__name__)
 
@@ -130,19 +140,102 @@ def _relative(path: Path, root: Path) -> str:
         return str(path.resolve())
 
 
+def check_job_star(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """``path`` may be written as a job's ``tomograms.star``: absent, ``overwrite``, or a
+    denoising job's own (it has the ``rlnTomoReconstructedTomogramDenoised`` column).
+
+    Raises
+    ------
+    OutputExistsError
+        For any other existing file.
+    """
+    path = Path(path)
+    if not path.exists() or overwrite:
+        return path
+    try:
+        ours = DENOISED in _read_table(path)[2].columns
+    except InputError:
+        ours = False
+    if not ours:
+        raise OutputExistsError(f"{path}: exists already and is not the tomograms.star of a "
+                                f"denoising job (use --overwrite to replace it)")
+    return path
+
+
+def is_complete(path: str | os.PathLike, shape: Sequence[int]) -> bool:
+    """Whether ``path`` is a finished output of ``shape``: a readable MRC header of that
+    shape and the whole data block that it announces (not truncated).
+
+    Outputs are written to a temporary file and renamed when complete, so a
+    file in place is partial only if something else cut it (a copy, a full
+    disk); its header and length tell.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from cryocare import io
+    >>> path = Path(tempfile.mkdtemp()) / "rec_TS_01.mrc"
+    >>> _ = io.write(path, np.ones((4, 6, 8), np.float32))
+    >>> is_complete(path, (4, 6, 8)), is_complete(path, (4, 6, 9))
+    (True, False)
+    >>> _ = path.write_bytes(path.read_bytes()[:-10])  # truncated
+    >>> is_complete(path, (4, 6, 8))
+    False
+    """
+    from . import io
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        return tuple(io.validate(path, finite=False).shape) == tuple(shape)
+    except InputError:
+        return False
+
+
+def pending_tomograms(star: str | os.PathLike, output: str | os.PathLike, *,
+                      project: str | os.PathLike | None = None,
+                      names: Sequence[str] | None = None,
+                      overwrite: bool = False) -> list[StarTomogram]:
+    """The tomograms of ``star`` still to denoise into the job folder ``output``.
+
+    Every tomogram with ``overwrite``; else those whose output is missing or
+    not complete (:func:`is_complete`, against the shape of the first half).
+    A complete output is logged as skipped, an incomplete one as redone.
+    """
+    from . import io
+
+    tomograms = read_tomograms(star, project=project, names=names)
+    if overwrite:
+        return tomograms
+    pending = []
+    for tomogram in tomograms:
+        target = denoised_path(output, tomogram.name)
+        if not target.exists():
+            pending.append(tomogram)
+        elif is_complete(target, io.read_info(tomogram.half1).shape):
+            log.info("%s: complete already, skipped (overwrite to redo it)", target)
+        else:
+            log.warning("%s: incomplete or unreadable, denoised again", target)
+            pending.append(tomogram)
+    return pending
+
+
 def write_denoised_star(star: str | os.PathLike, output: str | os.PathLike,
                         denoised: dict[str, Path], *, project: str | os.PathLike | None = None,
                         overwrite: bool = False) -> Path:
     """Copy ``star`` to ``output`` with ``rlnTomoReconstructedTomogramDenoised`` set.
 
     ``denoised`` maps ``rlnTomoName`` to the denoised file; rows not in it keep
-    their previous value (or ``N/A``, as RELION writes). Written atomically.
+    their previous value (or ``N/A``, as RELION writes); every other column is
+    kept as it is. Written atomically; an existing ``output`` is replaced only
+    if it is a denoising job's own (:func:`check_job_star`) or with ``overwrite``.
     """
     import starfile
 
     star, output = Path(star), Path(output)
-    if output.exists() and not overwrite:
-        raise OutputExistsError(f"{output}: exists already (use --overwrite to replace it)")
+    check_job_star(output, overwrite=overwrite)
     blocks, key, table = _read_table(star)
     root = _project(star, project)
     table = table.copy()  # the caller's data is never modified
@@ -206,7 +299,9 @@ def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.Pat
 
     Each tomogram streams from its memory-mapped halves to its output file
     (:func:`cryocare.predict.denoise_file`), so memory does not grow with the
-    number or the size of the tomograms. ``options`` are those of
+    number or the size of the tomograms. A tomogram whose output is complete
+    already is skipped unless ``overwrite`` (:func:`pending_tomograms`): a
+    second run continues the first. ``options`` are those of
     :meth:`cryocare.model.CAREModel.denoise` (``memory``, ``tta``, ...).
     """
     from .predict import denoise_file
@@ -214,14 +309,15 @@ def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.Pat
     output = Path(output)
     tomograms = read_tomograms(star, project=project, names=names)
     targets = {t.name: denoised_path(output, t.name) for t in tomograms}
-    for path in [output / "tomograms.star", *targets.values()]:
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: exists already (use --overwrite to replace it)")
+    check_job_star(output / "tomograms.star", overwrite=overwrite)
     (output / "tomograms").mkdir(parents=True, exist_ok=True)
-    for tomogram in tomograms:
-        denoise_file(model, tomogram.half1, tomogram.half2, targets[tomogram.name],
-                     overwrite=overwrite, **options)
-        log.info("wrote %s", targets[tomogram.name])
+    for tomogram in pending_tomograms(star, output, project=project, names=names,
+                                      overwrite=overwrite):
+        target = targets[tomogram.name]
+        # An incomplete output left by an earlier run is replaced.
+        denoise_file(model, tomogram.half1, tomogram.half2, target,
+                     overwrite=overwrite or target.exists(), **options)
+        log.info("wrote %s", target)
     return write_denoised_star(star, output / "tomograms.star", targets, project=project,
                                overwrite=overwrite)
 
@@ -251,14 +347,25 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
     -------
     Path
         The updated ``tomograms.star``.
+
+    Notes
+    -----
+    When every output is complete already (a finished job run again), nothing
+    is trained: only ``tomograms.star`` is written.
     """
     from .recipe import DEFAULT_RECIPE
 
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     output = Path(output)
-    if (output / "tomograms.star").exists() and not overwrite:
-        raise OutputExistsError(f"{output / 'tomograms.star'}: exists already "
-                                f"(use --overwrite to replace it)")
+    check_job_star(output / "tomograms.star", overwrite=overwrite)
+    if not pending_tomograms(star, output, project=project, overwrite=overwrite):
+        log.info("every tomogram of %s is denoised already in %s; nothing trained", star,
+                 output)
+        return write_denoised_star(
+            star, output / "tomograms.star",
+            {t.name: denoised_path(output, t.name)
+             for t in read_tomograms(star, project=project)}, project=project,
+            overwrite=overwrite)
     model = train_star(star, names=train_names, project=project, recipe=recipe, budget=budget,
                        init=init, seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress)
     options.setdefault("tta", recipe.tta)

@@ -8,6 +8,7 @@ engine: the tomograms of the STAR file take the place of ``--even/--odd``.
 from __future__ import annotations
 
 import argparse
+import logging
 
 from ..errors import InputError
 from .app import load_backend
@@ -15,6 +16,8 @@ from .checks import check_output, check_pair, check_tiles
 from .options import budget_from_args, fit_to_machine, prediction_options, recipe_from_args
 
 __all__ = ["denoise_star", "train_star", "predict_star"]
+
+log = logging.getLogger("cryocare")
 
 
 def _tomograms(args: argparse.Namespace, names=None):
@@ -26,12 +29,30 @@ def _tomograms(args: argparse.Namespace, names=None):
     return tomograms
 
 
-def _outputs(args: argparse.Namespace, tomograms) -> None:
-    from ..relion import denoised_path
+def _outputs(args: argparse.Namespace) -> list:
+    """The tomograms still to denoise (a complete output is skipped unless --overwrite, an
+    incomplete one redone); their outputs and the job's tomograms.star may be written."""
+    from ..relion import check_job_star, denoised_path, pending_tomograms
 
-    check_output(args.output / "tomograms.star", args.overwrite)
-    for tomogram in tomograms:
-        check_output(denoised_path(args.output, tomogram.name), args.overwrite)
+    check_job_star(args.output / "tomograms.star", overwrite=args.overwrite)
+    pending = pending_tomograms(args.star, args.output, project=args.project,
+                                overwrite=args.overwrite)
+    for tomogram in pending:
+        target = denoised_path(args.output, tomogram.name)
+        check_output(target, args.overwrite or target.exists())  # incomplete: redone
+    return pending
+
+
+def _finished(args: argparse.Namespace) -> int:
+    """Every tomogram is denoised already: only the job's tomograms.star is written."""
+    from ..relion import denoised_path, read_tomograms, write_denoised_star
+
+    targets = {t.name: denoised_path(args.output, t.name)
+               for t in read_tomograms(args.star, project=args.project)}
+    print(write_denoised_star(args.star, args.output / "tomograms.star", targets,
+                              project=args.project, overwrite=args.overwrite))
+    log.info("every tomogram is denoised already in %s (--overwrite redoes them)", args.output)
+    return 0
 
 
 def _train(args: argparse.Namespace, save_to, *, checked: bool = False):
@@ -78,7 +99,9 @@ def denoise_star(args: argparse.Namespace) -> int:
 
     if args.output is None:
         raise InputError("--output: expected the job folder")
-    _outputs(args, _tomograms(args))  # every tomogram, those trained on among them
+    _tomograms(args)  # every tomogram, those trained on among them
+    if not _outputs(args):
+        return _finished(args)
     recipe, start = _train(args, args.save_model, checked=True)
     load_backend(device=args.device)
     model = start()
@@ -99,8 +122,10 @@ def predict_star(args: argparse.Namespace) -> int:
 
     if args.model is None or args.output is None:
         raise InputError("expected --model and --output (the job folder) with --star")
-    _outputs(args, _tomograms(args))
+    _tomograms(args)
     source = inspect_model(args.model)
+    if not _outputs(args):
+        return _finished(args)
     load_backend(device=args.device)
     from ..modelfiles import load_model
 
