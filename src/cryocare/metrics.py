@@ -22,10 +22,11 @@ measures structure, not calibration.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +36,24 @@ from .errors import InputError
 
 __all__ = [
     "FSCCurve",
+    "HeldOutScore",
     "fsc",
     "halves_score",
+    "heldout_scores",
     "mse",
     "pearson",
     "psnr",
     "psnr_affine",
     "snr_from_halves",
     "ssim_affine",
+    # the missing wedge
+    "WEDGE_BAND",
+    "DirectionalResolution",
+    "WedgeCorrelation",
+    "directional_resolution",
+    "lowpass",
+    "psnr_lowpass",
+    "wedge_correlation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -727,3 +738,739 @@ def halves_score(denoised_even: npt.ArrayLike, odd: npt.ArrayLike) -> float:
     True
     """
     return pearson(denoised_even, odd)
+
+
+# ------------------------------------------------------------------------- held-out halves
+# How much a restoration improved on the raw average, estimated from the two halves alone.
+
+#: Weights tried for a blend of two restorations, both ends included.
+_BLEND_WEIGHTS = tuple(i / 20 for i in range(21))
+
+
+@dataclass(frozen=True)
+class HeldOutScore:
+    """Quality of one restoration of a pair, estimated from the halves (:func:`heldout_scores`).
+
+    Attributes
+    ----------
+    weights : dict of str to float
+        The restoration: the methods whose pair outputs it combines, with their weights (one
+        method with weight 1, or a blend of two whose weights sum to 1).
+    gain_db : float
+        Estimated gain in dB over the raw average ``(even + odd) / 2``, in PSNR after the best
+        affine fit to the signal (as :func:`psnr_affine` scores against a clean reference):
+        ``10 log10(raw_error / error)``; ``inf`` if the estimated error is not positive.
+    uncertainty_db : float
+        Standard error of `gain_db` by the delete-one-block jackknife over sub-volumes.
+    error, raw_error : float
+        Estimated mean squared error per voxel against the signal after the best affine fit,
+        of the restoration and of the raw average.
+    replicates : tuple of float
+        The gains with each block left out in turn, for paired comparisons (:meth:`compare`).
+    """
+
+    weights: dict[str, float]
+    gain_db: float
+    uncertainty_db: float
+    error: float
+    raw_error: float
+    replicates: tuple[float, ...]
+
+    def compare(self, other: HeldOutScore) -> tuple[float, float]:
+        """Gain of this restoration over `other` in dB, and its standard error.
+
+        Both were estimated from the same halves and blocks, so the errors they share (above
+        all that of the signal's variance) cancel in the difference: its standard error is
+        usually much smaller than either `uncertainty_db`.
+
+        Parameters
+        ----------
+        other : HeldOutScore
+            A score from the same call of :func:`heldout_scores`.
+
+        Returns
+        -------
+        difference, uncertainty : float
+            ``self.gain_db - other.gain_db`` and its jackknife standard error in dB.
+
+        Raises
+        ------
+        InputError
+            If `other` was estimated over another number of blocks.
+        """
+        if len(other.replicates) != len(self.replicates):
+            raise InputError(f"other: expected a score over the same {len(self.replicates)} "
+                             f"blocks, found {len(other.replicates)}")
+        paired = np.subtract(self.replicates, other.replicates)
+        return self.gain_db - other.gain_db, _jackknife_error(paired)
+
+
+def _jackknife_error(replicates: npt.ArrayLike) -> float:
+    """Standard error from delete-one jackknife replicates (NaN with fewer than 2 or non-finite)."""
+    values = np.asarray(replicates, dtype=np.float64)
+    if values.size < 2 or not np.isfinite(values).all():
+        return math.nan
+    spread = values - values.mean()
+    return float(math.sqrt((values.size - 1) / values.size * float(spread @ spread)))
+
+
+def _blocks(shape: tuple[int, ...], per_axis: int) -> list[tuple[slice, ...]]:
+    """Split ``shape`` into up to ``per_axis`` parts along every axis (fewer on short axes)."""
+    edges = []
+    for n in shape:
+        parts = max(1, min(per_axis, n // 4))
+        bounds = [round(n * i / parts) for i in range(parts + 1)]
+        edges.append([slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return list(itertools.product(*edges))
+
+
+class _Gram:
+    """Per-block voxel counts, sums and cross products of the vectors ``x_0 .. x_(k-1)``.
+
+    Sums are taken after subtracting an offset per vector (its mean over the first slab),
+    so covariances stay accurate for data far from zero.
+    """
+
+    def __init__(self, arrays: list[np.ndarray], names: list[str], per_axis: int) -> None:
+        k = len(arrays)
+        regions = _blocks(arrays[0].shape, per_axis)
+        self.count = np.zeros(len(regions))
+        self.sums = np.zeros((len(regions), k))
+        self.products = np.zeros((len(regions), k, k))
+        offset = None
+        for b, region in enumerate(regions):
+            for rows in _row_slabs(region, arrays[0].shape):
+                stack = np.empty((k, 0))
+                for i, (array, name) in enumerate(zip(arrays, names, strict=True)):
+                    values = np.asarray(array[rows], dtype=np.float64).reshape(-1)
+                    if not np.isfinite(values).all():
+                        raise InputError(f"{name}: expected finite values, found NaN or inf")
+                    if i == 0:
+                        stack = np.empty((k, values.size))
+                    stack[i] = values
+                if offset is None:
+                    offset = stack.mean(axis=1)
+                stack -= offset[:, None]
+                self.count[b] += stack.shape[1]
+                self.sums[b] += stack.sum(axis=1)
+                self.products[b] += stack @ stack.T
+
+    def covariances(self, leave_out: int | None = None) -> np.ndarray:
+        """The k x k covariance matrix over all blocks, or all but one."""
+        n, s, p = self.count.sum(), self.sums.sum(axis=0), self.products.sum(axis=0)
+        if leave_out is not None:
+            n = n - self.count[leave_out]
+            s = s - self.sums[leave_out]
+            p = p - self.products[leave_out]
+        mean = s / n
+        return p / n - np.outer(mean, mean)
+
+
+def _row_slabs(region: tuple[slice, ...], shape: tuple[int, ...]) -> Iterator[tuple[slice, ...]]:
+    """Sub-regions of ``region`` of about ``_CHUNK`` voxels, split along the first axis."""
+    first = region[0]
+    size = math.prod((s.stop - s.start) for s in region[1:]) or 1
+    step = max(1, _CHUNK // size)
+    for start in range(first.start, first.stop, step):
+        yield (slice(start, min(first.stop, start + step)), *region[1:])
+
+
+def _affine_errors(cov: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
+    """Estimated affine-fit MSE against the signal of the raw average and of ``weights @ x``.
+
+    Vector 0 is the even half, 1 the odd half, then each method's output on the even half and
+    on the odd half. The signal's variance is ``cov(even, odd)``; each vector's covariance with
+    the signal is its covariance with the half it never saw.
+    """
+    signal = cov[0, 1]
+    held_out = np.array([cov[0, 1], cov[1, 0]]
+                        + [cov[i, 1 - (i % 2)] for i in range(2, cov.shape[0])])
+    raw = np.zeros(cov.shape[0])
+    raw[:2] = 0.5
+
+    def error(a: np.ndarray) -> float:
+        variance = float(a @ cov @ a)
+        return signal if variance <= 0 else signal - float(a @ held_out) ** 2 / variance
+
+    return error(raw), error(weights)
+
+
+def _gain_db(raw_error: float, error: float) -> float:
+    if error <= 0:
+        return math.inf
+    if raw_error <= 0:
+        return -math.inf
+    return 10.0 * math.log10(raw_error / error)
+
+
+def heldout_scores(
+    even: npt.ArrayLike,
+    odd: npt.ArrayLike,
+    outputs: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
+    *,
+    blends: Sequence[tuple[str, str]] = (),
+    blocks: int = 3,
+) -> dict[str, HeldOutScore]:
+    """Estimate, from the two halves alone, how much each restoration gains on the raw average.
+
+    Every method restores each half *alone*: ``f(even)`` and ``f(odd)``, and its output on the
+    pair is their mean ``m = (f(even) + f(odd)) / 2`` (what
+    :meth:`cryocare.model.CAREModel.denoise` returns, and for a linear filter the same as
+    filtering the average). With ``even = s + n_e`` and ``odd = s + n_o`` (independent noise of
+    zero mean), ``f(even)`` is independent of ``n_o``, so ``cov(f(even), odd)`` estimates
+    ``cov(f(even), s)`` without bias, and ``cov(even, odd)`` estimates ``var(s)``. The error
+    of ``m`` against the signal after the best affine fit is
+    ``var(s) - cov(m, s)**2 / var(m)``: estimated from these covariances, for ``m`` and for
+    the raw average, their ratio in dB is the gain returned.
+
+    Parameters
+    ----------
+    even, odd : array_like
+        The two independently noisy halves, same shape, finite real values; not modified.
+    outputs : mapping of str to (array_like, array_like)
+        For each method, its outputs on the even half and on the odd half, each computed
+        from that half alone (same shape as the halves).
+    blends : sequence of (str, str), optional
+        Pairs of methods of `outputs` to blend: ``w * a + (1 - w) * b`` with the weight
+        ``w`` in 0, 0.05, ..., 1 of the best estimated gain; scored under ``"a+b"``.
+    blocks : int, optional
+        Parts per axis of the sub-volumes of the jackknife (fewer on axes shorter than
+        ``4 * blocks``); default 3, i.e. 27 blocks in 3-D.
+
+    Returns
+    -------
+    dict of str to HeldOutScore
+        One score per method of `outputs`, then one per blend.
+
+    Raises
+    ------
+    InputError
+        If shapes differ, values are not finite, a blend names an unknown method, `blocks`
+        is not a positive integer, or the halves are not positively correlated (no signal to
+        measure a gain against).
+
+    See Also
+    --------
+    halves_score : the correlation of one restored half with the other raw half, which
+        ranks single-half restorations the same way.
+
+    Notes
+    -----
+    The numerator and denominator of the gain are each built from unbiased estimates; the
+    ratio is consistent, not exactly unbiased. What limits the precision is the estimate of
+    ``var(s)`` from ``cov(even, odd)`` at low signal-to-noise ratio: the uncertainty says how
+    much. A method that saw the odd half while restoring the even one (a network trained
+    on these halves, on this region) scores too high; score it on a region it was not
+    trained on. The blend weight is chosen on the same data it is scored on, so a blend's
+    gain is slightly optimistic.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy import ndimage as ndi
+    >>> rng = np.random.default_rng(0)
+    >>> clean = ndi.gaussian_filter(rng.normal(size=(48, 48, 48)), 2) * 10
+    >>> even = clean + rng.normal(size=clean.shape)
+    >>> odd = clean + rng.normal(size=clean.shape)
+    >>> smooth = lambda x: ndi.gaussian_filter(x, 1.5)
+    >>> score = heldout_scores(even, odd, {"gaussian": (smooth(even), smooth(odd))})["gaussian"]
+    >>> truth = psnr_affine(clean, smooth((even + odd) / 2)) - psnr_affine(clean, (even + odd) / 2)
+    >>> bool(abs(score.gain_db - truth) < 3 * score.uncertainty_db), round(truth, 1)
+    (True, 8.1)
+    """
+    first, second = _check_pair(even, odd, names=("even", "odd"))
+    if isinstance(blocks, bool) or not isinstance(blocks, numbers.Integral) or blocks < 1:
+        raise InputError(f"blocks: expected a positive integer, found {blocks!r}")
+    arrays, names = [first, second], ["even", "odd"]
+    for method, pair in outputs.items():
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise InputError(f"outputs[{method!r}]: expected (output on even, output on odd), "
+                             f"found {type(pair).__name__}")
+        for half, value in zip(("even", "odd"), pair, strict=True):
+            name = f"outputs[{method!r}] on the {half} half"
+            arrays.append(_check_pair(first, value, names=("even", name))[1])
+            names.append(name)
+    methods = list(outputs)
+    for a, b in blends:
+        for method in (a, b):
+            if method not in outputs:
+                raise InputError(f"blends: expected methods of outputs "
+                                 f"({', '.join(methods)}), found {method!r}")
+    gram = _Gram(arrays, names, int(blocks))
+    total = gram.covariances()
+    if not total[0, 1] > 0:
+        r = total[0, 1] / math.sqrt(max(total[0, 0] * total[1, 1], 1e-300))
+        raise InputError(f"even/odd: the halves are not positively correlated (r = {r:.4f}): "
+                         f"no signal to measure a gain against")
+    replicated = [gram.covariances(leave_out=b) for b in range(len(gram.count))]
+
+    def vector(weights: Mapping[str, float]) -> np.ndarray:
+        a = np.zeros(len(arrays))
+        for method, weight in weights.items():
+            i = 2 + 2 * methods.index(method)
+            a[i] += weight / 2
+            a[i + 1] += weight / 2
+        return a
+
+    def score(weights: dict[str, float]) -> HeldOutScore:
+        a = vector(weights)
+        raw_error, error = _affine_errors(total, a)
+        gains = tuple(_gain_db(*_affine_errors(cov, a)) for cov in replicated)
+        return HeldOutScore(weights=weights, gain_db=_gain_db(raw_error, error),
+                            uncertainty_db=_jackknife_error(gains), error=error,
+                            raw_error=raw_error, replicates=gains)
+
+    scores = {method: score({method: 1.0}) for method in methods}
+    for a, b in blends:
+        best = max(_BLEND_WEIGHTS, key=lambda w: _gain_db(
+            *_affine_errors(total, vector({a: w, b: 1.0 - w}))))
+        scores[f"{a}+{b}"] = score({a: best, b: 1.0 - best} if a != b else {a: 1.0})
+    logger.debug("held-out gains: %s", ", ".join(
+        f"{k} {v.gain_db:.2f} ± {v.uncertainty_db:.2f} dB" for k, v in scores.items()))
+    return scores
+
+
+# ------------------------------------------------------------------ the missing wedge
+# Scores against a wedge-free truth: Fourier correlation inside the missing cone and in
+# the measured directions, directional resolution, PSNR of the low-passed volumes.
+
+#: Default frequency band of :func:`wedge_correlation`, cycles per voxel.
+WEDGE_BAND = (0.04, 0.15)
+
+
+@dataclass(frozen=True)
+class WedgeCorrelation:
+    """Fourier correlation of an image with a truth, split by the missing wedge.
+
+    Attributes
+    ----------
+    missing : float
+        Correlation inside the missing cone (at least ``margin`` degrees beyond
+        the measured range), in ``[-1, 1]``; NaN when the cone is empty (a full
+        ±90° series).
+    measured : float
+        Correlation in the measured directions (at least ``margin`` degrees
+        inside the measured range), in ``[-1, 1]``.
+    """
+
+    missing: float
+    measured: float
+
+
+@dataclass(frozen=True, eq=False)
+class DirectionalResolution:
+    """FSC resolution of two volumes in cones around the ``Z``, ``Y`` and ``X`` axes.
+
+    Attributes
+    ----------
+    z, y, x : float
+        Resolution in Å (in voxels for ``voxel_size=1``) where the FSC within
+        the cone around that axis first drops below the threshold; the larger,
+        the worse. The first shell's resolution when even that is below it.
+    curves : dict of str to FSCCurve
+        The FSC curve of each cone, by axis name ``"z"``, ``"y"``, ``"x"``.
+    threshold : float
+        The threshold used.
+    """
+
+    z: float
+    y: float
+    x: float
+    curves: dict[str, FSCCurve]
+    threshold: float
+
+    @property
+    def anisotropy(self) -> float:
+        """``z / x``: how much worse the resolution is along the beam than across it
+        (about 1 for an isotropic map, large for a map with a missing wedge about ``Y``)."""
+        return self.z / self.x
+
+
+def _check_volumes(a: npt.ArrayLike, b: npt.ArrayLike, names: tuple[str, str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite, non-constant 3-D float64 volumes of the same shape, each ≥ 8 on every axis."""
+    first, second = _check_pair(a, b, names=names)
+    if first.ndim != 3 or min(first.shape) < 8:
+        raise InputError(f"{names[0]}: expected 3-D volumes (Z, Y, X) at least 8 long on every "
+                         f"axis, found shape {first.shape}")
+    out = []
+    for array, name in zip((first, second), names, strict=True):
+        values = np.asarray(array, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise InputError(f"{name}: expected finite values, found NaN or inf")
+        if values.min() == values.max():
+            raise InputError(f"{name}: expected a volume with structure, found a constant one "
+                             "(its Fourier correlation is undefined)")
+        out.append(values)
+    return out[0], out[1]
+
+
+def _fraction(value, name: str, *, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+        math.isfinite(value) and low <= value <= high
+    ):
+        raise InputError(f"{name}: expected a number in [{low:g}, {high:g}], found {value!r}")
+    return float(value)
+
+
+def _edge_window(shape: tuple[int, ...], taper: float) -> np.ndarray:
+    """Separable window: 1 inside, a raised cosine over ``taper`` of each axis at both ends."""
+    window = np.ones(shape)
+    for axis, n in enumerate(shape):
+        width = int(round(taper * n))
+        ramp = np.ones(n)
+        if width > 0:
+            # Half a Hann window over `width` samples, starting above 0 so no voxel is lost.
+            rising = 0.5 * (1 - np.cos(np.pi * (np.arange(width) + 0.5) / width))
+            ramp[:width] = rising
+            ramp[n - width:] = rising[::-1]
+        view = [1] * len(shape)
+        view[axis] = n
+        window = window * ramp.reshape(view)
+    return window
+
+
+def _apodised_spectrum(volume: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """``rfftn`` of the volume minus its window-weighted mean, times the window."""
+    mean = float((volume * window).sum() / window.sum())
+    return np.fft.rfftn((volume - mean) * window)
+
+
+def _rfft_grid(shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Radius (cycles per voxel) of every ``rfftn`` coefficient and its weight in a full-space
+    sum (2 for the coefficients that stand for a conjugate pair, 1 for the planes
+    ``k_x = 0`` and, for even ``X``, Nyquist)."""
+    kz, ky = np.fft.fftfreq(shape[0]), np.fft.fftfreq(shape[1])
+    kx = np.fft.rfftfreq(shape[2])
+    radius = np.sqrt(kz[:, None, None] ** 2 + ky[None, :, None] ** 2 + kx[None, None, :] ** 2)
+    weight = np.full(kx.size, 2.0)
+    weight[0] = 1.0
+    if shape[2] % 2 == 0:
+        weight[-1] = 1.0
+    return radius, np.broadcast_to(weight, radius.shape)
+
+
+def _half(mask: np.ndarray) -> np.ndarray:
+    """The ``rfftn`` half of an ``fftn``-ordered mask (the wedge masks are point-symmetric)."""
+    return mask[..., : mask.shape[-1] // 2 + 1]
+
+
+def _correlation(fa: np.ndarray, fb: np.ndarray, weight: np.ndarray, region: np.ndarray
+                 ) -> float:
+    if not region.any():
+        return math.nan
+    a, b, w = fa[region], fb[region], weight[region]
+    cross = float((w * (a * np.conj(b)).real).sum())
+    power = float((w * np.abs(a) ** 2).sum()) * float((w * np.abs(b) ** 2).sum())
+    return 0.0 if power <= 0 else float(np.clip(cross / math.sqrt(power), -1.0, 1.0))
+
+
+def wedge_correlation(
+    truth: npt.ArrayLike,
+    image: npt.ArrayLike,
+    wedge,
+    *,
+    band: tuple[float, float] = WEDGE_BAND,
+    margin: float = 5.0,
+    taper: float = 0.1,
+) -> WedgeCorrelation:
+    """Fourier correlation of an image with a wedge-free truth, inside and outside the wedge.
+
+    Both volumes are apodised (their window-weighted mean removed, then a
+    raised-cosine edge over ``taper`` of every axis, so that the box edges add
+    no streak along the axes), Fourier transformed, and the normalised
+    cross-correlation of their coefficients,
+    ``Re Σ T I* / sqrt(Σ |T|² Σ |I|²)``, is taken over the frequencies of the
+    band that lie in the missing cone (:func:`cryocare.wedge.missing_mask`)
+    and over those in the measured directions
+    (:func:`cryocare.wedge.measured_mask`), each ``margin`` degrees clear of
+    the wedge's edge.
+
+    A denoiser that leaves the wedge alone keeps the in-cone correlation of
+    the wedged noiseless reconstruction (about 0.1-0.2); a method that
+    restores the wedge raises it towards 1. The score ignores scale and
+    offset (``image -> c * image + d``, ``c > 0``).
+
+    Parameters
+    ----------
+    truth, image : array_like, shape (Z, Y, X)
+        The wedge-free truth (e.g. :attr:`cryocare.simulate.SimulatedTomogram.isotropic`)
+        and the image to score; finite, not constant, at least 8 on every axis.
+        They are not modified.
+    wedge : Wedge or str or (float, float)
+        The tilt range of the image's data (:func:`cryocare.wedge.parse_wedge`).
+    band : (float, float), optional
+        Lowest and highest spatial frequency in cycles per voxel,
+        ``0 <= low < high <= 0.5``.
+    margin : float, optional
+        Degrees kept clear of the wedge's edge on both sides, in ``[0, 45]``.
+    taper : float, optional
+        Fraction of each axis tapered at each end, in ``[0, 0.5]``.
+
+    Returns
+    -------
+    WedgeCorrelation
+        ``missing`` and ``measured`` correlations; 0 where the image has no
+        power in the region.
+
+    Raises
+    ------
+    InputError
+        For volumes of other shapes, not 3-D, too small, non-finite or
+        constant, a bad wedge, band, margin or taper.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.normal(size=(64, 64, 64))
+    >>> wedge_correlation(truth, 2 * truth + 1, "-60,60")
+    WedgeCorrelation(missing=1.0, measured=1.0)
+    >>> score = wedge_correlation(truth, rng.normal(size=truth.shape), "-60,60")
+    >>> bool(abs(score.missing) < 0.15 and abs(score.measured) < 0.15)
+    True
+    """
+    from .wedge import measured_mask, missing_mask, parse_wedge
+
+    tilt = parse_wedge(wedge)
+    low, high = _band(band)
+    margin = _fraction(margin, "margin", low=0.0, high=45.0)
+    taper = _fraction(taper, "taper", low=0.0, high=0.5)
+    reference, restored = _check_volumes(truth, image, ("truth", "image"))
+    window = _edge_window(reference.shape, taper)
+    fa, fb = (_apodised_spectrum(v, window) for v in (reference, restored))
+    del window
+    radius, weight = _rfft_grid(reference.shape)
+    inside = (radius >= low) & (radius <= high)
+    cone = inside & _half(missing_mask(reference.shape, tilt, margin=margin))
+    seen = inside & _half(measured_mask(reference.shape, tilt, margin=margin))
+    result = WedgeCorrelation(missing=_correlation(fa, fb, weight, cone),
+                              measured=_correlation(fa, fb, weight, seen))
+    logger.debug("wedge correlation %s (%d in the cone, %d measured): %s", tilt,
+                 int(cone.sum()), int(seen.sum()), result)
+    return result
+
+
+def _band(band) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in band)
+    except (TypeError, ValueError):
+        raise InputError(f"band: expected (low, high) in cycles per voxel, found {band!r}"
+                         ) from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high <= 0.5):
+        raise InputError(f"band: expected 0 <= low < high <= 0.5 cycles per voxel, "
+                         f"found {band!r}")
+    return low, high
+
+
+def directional_resolution(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    *,
+    threshold: float = 0.143,
+    cone: float = 30.0,
+    voxel_size: float = 1.0,
+    taper: float = 0.1,
+) -> DirectionalResolution:
+    """Directional FSC: the resolution of two volumes along ``Z``, ``Y`` and ``X``.
+
+    The Fourier shell correlation of :func:`fsc`, summed only over the
+    coefficients within ``cone`` degrees of one axis (``|k·e| >= |k| cos
+    cone``), after the apodisation of :func:`wedge_correlation`. A tomogram
+    with a missing wedge about ``Y`` correlates poorly along ``Z`` (the beam)
+    and well along ``X`` and ``Y``; ``result.anisotropy = z / x`` says by
+    how much. Pass two independent half maps with ``threshold=0.143``, or a
+    map and its truth with ``0.5`` or ``0.143``.
+
+    Parameters
+    ----------
+    a, b : array_like, shape (Z, Y, X)
+        Finite, non-constant volumes at least 8 long on every axis.
+    threshold : float, optional
+        FSC threshold of the resolution, in ``(-1, 1)``.
+    cone : float, optional
+        Half-angle in degrees of each cone, in ``(0, 90)``. The default 30° is
+        the missing cone of a ±60° series.
+    voxel_size : float, optional
+        Voxel size in Å; with 1 (the default) resolutions are in voxels.
+    taper : float, optional
+        Fraction of each axis tapered at each end, in ``[0, 0.5]``.
+
+    Returns
+    -------
+    DirectionalResolution
+
+    Raises
+    ------
+    InputError
+        For volumes of other shapes, not 3-D, too small, non-finite or
+        constant, or a bad option.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> volume = rng.normal(size=(16, 16, 16))
+    >>> result = directional_resolution(volume, volume)
+    >>> result.z, result.x, result.anisotropy       # Nyquist everywhere: 2 voxels
+    (2.0, 2.0, 1.0)
+    """
+    reference, other = _check_volumes(a, b, ("a", "b"))
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not (
+        -1 < threshold < 1
+    ):
+        raise InputError(f"threshold: expected a number in (-1, 1), found {threshold!r}")
+    if isinstance(cone, bool) or not isinstance(cone, numbers.Real) or not 0 < cone < 90:
+        raise InputError(f"cone: expected a half-angle in (0, 90) degrees, found {cone!r}")
+    if isinstance(voxel_size, bool) or not isinstance(voxel_size, numbers.Real) or not (
+        math.isfinite(voxel_size) and voxel_size > 0
+    ):
+        raise InputError(f"voxel_size: expected a positive number in Å, found {voxel_size!r}")
+    taper = _fraction(taper, "taper", low=0.0, high=0.5)
+    shape = reference.shape
+    window = _edge_window(shape, taper)
+    fa, fb = (_apodised_spectrum(v, window) for v in (reference, other))
+    del window
+    radius, weight = _rfft_grid(shape)
+    step = 1.0 / min(shape)
+    length = int(0.5 / step) + 1
+    index = np.rint(radius / step).astype(np.int64)
+    cross_all = weight * (fa * np.conj(fb)).real
+    power_a, power_b = weight * np.abs(fa) ** 2, weight * np.abs(fb) ** 2
+    components = (np.fft.fftfreq(shape[0])[:, None, None], np.fft.fftfreq(shape[1])[None, :, None],
+                  np.fft.rfftfreq(shape[2])[None, None, :])
+    cosine = math.cos(math.radians(float(cone)))
+    curves, resolutions = {}, {}
+    for name, component in zip("zyx", components, strict=True):
+        region = (np.abs(component) >= cosine * radius) & (index < length) & (radius > 0)
+        bins = index[region]
+        sums = [np.bincount(bins, weights=values[region], minlength=length)
+                for values in (cross_all, power_a, power_b)]
+        count = np.bincount(bins, minlength=length)
+        denominator = np.sqrt(sums[1] * sums[2])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            correlation = np.where(denominator > 0, sums[0] / denominator, 0.0)
+        curve = FSCCurve(frequency=np.arange(1, length) * step / float(voxel_size),
+                         correlation=np.clip(correlation[1:], -1.0, 1.0),
+                         count=count[1:], voxel_size=float(voxel_size))
+        curves[name] = curve
+        resolutions[name] = curve.resolution(float(threshold))
+    logger.debug("directional resolution (cones of %g°): %s", cone, resolutions)
+    return DirectionalResolution(z=resolutions["z"], y=resolutions["y"], x=resolutions["x"],
+                                 curves=curves, threshold=float(threshold))
+
+
+def lowpass(volume: npt.ArrayLike, cutoff: float = 0.15, *, width: float = 0.2) -> np.ndarray:
+    """A volume low-passed to ``cutoff`` cycles per voxel (spherical, raised-cosine edge).
+
+    The transfer is 1 up to ``(1 - width / 2) · cutoff``, falls as a half
+    cosine and is 0 from ``(1 + width / 2) · cutoff`` on (a sharp edge would
+    ring); periodic boundaries.
+
+    Parameters
+    ----------
+    volume : array_like
+        Real, finite 2-D or 3-D array.
+    cutoff : float, optional
+        Frequency of the half-power point, cycles per voxel, in ``(0, 0.5]``.
+    width : float, optional
+        Width of the edge as a fraction of `cutoff`, in ``[0, 1]``.
+
+    Returns
+    -------
+    ndarray of float64, the shape of `volume`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(64)
+    >>> slow, fast = np.cos(2 * np.pi * x * 4 / 64), np.cos(2 * np.pi * x * 16 / 64)
+    >>> image = np.tile(slow + fast, (8, 1))
+    >>> bool(np.allclose(lowpass(image, 0.15), np.tile(slow, (8, 1))))
+    True
+    """
+    cutoff, width = _lowpass_options(cutoff, width)
+    return _lowpassed(_finite_2d_3d(volume, "volume"), cutoff, width)
+
+
+def _finite_2d_3d(volume: npt.ArrayLike, name: str) -> np.ndarray:
+    array = np.asarray(volume)
+    if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer)
+                                      or np.issubdtype(array.dtype, np.floating)):
+        raise InputError(f"{name}: expected a real-valued array, found dtype {array.dtype}")
+    if array.ndim not in (2, 3) or min(array.shape) < 2:
+        raise InputError(f"{name}: expected a 2-D or 3-D array, found shape {array.shape}")
+    values = np.asarray(array, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InputError(f"{name}: expected finite values, found NaN or inf")
+    return values
+
+
+def _lowpass_options(cutoff, width) -> tuple[float, float]:
+    cutoff = _fraction(cutoff, "cutoff", low=0.0, high=0.5)
+    if cutoff == 0:
+        raise InputError("cutoff: expected a frequency in (0, 0.5] cycles per voxel, found 0")
+    return cutoff, _fraction(width, "width", low=0.0, high=1.0)
+
+
+def _lowpassed(values: np.ndarray, cutoff: float, width: float) -> np.ndarray:
+    axes = [np.fft.fftfreq(n) for n in values.shape[:-1]] + [np.fft.rfftfreq(values.shape[-1])]
+    grids = np.meshgrid(*axes, indexing="ij", sparse=True)
+    radius = np.sqrt(sum(g**2 for g in grids))
+    start, stop = (1 - width / 2) * cutoff, (1 + width / 2) * cutoff
+    if stop > start:
+        phase = np.clip((radius - start) / (stop - start), 0.0, 1.0)
+        transfer = 0.5 * (1 + np.cos(np.pi * phase))
+    else:
+        transfer = (radius <= cutoff).astype(np.float64)
+    spectrum = np.fft.rfftn(values) * transfer
+    return np.fft.irfftn(spectrum, s=values.shape, axes=tuple(range(values.ndim)))
+
+
+def psnr_lowpass(
+    truth: npt.ArrayLike,
+    image: npt.ArrayLike,
+    *,
+    cutoff: float = 0.15,
+    data_range: float | None = None,
+) -> float:
+    """PSNR in dB of the low-passed image against the low-passed truth, after an affine fit.
+
+    Both are low-passed to ``cutoff`` cycles per voxel (:func:`lowpass`), then
+    scored by :func:`psnr_affine` (the peak is the range of the low-passed
+    truth unless `data_range` is given). Against a wedge-free truth this
+    weighs the missing wedge at the resolution where it matters (membranes,
+    particles) and not the high-frequency noise no method recovers.
+
+    Parameters
+    ----------
+    truth, image : array_like
+        Real, finite 2-D or 3-D arrays of the same shape.
+    cutoff : float, optional
+        Low-pass frequency, cycles per voxel, in ``(0, 0.5]``.
+    data_range : float, optional
+        Peak-to-peak range of the signal; default that of the low-passed truth.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InputError
+        As for :func:`psnr_affine` and :func:`lowpass`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> truth = np.cos(2 * np.pi * np.arange(64) * 4 / 64)[None, :].repeat(16, 0)
+    >>> noisy = truth + 0.1 * rng.normal(size=truth.shape)
+    >>> bool(psnr_lowpass(truth, 3 * noisy + 1) > psnr_affine(truth, noisy) + 3)
+    True
+    """
+    reference, restored = _check_pair(truth, image, names=("truth", "image"))
+    cutoff, width = _lowpass_options(cutoff, 0.2)
+    smooth = [_lowpassed(_finite_2d_3d(v, name), cutoff, width)
+              for v, name in ((reference, "truth"), (restored, "image"))]
+    return psnr_affine(smooth[0], smooth[1], data_range=data_range)

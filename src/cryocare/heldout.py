@@ -1,0 +1,482 @@
+"""Which restoration to trust on the user's own halves: the model's, a filter's, or a blend.
+
+There is no clean reference in real data, but there are two independently noisy halves. A
+method that restores the even half *alone* never saw the odd half's noise, so its error
+against the odd half is its error against the signal plus that noise, the same for every
+method: :func:`cryocare.metrics.heldout_scores` turns this into an estimate of each method's
+gain in dB over the raw average, with an uncertainty. :func:`assess` runs it on a bounded,
+representative sub-volume for a model (any callable that restores one half), a Gaussian
+filter (sigma 1 voxel) and nonlinear anisotropic diffusion (its iterations tuned on the
+halves, :func:`cryocare.filters.tune`), and decides what to output: the model's restoration,
+unless a filter is estimated ahead of it; then the better of that filter and its measured
+blend with the model (with a warning when the filter is ahead by more than the
+uncertainty). :func:`denoise` does it all for a
+:class:`~cryocare.model.CAREModel`; ``cryocare predict`` and ``cryocare denoise`` log the
+estimate and write it with ``--report``.
+
+This module is NumPy/SciPy only: the model enters as a callable.
+
+Examples
+--------
+>>> import numpy as np
+>>> from scipy import ndimage as ndi
+>>> from cryocare.simulate import simulate_tomogram
+>>> tomo = simulate_tomogram((32, 64, 64), seed=0, dose_per_tilt=0.5)
+>>> smoothing_model = lambda half: ndi.uniform_filter(half, 3)  # stands for model.predict
+>>> result = assess(tomo.even, tomo.odd, smoothing_model)
+>>> sorted(result.scores)
+['gaussian', 'model', 'model+gaussian', 'model+nad', 'nad']
+>>> result.line().startswith("estimated gain over the raw average: ")
+True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .errors import InputError, OutputExistsError
+from .filters import _central_crop, _check_image, gaussian, nad, tune
+from .metrics import HeldOutScore, heldout_scores
+
+__all__ = ["DEFAULT_VOXELS", "FILTER_NAMES", "Assessment", "assess", "denoise",
+           "representative_region", "validation_region", "write_report"]
+
+logger = logging.getLogger(__name__)
+
+#: Voxels of the sub-volume scored by default: a few seconds of prediction and filtering.
+DEFAULT_VOXELS = 2**20
+#: Voxels added around the scored sub-volume before restoring it, so that border effects of
+#: the network and filters on the cut stay outside the scored voxels.
+MARGIN = 8
+#: The filters compared with the model, as named in scores and reports.
+FILTER_NAMES = {"gaussian": "Gaussian", "nad": "NAD"}
+_SIGMA = 1.0  # the Gaussian filter's sigma in voxels
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """The held-out-halves estimate of the model and the filters, and the decision.
+
+    Attributes
+    ----------
+    scores : dict of str to HeldOutScore
+        ``"model"``, ``"gaussian"``, ``"nad"``, and the best blends ``"model+gaussian"`` and
+        ``"model+nad"``: estimated gains over the raw average (dB of PSNR after the best
+        affine fit to the signal) of each restoration of the pair.
+    region : tuple of slice
+        The sub-volume scored.
+    nad_iterations : int
+        NAD's iterations, tuned on the halves (for restoring one half).
+    choice : str
+        The key of `scores` whose restoration to output.
+    warning : str or None
+        Set when a filter beats the model by more than the standard error of the difference:
+        what was written instead (or that the model was kept, when `forced`).
+    forced : bool
+        The model's output was kept although a filter was estimated ahead of it.
+    """
+
+    scores: dict[str, HeldOutScore]
+    region: tuple[slice, ...]
+    nad_iterations: int
+    choice: str
+    warning: str | None
+    forced: bool
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether the chosen output holds the model's restoration."""
+        return self.scores[self.choice].weights.get("model", 0.0) > 0
+
+    def line(self) -> str:
+        """The one line that the command line logs."""
+        model = self.scores["model"]
+        return (f"estimated gain over the raw average: {model.gain_db:.2f} dB "
+                f"(± {model.uncertainty_db:.2f}), Gaussian {self.scores['gaussian'].gain_db:.2f}"
+                f" dB, NAD {self.scores['nad'].gain_db:.2f} dB — from the halves")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers as plain JSON-ready values (non-finite numbers as None)."""
+        def number(value: float) -> float | None:
+            return round(float(value), 4) if math.isfinite(value) else None
+
+        best = max(FILTER_NAMES, key=lambda name: self.scores[name].gain_db)
+        difference, uncertainty = self.scores[best].compare(self.scores["model"])
+        return {
+            "estimate": "gain in dB over the raw average (even + odd) / 2 of PSNR after the "
+                        "best affine fit to the signal, estimated from the halves "
+                        "(cryocare.metrics.heldout_scores)",
+            "region": [[s.start, s.stop] for s in self.region],
+            "methods": {name: {"gain_db": number(score.gain_db),
+                               "uncertainty_db": number(score.uncertainty_db),
+                               "weights": {k: round(v, 4) for k, v in score.weights.items()}}
+                        for name, score in self.scores.items()},
+            "nad_iterations": self.nad_iterations,
+            "best_filter": best,
+            "best_filter_minus_model_db": [number(difference), number(uncertainty)],
+            "choice": self.choice,
+            "output": self.scores[self.choice].weights,
+            "forced": self.forced,
+            "warning": self.warning,
+        }
+
+    def restore(self, even: npt.ArrayLike, odd: npt.ArrayLike,
+                model_output: npt.ArrayLike | None = None) -> np.ndarray:
+        """The chosen restoration of the whole pair.
+
+        Parameters
+        ----------
+        even, odd : array_like
+            The halves (the whole tomograms, not only the scored region).
+        model_output : array_like, optional
+            The model's restoration of the pair (``model.denoise(even, odd)``); needed when
+            :attr:`needs_model`.
+
+        Returns
+        -------
+        ndarray of float32
+            ``sum(weight * output)`` over the chosen methods' outputs on the pair (each
+            method's mean over the two halves, as scored).
+
+        Raises
+        ------
+        InputError
+            If the halves differ in shape, or the model's output is needed and missing or of
+            another shape.
+        """
+        first, second = _check_halves(even, odd)
+        weights = self.scores[self.choice].weights
+        result = np.zeros(first.shape, dtype=np.float32)
+        for method, weight in weights.items():
+            if weight == 0:
+                continue
+            if method == "model":
+                if model_output is None:
+                    raise InputError("model_output: expected the model's restoration of the "
+                                     "pair, found None")
+                output = np.asarray(model_output, dtype=np.float32)
+                if output.shape != first.shape:
+                    raise InputError(f"model_output: expected shape {first.shape}, found "
+                                     f"{output.shape}")
+            else:
+                output = _filter_pair(method, first, second, self.nad_iterations)
+            result += np.float32(weight) * output
+        return result
+
+
+def _check_halves(even: npt.ArrayLike, odd: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    first = _check_image(even, name="even")
+    second = _check_image(odd, name="odd")
+    if first.shape != second.shape:
+        raise InputError(f"odd: expected the shape of even {first.shape}, found {second.shape}")
+    return first, second
+
+
+def _filter_pair(method: str, even: np.ndarray, odd: np.ndarray, iterations: int) -> np.ndarray:
+    """The filter's output on the pair: the mean of its outputs on each half (as scored)."""
+    if method == "gaussian":  # linear: the same as filtering the average, in one pass
+        average = np.add(even, odd, dtype=np.float32)
+        average *= np.float32(0.5)
+        return gaussian(average, sigma=_SIGMA)
+    result = nad(even, iterations=iterations)
+    result += nad(odd, iterations=iterations)
+    result *= np.float32(0.5)
+    return result
+
+
+def representative_region(shape: tuple[int, ...], *, max_voxels: int = DEFAULT_VOXELS,
+                          within: tuple[slice, ...] | None = None) -> tuple[slice, ...]:
+    """The central box of ``shape`` (or of `within`) of at most `max_voxels` voxels.
+
+    The longest axes are shrunk first (to no less than 16), so a thin tomogram keeps its
+    whole depth: the box holds the specimen's layers in the proportions of the volume.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the halves.
+    max_voxels : int, optional
+        Largest number of voxels of the box.
+    within : tuple of slice, optional
+        A region of ``shape`` to take the box from (e.g. :func:`validation_region`).
+
+    Returns
+    -------
+    tuple of slice
+
+    Raises
+    ------
+    InputError
+        If `max_voxels` is not a positive integer or `within` is not a region of ``shape``.
+
+    Examples
+    --------
+    >>> representative_region((64, 512, 512), max_voxels=2**20)
+    (slice(0, 64, None), slice(192, 319, None), slice(192, 319, None))
+    """
+    if isinstance(max_voxels, bool) or not isinstance(max_voxels, numbers.Integral) \
+            or max_voxels < 1:
+        raise InputError(f"max_voxels: expected a positive integer, found {max_voxels!r}")
+    if within is None:
+        within = tuple(slice(0, n) for n in shape)
+    if len(within) != len(shape) or any(
+            not (0 <= s.start < s.stop <= n) for s, n in zip(within, shape, strict=True)):
+        raise InputError(f"region: expected a non-empty region of shape {shape}, found {within}")
+    crop = _central_crop(tuple(s.stop - s.start for s in within), max_voxels)
+    return tuple(slice(w.start + c.start, w.start + c.stop)
+                 for w, c in zip(within, crop, strict=True))
+
+
+def validation_region(shape: tuple[int, ...], *, tilt_axis: str = "Y",
+                      fraction: float = 0.1) -> tuple[slice, ...]:
+    """The end of the tilt axis that training on the halves holds out for validation.
+
+    :func:`cryocare.pairs.sample_pairs` keeps the last ``max(patch, fraction * length)``
+    voxels of the tilt axis out of every training patch; the last ``fraction`` of it is
+    inside that in every case, so a model trained on these halves never saw its noise as a
+    target, and its held-out estimate there is not optimistic.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the halves (2-D or 3-D).
+    tilt_axis : {"Y", "X", "Z"}
+        As given to training.
+    fraction : float
+        The validation fraction of training (0.1, the default of ``sample_pairs``).
+
+    Returns
+    -------
+    tuple of slice
+
+    Raises
+    ------
+    InputError
+        For an unknown axis or a fraction outside (0, 1).
+
+    Examples
+    --------
+    >>> validation_region((64, 200, 300))
+    (slice(0, 64, None), slice(180, 200, None), slice(0, 300, None))
+    """
+    axes = {3: {"Z": 0, "Y": 1, "X": 2}, 2: {"Y": 0, "X": 1}}.get(len(shape), {})
+    if tilt_axis not in axes:
+        raise InputError(f"tilt_axis: expected one of {', '.join(map(repr, axes))} for a "
+                         f"{len(shape)}-D volume, found {tilt_axis!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+            or not 0 < fraction < 1:
+        raise InputError(f"fraction: expected a number in (0, 1), found {fraction!r}")
+    axis = axes[tilt_axis]
+    length = shape[axis]
+    held = max(1, round(length * fraction))
+    return tuple(slice(length - held, length) if i == axis else slice(0, n)
+                 for i, n in enumerate(shape))
+
+
+def _grown(region: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[tuple[slice, ...],
+                                                                      tuple[slice, ...]]:
+    """``region`` grown by :data:`MARGIN` (within ``shape``), and ``region`` inside that."""
+    outer = tuple(slice(max(0, s.start - MARGIN), min(n, s.stop + MARGIN))
+                  for s, n in zip(region, shape, strict=True))
+    inner = tuple(slice(s.start - o.start, s.stop - o.start)
+                  for s, o in zip(region, outer, strict=True))
+    return outer, inner
+
+
+def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
+           predict_half: Callable[[np.ndarray], npt.ArrayLike], *,
+           region: tuple[slice, ...] | None = None, max_voxels: int = DEFAULT_VOXELS,
+           force_model: bool = False, blocks: int = 3) -> Assessment:
+    """Score the model, a Gaussian filter and NAD on the halves, and choose what to output.
+
+    On a sub-volume (:func:`representative_region`, or `region`), each half is restored
+    alone by the model (`predict_half`), by a Gaussian filter of sigma 1 voxel and by NAD
+    with its iterations tuned on the halves; :func:`cryocare.metrics.heldout_scores`
+    estimates each restoration's gain over the raw average, and that of the best blends of
+    the model with each filter. The model's output is chosen unless the better filter is
+    estimated ahead of it: then the better of that filter and its measured blend with the
+    model is chosen (unless `force_model`), and a warning is logged when the filter is ahead
+    by more than the standard error of the difference (within it, an info line).
+
+    Parameters
+    ----------
+    even, odd : array_like
+        The two halves, same shape (memory maps fine: only the sub-volume is read).
+    predict_half : callable
+        Restores one half alone: ``predict_half(half) -> restored`` of the same shape (e.g.
+        ``lambda half: model.predict(half, tta=...)``). It must not see the other half.
+    region : tuple of slice, optional
+        The sub-volume to score (default: the central box of at most `max_voxels`). It is
+        restored with :data:`MARGIN` voxels of context around it.
+    max_voxels : int, optional
+        Largest sub-volume, when `region` is not given; the cost is that of predicting and
+        filtering this many voxels a few times over.
+    force_model : bool, optional
+        Keep the model's output even when a filter beats it (the warning says so).
+    blocks : int, optional
+        Blocks per axis of the uncertainty (:func:`cryocare.metrics.heldout_scores`).
+
+    Returns
+    -------
+    Assessment
+
+    Raises
+    ------
+    InputError
+        If the halves differ in shape or are not finite real 2-D/3-D arrays, the region is
+        not one of them, `predict_half` returns another shape, or the halves are not
+        positively correlated (there is no signal to estimate a gain against).
+
+    Notes
+    -----
+    A model trained on these halves has seen the odd half's noise as a target and would
+    score too high where it was trained; score it on :func:`validation_region`.
+    """
+    first, second = _check_halves(even, odd)
+    if not isinstance(force_model, bool):
+        raise InputError(f"force_model: expected True or False, found {force_model!r}")
+    if region is None:
+        region = representative_region(first.shape, max_voxels=max_voxels)
+    else:
+        region = representative_region(first.shape, max_voxels=math.prod(first.shape),
+                                       within=tuple(region))
+    outer, inner = _grown(region, first.shape)
+    halves = [np.array(h[outer], dtype=np.float32) for h in (first, second)]
+    scored = [h[inner] for h in halves]
+    iterations = tune("nad", scored[0], scored[1], target="half").params["iterations"]
+    outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    restored = []
+    for half in halves:
+        output = np.asarray(predict_half(half))
+        if output.shape != half.shape:
+            raise InputError(f"predict_half: expected an output of shape {half.shape}, found "
+                             f"{output.shape}")
+        restored.append(output[inner])
+    outputs["model"] = (restored[0], restored[1])
+    outputs["gaussian"] = tuple(gaussian(h, sigma=_SIGMA)[inner] for h in halves)
+    outputs["nad"] = tuple(nad(h, iterations=iterations)[inner] for h in halves)
+    scores = heldout_scores(scored[0], scored[1], outputs, blocks=blocks,
+                            blends=[("model", name) for name in FILTER_NAMES])
+    best = max(FILTER_NAMES, key=lambda name: scores[name].gain_db)
+    difference, uncertainty = scores[best].compare(scores["model"])
+    beaten = difference > (uncertainty if math.isfinite(uncertainty) else 0.0)
+    choice, warning = "model", None
+    if difference > 0:
+        blend = f"model+{best}"
+        better = blend if scores[blend].weights.get("model", 0.0) > 0 else best
+        weights = scores[better].weights
+        what = (f"{FILTER_NAMES[best]} alone" if better == best else
+                f"a blend of {weights['model']:.0%} model and {weights[best]:.0%} "
+                f"{FILTER_NAMES[best]} ({scores[better].gain_db:.2f} dB)")
+        ahead = (f"{FILTER_NAMES[best]} is estimated ahead of the model on these halves by "
+                 f"{difference:.2f} dB (± {uncertainty:.2f})")
+        if force_model:
+            message = f"{ahead}: keeping the model's output as asked"
+        else:
+            choice = better
+            message = f"{ahead}: writing {what} instead; force the model to keep its output"
+        if beaten:
+            warning = message
+            logger.warning("%s", message)
+        else:
+            logger.info("%s", message.replace("ahead of", "ahead of (within the uncertainty)"))
+    result = Assessment(scores=scores, region=region, nad_iterations=int(iterations),
+                        choice=choice, warning=warning, forced=force_model and difference > 0)
+    logger.info("%s", result.line())
+    return result
+
+
+def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model: bool = False,
+            region: tuple[slice, ...] | None = None, max_voxels: int = DEFAULT_VOXELS,
+            **options: Any) -> tuple[np.ndarray, Assessment]:
+    """``model.denoise(even, odd)``, unless a filter is estimated better on these halves.
+
+    :func:`assess` with ``model.predict(half, **options)``, then the chosen restoration of
+    the whole pair: the model's (``model.denoise(even, odd, **options)``), a filter's, or a
+    measured blend of both.
+
+    Parameters
+    ----------
+    model : CAREModel
+        Anything with ``predict(half, **options)`` and ``denoise(even, odd, **options)``.
+    even, odd : array_like
+        The two halves.
+    force_model, region, max_voxels
+        As in :func:`assess`.
+    **options
+        Options of :meth:`cryocare.model.CAREModel.denoise` (``tta``, ``memory``, ...);
+        ``progress`` is not passed to the predictions of the sub-volume.
+
+    Returns
+    -------
+    restored : ndarray of float32
+        The chosen restoration.
+    assessment : Assessment
+        The estimate and the decision (``assessment.to_dict()`` for a report).
+
+    Examples
+    --------
+    With the shipped model (loading Keras takes seconds, so this is not run)::
+
+        model = cryocare.load_model("pretrained")
+        restored, assessment = cryocare.heldout.denoise(model, even, odd)
+        print(assessment.line())
+    """
+    quiet = {k: v for k, v in options.items() if k not in ("progress", "out")}
+    assessment = assess(even, odd, lambda half: model.predict(half, **quiet), region=region,
+                        max_voxels=max_voxels, force_model=force_model)
+    output = model.denoise(even, odd, **options) if assessment.needs_model else None
+    if assessment.choice == "model":
+        return np.asarray(output, dtype=np.float32), assessment
+    return assessment.restore(even, odd, model_output=output), assessment
+
+
+def write_report(path: str | os.PathLike, report: Any, *, overwrite: bool = False) -> Path:
+    """Write an assessment (or a JSON-ready structure of them) to a JSON file, atomically.
+
+    Parameters
+    ----------
+    path : path
+        The file to write.
+    report : Assessment or JSON-ready value
+        An :class:`Assessment` is written as :meth:`Assessment.to_dict`.
+    overwrite : bool
+        Replace an existing file.
+
+    Returns
+    -------
+    Path
+        The file written.
+
+    Raises
+    ------
+    OutputExistsError
+        If the file exists and `overwrite` is False.
+    InputError
+        If its folder does not exist.
+    """
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{target}: exists already (pass overwrite to replace it)")
+    if not target.parent.is_dir():
+        raise InputError(f"{target}: folder for the report does not exist")
+    data = report.to_dict() if isinstance(report, Assessment) else report
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return target
