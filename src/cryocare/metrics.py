@@ -1,4 +1,8 @@
-"""Image quality scores: MSE, PSNR, SSIM, Pearson, FSC/FRC, even/odd SNR.
+"""Image quality scores: MSE, PSNR, SSIM, Pearson, FSC/FRC, even/odd SNR, the missing wedge.
+
+:func:`wedge_correlation`, :func:`directional_resolution` and
+:func:`psnr_lowpass` score a volume against a wedge-free truth (section
+"the missing wedge", at the end).
 
 Full-reference scores (:func:`mse`, :func:`psnr`, :func:`psnr_affine`,
 :func:`ssim_affine`) compare an image with a clean reference; Fourier
