@@ -47,6 +47,7 @@ _LAZY = {
     "denoise": ("recipe", "denoise"),
     "load_model": ("modelfiles", "load_model"),
     "denoise_file": ("predict", "denoise_file"),
+    "denoise_tomogram": ("single", "denoise_tomogram"),
     "segment_otsu": ("segment", "segment_otsu"),
     "nad": ("filters", "nad"),
 }

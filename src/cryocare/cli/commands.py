@@ -178,16 +178,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return predict_star(args)
     if args.config is not None:
         return _run_cryocare_config(args, "predict")
+    if args.tomograms:
+        return predict_single(args, args.model)
     from ..modelfiles import inspect_model
 
     if args.model is None or not args.even or not args.odd or args.output is None:
-        raise InputError("expected --model, --even, --odd and --output (or --star, or --config "
-                         "with a cryoCARE predict config)")
+        raise InputError("expected --model, --even, --odd and --output, or --model, tomograms "
+                         "without halves and --output (or --star, or --config with a cryoCARE "
+                         "predict config)")
     source = inspect_model(args.model)
     jobs = prediction_jobs(args.even, args.odd, args.output)
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
         check_output(target, args.overwrite)
+    if getattr(args, "report", None) is not None:
+        check_output(args.report, args.overwrite)
     _model_config_check(source, args)
     n_dim = len(infos[0].shape)
     if source.n_dim != n_dim:
@@ -199,12 +204,59 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.scheduler is not None:
         return _predict_on_cluster(args, source, jobs, options)
     load_backend(device=args.device)
+    from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
+    from ..heldout import write_report
     from ..modelfiles import load_model
-    from ..predict import denoise_file
 
     model = load_model(source)
+    reports = []
     for even, odd, target in jobs:
-        print(denoise_file(model, even, odd, target, overwrite=args.overwrite, **options))
+        path, assessment = checked_denoise_file(model, even, odd, target,
+                                                overwrite=args.overwrite,
+                                                force_model=args.force_model, **options)
+        reports.append({"even": str(even), "odd": str(odd), "output": str(path),
+                        **assessment.to_dict()})
+        print(path)
+    if args.report is not None:
+        write_report(args.report, {"tomograms": reports}, overwrite=args.overwrite)
+    return 0
+
+
+def predict_single(args: argparse.Namespace, model) -> int:
+    """Tomograms without halves (files, folders, globs), zero-shot with ``model``."""
+    from .. import io
+    from ..halves import expand_paths
+    from ..modelfiles import inspect_model
+    from ..single import output_paths
+
+    if args.even or args.odd:
+        raise InputError("expected tomograms without halves or --even/--odd, found both")
+    if model is None or args.output is None:
+        raise InputError("expected --model and --output with tomograms without halves")
+    if getattr(args, "scheduler", None) is not None:
+        raise InputError("--scheduler: takes even/odd pairs; tomograms without halves run in "
+                         "this process")
+    source = inspect_model(model)
+    jobs = output_paths(expand_paths(args.tomograms), args.output)
+    infos = [io.validate(path) for path, _ in jobs]
+    for _, target in jobs:
+        check_output(target, args.overwrite)
+    _model_config_check(source, args)
+    wrong = [f"{path} ({len(info.shape)}-D)" for (path, _), info in zip(jobs, infos, strict=True)
+             if len(info.shape) != source.n_dim]
+    if wrong:
+        raise InputError(f"{model}: restores {source.n_dim}-D images, found "
+                         + ", ".join(wrong))
+    if len(jobs) > 1 or jobs[0][1].parent == args.output:
+        args.output.mkdir(parents=True, exist_ok=True)
+    options = prediction_options(args)
+    load_backend(device=args.device)
+    from ..modelfiles import load_model
+    from ..single import denoise_tomogram_file
+
+    network = load_model(source)
+    for path, target in jobs:
+        print(denoise_tomogram_file(network, path, target, overwrite=args.overwrite, **options))
     return 0
 
 
@@ -234,8 +286,19 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         from .star import denoise_star
 
         return denoise_star(args)
+    if args.tomograms:
+        # Fine-tuning is Noise2Noise on two halves; without them, the start model predicts.
+        model = "pretrained" if args.init in (None, "pretrained") else args.init
+        if model == "none":
+            raise InputError("--init none: tomograms without halves cannot be trained on; "
+                             "give --init pretrained or a model folder to predict with")
+        log.warning("no even/odd halves: fine-tuning needs two independently noisy halves of "
+                    "each tomogram (Noise2Noise), so these are denoised zero-shot with the %s "
+                    "model, without training", model)
+        return predict_single(args, model)
     if args.even is None or args.odd is None or args.output is None:
-        raise InputError("expected --even, --odd and --output (or --star)")
+        raise InputError("expected --even, --odd and --output (or --star, or tomograms "
+                         "without halves)")
     from ..halves import find_halves
 
     (even_path, odd_path), = find_halves([args.even], [args.odd])

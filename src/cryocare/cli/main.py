@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model",
                    help="cryocare model folder, cryoCARE 0.3.0 .tar.gz archive or folder, or "
                         "'pretrained' (the shipped general model, normalising per tomogram)")
+    p.add_argument("tomograms", nargs="*", metavar="TOMO",
+                   help="tomograms without halves (MRC or TIFF files, folders or globs), "
+                        "denoised zero-shot; or give --even and --odd")
     p.add_argument("--even", nargs="+",
                    help="even halves: files, folders or globs (paired with --odd by name)")
     p.add_argument("--odd", nargs="+", help="odd halves, as --even")
@@ -145,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(sub, "denoise", "train on even/odd halves and denoise them (extract + train + "
                              "predict with the measured recipe)", cmd_denoise)
+    p.add_argument("tomograms", nargs="*", metavar="TOMO",
+                   help="tomograms without halves (files, folders or globs): no fine-tuning "
+                        "(it needs two halves), denoised zero-shot with --init's model")
     p.add_argument("--even", type=Path, help="even half (or give --star)")
     p.add_argument("--odd", type=Path, help="odd half")
     add_output(p, "denoised MRC file (with --star: the job folder)", required=False)
