@@ -191,8 +191,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
         check_output(target, args.overwrite)
-    if getattr(args, "report", None) is not None:
-        check_output(args.report, args.overwrite)
     _model_config_check(source, args)
     n_dim = len(infos[0].shape)
     if source.n_dim != n_dim:
@@ -204,21 +202,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.scheduler is not None:
         return _predict_on_cluster(args, source, jobs, options)
     load_backend(device=args.device)
-    from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
-    from ..heldout import write_report
     from ..modelfiles import load_model
+    from ..predict import denoise_file
 
     model = load_model(source)
-    reports = []
     for even, odd, target in jobs:
-        path, assessment = checked_denoise_file(model, even, odd, target,
-                                                overwrite=args.overwrite,
-                                                force_model=args.force_model, **options)
-        reports.append({"even": str(even), "odd": str(odd), "output": str(path),
-                        **assessment.to_dict()})
-        print(path)
-    if args.report is not None:
-        write_report(args.report, {"tomograms": reports}, overwrite=args.overwrite)
+        print(denoise_file(model, even, odd, target, overwrite=args.overwrite, **options))
     return 0
 
 
