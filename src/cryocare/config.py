@@ -42,6 +42,8 @@ _INT_BOUNDS = {
 _LOSSES = ("mse", "mae", "fsc")
 _SCHEDULES = ("plateau", "cosine")
 _PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+#: Training objectives (:mod:`cryocare.training.objectives`; the registry checks the name).
+_OBJECTIVES = ("n2n", "supervised", "wedge")
 #: Keys that are not part of a network's architecture: training settings and bookkeeping.
 _NOT_ARCHITECTURE = ("seed", "backend")
 
@@ -129,6 +131,19 @@ class CareConfig:
         loss scaling, for GPUs with tensor cores. Prediction always computes
         in float32. (Configs saved with the earlier boolean
         ``train_mixed_precision`` still load: true is ``"mixed_float16"``.)
+    train_objective : str
+        What training minimises (:mod:`cryocare.training.objectives`):
+        ``"n2n"`` (default), Noise2Noise between the even and the odd
+        half; ``"supervised"``, the pairs' second volume is a clean target;
+        ``"wedge"``, self-supervised missing-wedge restoration (random 3-D
+        rotations of the pairs, the wedge imposed on the input, a loss in
+        Fourier space where the rotated target was measured), which needs
+        ``train_tilt_range``.
+    train_tilt_range : tuple of 2 float or None
+        Lowest and highest tilt angle (degrees) of the training data's tilt
+        series, for ``train_objective="wedge"``; None otherwise.
+    train_tilt_axis : str
+        ``"Y"`` or ``"X"``: the axis the specimen was tilted about (``"wedge"`` only).
     backend : str or None
         Keras backend the model must be trained on (``"tensorflow"``,
         ``"torch"`` or ``"jax"``); None (default) takes the one Keras runs on.
@@ -172,6 +187,9 @@ class CareConfig:
     train_early_stopping_patience: int = 0
     train_augment: bool = False
     train_precision: str = "float32"
+    train_objective: str = "n2n"
+    train_tilt_range: tuple[float, float] | None = None
+    train_tilt_axis: str = "Y"
     backend: str | None = None
     seed: int = 0
 
@@ -223,6 +241,7 @@ class CareConfig:
                 f"config key 'train_precision': expected one of {', '.join(_PRECISIONS)}, "
                 f"got {self.train_precision!r}"
             )
+        self._check_objective()
         if self.train_schedule not in _SCHEDULES:
             raise InputError(
                 f"config key 'train_schedule': expected one of {', '.join(_SCHEDULES)}, "
@@ -239,9 +258,34 @@ class CareConfig:
                 f"config key 'network': expected a network name, got {self.network!r}"
             )
 
+    def _check_objective(self) -> None:
+        if self.train_objective not in _OBJECTIVES:
+            raise InputError(f"config key 'train_objective': expected one of "
+                             f"{', '.join(_OBJECTIVES)}, got {self.train_objective!r}")
+        if self.train_tilt_axis not in ("Y", "X"):
+            raise InputError(f"config key 'train_tilt_axis': expected 'Y' or 'X', got "
+                             f"{self.train_tilt_axis!r}")
+        tilts = self.train_tilt_range
+        if tilts is not None:
+            try:
+                low, high = (float(t) for t in tilts)
+                valid = not any(isinstance(t, bool) for t in tilts) and -90 <= low < high <= 90
+            except (TypeError, ValueError):
+                valid = False
+            if not valid:
+                raise InputError(f"config key 'train_tilt_range': expected [MIN, MAX] degrees "
+                                 f"with -90 <= MIN < MAX <= 90, got {tilts!r}")
+            object.__setattr__(self, "train_tilt_range", (low, high))  # JSON gives a list
+        elif self.train_objective == "wedge":
+            raise InputError("config key 'train_tilt_range': the 'wedge' objective needs the "
+                             "tilt range [MIN, MAX] of the training data")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dictionary of all fields."""
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if self.train_tilt_range is not None:
+            values["train_tilt_range"] = list(self.train_tilt_range)
+        return values
 
     def architecture(self) -> dict[str, Any]:
         """The keys that define the network's weights: two configs with equal

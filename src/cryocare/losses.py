@@ -25,7 +25,7 @@ from keras import ops
 
 from .errors import InputError
 
-__all__ = ["LOSSES", "fsc_loss", "get", "shell_matrix"]
+__all__ = ["LOSSES", "fourier_masked_mse", "fsc_loss", "get", "shell_matrix"]
 
 LOSSES = ("mse", "mae", "fsc")
 
@@ -97,6 +97,37 @@ def fsc_loss(shape: tuple[int, ...], *, weight: float = 1.0, eps: float = 1e-6) 
         return squared + weight * (1.0 - ops.mean(correlation))
 
     loss.__name__ = "fsc"
+    return loss
+
+
+def fourier_masked_mse(shape: tuple[int, ...]) -> Callable:
+    """Squared error in Fourier space, weighted per frequency, for patches of ``shape``.
+
+    The target carries two channels: the target itself and the weight of
+    every frequency of its FFT (``fftn`` order over the spatial axes; 0
+    where the target says nothing, e.g. outside the directions its tilt
+    series measured). The loss is ``mean(w · |FFT(pred − target)|²) / N``
+    over the batch and the ``N`` voxels of a patch: by Parseval's theorem
+    the mean squared error when every weight is 1.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> pred, target = rng.normal(size=(2, 2, 8, 8, 8, 1)).astype("float32")
+    >>> full = np.concatenate([target, np.ones_like(target)], axis=-1)
+    >>> loss = fourier_masked_mse((8, 8, 8))
+    >>> bool(np.isclose(float(loss(full, pred)), np.mean((pred - target) ** 2), rtol=1e-5))
+    True
+    """
+    size = float(np.prod(shape))
+
+    def loss(y_true, y_pred):
+        y_true = ops.cast(y_true, "float32")
+        error = ops.cast(y_pred, "float32")[..., 0] - y_true[..., 0]
+        real, imag = _fft(error)
+        return ops.mean(y_true[..., 1] * (real * real + imag * imag)) / size
+
+    loss.__name__ = "fourier_masked_mse"
     return loss
 
 

@@ -10,6 +10,8 @@ The package is laid out by stage:
 =================  ===========================================================
 ``loop``           :func:`train` and :func:`train_stagewise`
 ``batches``        the endless, reproducible pair stream
+``objectives``     what a batch becomes and what the loss compares: Noise2Noise
+                   (default), supervised, missing-wedge restoration
 ``schedule``       budget, clock, cosine and plateau schedules, progress bar
 ``checkpoints``    checkpoints after every epoch and resuming from them
 ``finetune``       where training starts: random, pretrained, a saved model

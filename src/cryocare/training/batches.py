@@ -54,19 +54,27 @@ class PairBatches(keras.utils.PyDataset):
     augment : callable, optional
         ``augment(x, y, *, rng, tilt_axis) -> (x, y)``, applied to every batch
         with the batch's own generator (so a resumed run augments alike).
+    transform : callable, optional
+        ``transform(x, y, *, rng) -> (inputs, targets)`` with channel axes,
+        applied last with the same generator (the training objective's
+        batch, :mod:`cryocare.training.objectives`); default: add the axis.
+    swap : bool
+        Swap the two volumes of each pair at random (Noise2Noise); False
+        when the second is a clean target.
     workers : int
         Threads that prefetch batches.
     """
 
     def __init__(self, x: np.ndarray, y: np.ndarray, *, batch_size: int, steps: int, seed: int,
                  epoch: int = 0, tilt_axis: str = "Y", augment: Callable | None = None,
-                 workers: int = 1):
+                 transform: Callable | None = None, swap: bool = True, workers: int = 1):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=4)
         self.x, self.y = x, y
         self.batch_size, self.steps, self.seed = batch_size, steps, seed
         self.epoch = epoch
         self.tilt_axis = tilt_axis
         self.augment = augment
+        self.transform, self.swap = transform, swap
 
     @property
     def num_batches(self) -> None:
@@ -77,8 +85,11 @@ class PairBatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, epoch, step])
         pick = rng.integers(0, len(self.x), size=self.batch_size)
         swap = (rng.random(self.batch_size) < 0.5).reshape((-1,) + (1,) * (self.x.ndim - 1))
+        swap &= self.swap
         xs, ys = self.x[pick], self.y[pick]
         x, y = np.where(swap, ys, xs), np.where(swap, xs, ys)
         if self.augment is not None:
             x, y = self.augment(x, y, rng=rng, tilt_axis=self.tilt_axis)
+        if self.transform is not None:
+            return self.transform(x, y, rng=rng)
         return x[..., None], y[..., None]

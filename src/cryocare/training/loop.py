@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -9,7 +10,7 @@ from typing import Any
 
 import keras
 
-from .. import backends, losses, nets
+from .. import backends, nets
 from ..config import CareConfig
 from ..errors import InputError
 from ..model import CAREModel
@@ -17,6 +18,7 @@ from ..pairs import PairSet
 from .batches import PairBatches
 from .checkpoints import Checkpoints
 from .finetune import describe, initial_model
+from .objectives import get as get_objective
 from .precision import resolve
 from .schedule import Budget, Clock, Progress, Schedule, TrainingState
 from .stagewise import default_stage_epochs, train_greedy
@@ -129,11 +131,16 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
     if config.backend is not None:
         backends.check(config.backend)
     multiple = nets.multiple_of(config)
-    if any(p % multiple for p in pairs.patch_shape):
+    objective = get_objective(config)
+    patch_shape = objective.patch_shape(pairs.patch_shape, multiple=multiple)
+    if any(p % multiple for p in patch_shape):
         raise InputError(
-            f"patch shape {pairs.patch_shape}: every size must be a multiple of "
+            f"patch shape {patch_shape}: every size must be a multiple of "
             f"{multiple} for the {config.network} network"
         )
+    if config.network == "diffusion" and objective.name != "n2n":
+        raise InputError(f"config key 'train_objective': the diffusion network trains "
+                         f"Noise2Noise only, got {config.train_objective!r}")
     if len(pairs.x_train) == 0 or len(pairs.x_val) == 0:
         raise InputError("training needs at least one training and one validation pair")
     if resume and checkpoint_dir is None:
@@ -156,12 +163,15 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
     if config.train_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.keras_model.compile(optimizer=optimizer,
-                              loss=losses.get(config.train_loss, shape=pairs.patch_shape))
+                              loss=objective.loss(patch_shape))
     state = TrainingState(config.train_learning_rate)
     if resume:
         checkpoints.restore(model, state)
 
     if augment is None and config.train_augment:
+        if not objective.symmetric:
+            raise InputError(f"config key 'train_augment': it swaps the two volumes of a pair, "
+                             f"which the {objective.name!r} objective must not; pass augment=")
         from ..pairs import augment_batch as augment
 
     steps = config.train_steps_per_epoch
@@ -169,10 +179,11 @@ def _train(pairs: PairSet, config: CareConfig | None, *, budget: float | Budget 
     batches = PairBatches(
         pairs.x_train, pairs.y_train, batch_size=config.train_batch_size, steps=steps,
         seed=config.seed, epoch=state.epoch, tilt_axis=pairs.tilt_axis, augment=augment,
-        workers=1 if keras.backend.backend() == "tensorflow" else 2)
+        transform=functools.partial(objective.batch, patch_shape=patch_shape),
+        swap=objective.symmetric, workers=1 if keras.backend.backend() == "tensorflow" else 2)
     # One direction suffices: even→odd and odd→even have the same expected loss,
     # and validation is a sizeable share of a short CPU training run.
-    x_val, y_val = pairs.x_val[..., None], pairs.y_val[..., None]
+    x_val, y_val = objective.validation(pairs.x_val, pairs.y_val, patch_shape=patch_shape)
     bar = Progress(state, total_steps=cap, budget=budget, enabled=progress)
     schedule = Schedule(
         state, patience=config.train_reduce_lr_patience,
