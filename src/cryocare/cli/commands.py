@@ -395,10 +395,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not args.overwrite:
         for name in REPORT_FILES.values():
             check_output(args.output / name, False)
-    clean = mask = None
+    clean = mask = isotropic = wedge = None
     if args.simulate is not None:
-        if args.even or args.odd or args.clean or args.mask:
-            raise InputError("--simulate: expected no --even/--odd/--clean/--mask with it")
+        if args.even or args.odd or args.clean or args.mask or args.isotropic or args.wedge:
+            raise InputError("--simulate: expected no --even/--odd/--clean/--mask/--isotropic/"
+                             "--wedge with it (it scores against its own wedge-free truth)")
         if len(args.simulate) != 3:
             raise InputError(f"--simulate: expected Z,Y,X, found {args.simulate}")
         n_dim = 3
@@ -406,9 +407,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.even is None or args.odd is None:
             raise InputError("expected --even and --odd tomograms (or --simulate Z,Y,X)")
         n_dim = len(check_pair(args.even, args.odd).shape)
-        for path in (args.clean, args.mask):
+        for path in (args.clean, args.mask, args.isotropic):
             if path is not None:
                 io.read_info(path)
+        if (args.isotropic is None) != (args.wedge is None):
+            raise InputError("--isotropic and --wedge: expected both (the wedge-free truth and "
+                             "the tilt range of the halves, e.g. --wedge=-60,60) or neither")
+        if args.wedge is not None:
+            from ..wedge import parse_wedge
+
+            wedge = parse_wedge(args.wedge, tilt_axis=args.tilt_axis)
     recipe = recipe_from_args(args, n_dim)
     if args.simulate is not None:
         from ..simulate import simulate_tomogram
@@ -417,7 +425,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         # The reference mask is the Otsu segmentation of the noiseless volume (evaluate's
         # default), not the simulator's object mask: against the object mask, Otsu of the
         # noiseless volume itself scores below NAD's, so that Dice rewards blur, not restoration.
-        even, odd, clean = data.even, data.odd, data.clean
+        even, odd, clean, isotropic = data.even, data.odd, data.clean, data.isotropic
+        from ..wedge import Wedge
+
+        wedge = Wedge(float(data.angles.min()), float(data.angles.max()), data.tilt_axis)
         voxel_size = data.voxel_size
         title = f"cryocare evaluate: simulated {'x'.join(map(str, args.simulate))}, " \
                 f"seed {args.data_seed}"
@@ -428,6 +439,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             clean = io.read(args.clean, mmap=False)
         if args.mask is not None:
             mask = io.read(args.mask, mmap=False) > 0.5
+        if args.isotropic is not None:
+            isotropic = io.read(args.isotropic, mmap=False)
         title = f"cryocare evaluate: {args.even.name} / {args.odd.name}"
     if args.voxel_size is not None:
         voxel_size = args.voxel_size
@@ -436,17 +449,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..evaluate import evaluate
     from ..report import write_report
 
-    result = evaluate(even, odd, clean=clean, mask=mask, voxel_size=voxel_size,
+    result = evaluate(even, odd, clean=clean, mask=mask, isotropic=isotropic, wedge=wedge,
+                      voxel_size=voxel_size,
                       methods=args.methods, recipe=recipe, budget=budget_from_args(args),
                       init=args.init, fit=fit_to_machine(args),
                       segment_sigma=args.segment_sigma, seed=args.data_seed,
                       progress=not args.quiet)
     files = write_report(result, args.output, title=title, overwrite=args.overwrite)
-    keys = [k for k in ("psnr", "ssim", "dice", "halves_r") if
+    keys = [k for k in ("psnr", "ssim", "dice", "halves_r", "psnr_isotropic", "cone_r") if
             any(k in v for v in result.scores.values())]
-    print(f"{'method':<10}" + "".join(f"{k:>10}" for k in keys))
+    widths = [max(10, len(k) + 1) for k in keys]
+    print(f"{'method':<10}" + "".join(f"{k:>{w}}" for k, w in zip(keys, widths, strict=True)))
     for name, score in result.scores.items():
-        print(f"{name:<10}" + "".join(f"{score[k]:>10.3f}" for k in keys))
+        print(f"{name:<10}" + "".join(f"{score[k]:>{w}.3f}"
+                                      for k, w in zip(keys, widths, strict=True)))
     print(f"report: {files['markdown']}")
     return 0
 

@@ -211,8 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", type=Path, help="noise-free reference, if known (default: none)")
     p.add_argument("--mask", type=Path,
                    help="reference segmentation (default: Otsu of --clean)")
+    p.add_argument("--isotropic", type=Path,
+                   help="wedge-free noise-free truth, if known (cryocare simulate's "
+                        "isotropic.mrc); adds the missing-wedge scores; needs --wedge "
+                        "(default: none)")
+    p.add_argument("--wedge", metavar="MIN,MAX|FILE",
+                   help="tilt range of the halves in degrees (e.g. --wedge=-60,60) or an IMOD "
+                        ".tlt/.rawtlt file; about --tilt-axis (default: none)")
     p.add_argument("--simulate", type=shape_type, metavar="Z,Y,X",
-                   help="evaluate on a simulated tomogram of this shape instead (default: off)")
+                   help="evaluate on a simulated tomogram of this shape instead, with its "
+                        "clean and wedge-free truths (default: off)")
     p.add_argument("--data-seed", type=int, default=0,
                    help="seed of the simulation and of the patch sampling")
     add_output(p, "report folder")
