@@ -244,9 +244,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value may start with a minus sign (argparse would take ``-60,60`` for an option).
+_SIGNED_VALUES = ("--wedge",)
+
+
+def _join_signed_values(argv: list[str]) -> list[str]:
+    """``--wedge -60,60`` -> ``--wedge=-60,60``, so that a tilt range may start with ``-``."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in _SIGNED_VALUES and len(token) > 1 and token[0] == "-" and (
+                token[1].isdigit() or token[1] == "."):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (never raises for user errors)."""
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
+    args = build_parser().parse_args(
+        _join_signed_values(sys.argv[1:] if argv is None else list(argv)))
     configure_logging(verbose=args.verbose, quiet=args.quiet)
 
     def work() -> int:
