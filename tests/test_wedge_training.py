@@ -216,3 +216,23 @@ def test_supervised_pairs_are_never_swapped():
         assert np.ptp(batches[i][1]) == 0 and np.ptp(batches[i][0]) > 0
     with pytest.raises(InputError, match="train_augment"):
         train(pairs, config.replace(train_augment=True))
+
+
+# ------------------------------------------------------------------ faces
+def test_train_on_pair_with_a_wedge_trains_the_wedge_objective():
+    from cryocare.recipe import DEFAULT_RECIPE, train_on_pair
+
+    even, odd = _blob_pair(2, shape=(40, 80, 48))
+    recipe = DEFAULT_RECIPE.replace(
+        config=DEFAULT_RECIPE.config.replace(unet_n_depth=1, unet_n_first=2, train_epochs=1,
+                                             train_steps_per_epoch=2, train_batch_size=2,
+                                             train_precision="float32"),
+        wedge_n_patches=12)
+    model = train_on_pair(even, odd, recipe=recipe, budget=0, init=None, wedge="-50,55")
+    assert model.config.train_objective == "wedge"
+    assert model.config.train_tilt_range == (-50.0, 55.0)
+    assert model.denoise(even, odd).shape == even.shape
+    with pytest.raises(InputError, match="wedge"):
+        train_on_pair(even, odd, recipe=recipe, budget=0, init=None, wedge="60")
+    with pytest.raises(InputError, match="3-D"):
+        train_on_pair(even[0], odd[0], recipe=recipe, budget=0, init=None, wedge="-60,60")

@@ -11,7 +11,9 @@ each format:
   it was packed from;
 * ``"pretrained"`` (or ``"pretrained:NAME"``): a general model shipped with
   the package (:mod:`cryocare.pretrained`). A folder that happens to be
-  called ``pretrained`` is reached as ``./pretrained``.
+  called ``pretrained`` is reached as ``./pretrained``. With ``wedge=``
+  (the tilt range of the data), ``"pretrained"`` is the shipped
+  wedge-restoring model, ``"pretrained:wedge"``.
 
 :func:`inspect_model` checks that a model is there and complete, and reads
 what the command line must know before anything heavy happens (the
@@ -32,6 +34,7 @@ a cryoCARE .tar.gz archive or folder, or 'pretrained')
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tarfile
 from dataclasses import dataclass, field
@@ -40,10 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 
+log = logging.getLogger(__name__)
+
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["ModelSource", "inspect_model", "load_model", "PRETRAINED"]
+__all__ = ["ModelSource", "for_wedge", "inspect_model", "load_model", "PRETRAINED",
+           "PRETRAINED_WEDGE"]
 
 #: The spec that names the shipped general model.
 PRETRAINED = "pretrained"
@@ -182,7 +188,8 @@ def inspect_model(spec: str | os.PathLike) -> ModelSource:
                      f".tar.gz archive or folder, or 'pretrained')")
 
 
-def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best") -> CAREModel:
+def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best",
+               wedge: Any = None) -> CAREModel:
     """Load a model in any format (see the module docstring) on any Keras backend.
 
     Parameters
@@ -192,11 +199,21 @@ def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best") 
     weights : {"best", "last"}
         The weights with the lowest validation loss (default) or those after
         the last epoch.
+    wedge : str, path, (min, max), Wedge or None
+        The tilt range of the data to restore (``"-60,60"`` or a ``.tlt``
+        file, :func:`cryocare.wedge.parse_wedge`): ``"pretrained"`` then
+        loads the shipped wedge-restoring model (``"pretrained:wedge"``),
+        and the log warns when the range lies outside the ±40° to ±70° it
+        was trained on, or when a given model was not trained to restore
+        the wedge. The network itself needs no tilt range: it sees the
+        wedge in the data.
 
     Returns
     -------
     CAREModel
     """
+    if wedge is not None:
+        spec = for_wedge(spec, wedge)
     source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
     if source.kind == "cryoCARE-0.3.0":
         from .compat import load_archive
@@ -205,3 +222,36 @@ def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best") 
     from .model import CAREModel
 
     return CAREModel.load(source.path, weights=weights)
+
+
+#: The shipped wedge-restoring model, and the tilt range (degrees) of its training family.
+PRETRAINED_WEDGE = "pretrained:wedge"
+_WEDGE_FAMILY = (40.0, 70.0)
+
+
+def for_wedge(spec: str | os.PathLike | ModelSource, wedge: Any) -> ModelSource:
+    """The model to restore data with the tilt range ``wedge``: ``"pretrained"`` becomes
+    ``"pretrained:wedge"``; the log warns about a range outside its training family, or
+    a given model that was trained Noise2Noise (it denoises, the wedge stays).
+
+    Examples
+    --------
+    >>> for_wedge("pretrained", "-60,60").spec
+    'pretrained:wedge'
+    """
+    from .wedge import parse_wedge
+
+    wedge = parse_wedge(wedge)
+    text = spec.spec if isinstance(spec, ModelSource) else os.fspath(spec)
+    if text == PRETRAINED:
+        low, high = _WEDGE_FAMILY
+        if not (low <= -wedge.min_angle <= high and low <= wedge.max_angle <= high):
+            log.warning("tilt range %g..%g: the pretrained wedge model was trained on ranges "
+                        "from ±%g° to ±%g°; expect less outside them", wedge.min_angle,
+                        wedge.max_angle, low, high)
+        return inspect_model(PRETRAINED_WEDGE)
+    source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
+    if source.config.get("train_objective") not in ("wedge", "supervised"):
+        log.warning("%s: trained Noise2Noise, it denoises but does not restore the missing "
+                    "wedge (train it with wedge=, or use 'pretrained')", text)
+    return source

@@ -99,6 +99,9 @@ class Recipe:
         what the model knows.
     finetune_warmup : float
         Warm-up share of the run when fine-tuning.
+    wedge_n_patches : int
+        Number of training pairs with ``wedge=`` (missing-wedge restoration
+        samples cubes √3 times the patch, 5.4 times the voxels, so fewer).
     """
 
     config: CareConfig
@@ -107,6 +110,7 @@ class Recipe:
     tta: bool = True
     finetune_learning_rate: float = 5e-4
     finetune_warmup: float = 0.05
+    wedge_n_patches: int = 400
 
     def replace(self, **changes: Any) -> Recipe:
         """Copy with some fields changed."""
@@ -359,7 +363,8 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                   init: Any = "pretrained", seed: int = 0, tilt_axis: str = "Y",
                   fit: bool = True, progress: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None,
-                  resume: bool = False, callbacks: Sequence[Any] = ()) -> CAREModel:
+                  resume: bool = False, callbacks: Sequence[Any] = (),
+                  wedge: Any = None) -> CAREModel:
     """Train a model on even/odd halves with ``recipe``, in at most ``budget`` seconds.
 
     The budget counts from this call: measuring the machine, sampling the
@@ -399,6 +404,14 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         Extra Keras callbacks of the training run (as in
         :func:`cryocare.training.train`); one that sets ``model.stop_training``
         ends the run after the current step, with the best weights so far.
+    wedge : str, path, (min, max), Wedge or None
+        The tilt range of the halves (``"-60,60"``, a ``.tlt`` file, see
+        :func:`cryocare.wedge.parse_wedge`; the axis is ``tilt_axis``, "Y"
+        for "Z"): restore the missing wedge too. Trains with the
+        ``"wedge"`` objective (:mod:`cryocare.training.objectives`) on
+        :attr:`Recipe.wedge_n_patches` pairs, and ``init="pretrained"``
+        starts from the shipped wedge-restoring model (``pretrained:wedge``).
+        None (default): Noise2Noise denoising, as without it.
 
     Returns
     -------
@@ -408,7 +421,7 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         the precision the run had.
     """
     from . import training  # imports Keras
-    from .training import finetune, precision
+    from .training import finetune, objectives, precision
     from .training.checkpoints import Checkpoints
     from .training.speed import step_seconds
 
@@ -421,13 +434,17 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         raise InputError(f"expected 2-D or 3-D halves, got shape {shape}")
     config = recipe.config.replace(n_dim=ndim, seed=seed)
     smallest = tuple(min(np.shape(e)[i] for e in evens) for i in range(ndim))
+    if wedge is not None:
+        recipe, config, smallest, init = _wedge_setup(recipe, config, smallest, wedge,
+                                                       tilt_axis=tilt_axis, init=init)
     patch_shape = _fit(tuple(min(p, s) for p, s in zip(recipe.patch_shape[-ndim:], smallest,
                                                        strict=True)), config)
     start = None
-    if resume and checkpoint_dir is not None and Checkpoints(checkpoint_dir).exists():
+    resumed = resume and checkpoint_dir is not None and Checkpoints(checkpoint_dir).exists()
+    if resumed:
         meta = Checkpoints(checkpoint_dir).meta()
         config = CareConfig.from_dict(meta["config"])
-        patch_shape = tuple(meta.get("patch_shape") or patch_shape)
+        patch_shape = tuple(meta.get("patch_shape") or patch_shape)  # as the pairs were sampled
     elif not resume:
         start = finetune.initial_model(init, config)
         if start is not None:
@@ -451,6 +468,8 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                     clock.seconds, chosen.steps, chosen.step, _setting(chosen.recipe),
                     _EXPECT[mode], need * chosen.step * STEP_OVERHEAD
                     + (clock.seconds - clock.left()), need)
+    if not resumed:  # the pairs of the wedge objective are cubes large enough to turn
+        patch_shape = objectives.get(config).sample_shape(patch_shape)
     pairs = sample_pairs(evens, odds, patch_shape=patch_shape, n_patches=recipe.n_patches,
                          tilt_axis=tilt_axis, seed=seed)
     if clock and clock.left() <= 0:
@@ -464,7 +483,7 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
             budget: float | None = DEFAULT_TIME_BUDGET, init: Any = "pretrained", seed: int = 0,
-            tilt_axis: str = "Y", fit: bool = True, progress: bool = False,
+            tilt_axis: str = "Y", fit: bool = True, progress: bool = False, wedge: Any = None,
             **options: Any) -> np.ndarray | None:
     """Train on the halves with the recipe and restore them: ``cryocare denoise`` in one call.
 
@@ -482,9 +501,27 @@ def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
     """
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     model = train_on_pair(even, odd, recipe=recipe, budget=budget, init=init, seed=seed,
-                          tilt_axis=tilt_axis, fit=fit, progress=progress)
+                          tilt_axis=tilt_axis, fit=fit, progress=progress, wedge=wedge)
     options.setdefault("tta", recipe.tta)
     return model.denoise(even, odd, progress=progress, **options)
+
+
+def _wedge_setup(recipe: Recipe, config: CareConfig, smallest: tuple[int, ...], wedge: Any, *,
+                 tilt_axis: str, init: Any) -> tuple[Recipe, CareConfig, tuple[int, ...], Any]:
+    """The recipe, config, largest patch and start of a wedge-restoring run."""
+    from .wedge import parse_wedge
+
+    if len(smallest) != 3:
+        raise InputError(f"wedge: restoring the missing wedge needs 3-D halves, got "
+                         f"{len(smallest)}-D ones")
+    wedge = parse_wedge(wedge, tilt_axis=tilt_axis if tilt_axis in ("Y", "X") else "Y")
+    config = config.replace(train_objective="wedge", train_tilt_axis=wedge.tilt_axis,
+                            train_tilt_range=(wedge.min_angle, wedge.max_angle))
+    side = int(min(smallest) / np.sqrt(3))  # a turned patch needs a cube √3 times its side
+    recipe = recipe.replace(n_patches=recipe.wedge_n_patches)
+    if isinstance(init, str) and init == "pretrained":
+        init = "pretrained:wedge"
+    return recipe, config, (side,) * 3, init
 
 
 def _fit(patch_shape: tuple[int, ...], config: CareConfig) -> tuple[int, ...]:

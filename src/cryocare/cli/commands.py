@@ -173,13 +173,17 @@ def _run_cryocare_config(args: argparse.Namespace, kind: str) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.star is not None:
+        if args.wedge is not None:
+            raise InputError("--wedge with --star: not supported yet (the tilt range is not "
+                             "read from the STAR file); give --even and --odd")
         from .star import predict_star
 
         return predict_star(args)
     if args.config is not None:
         return _run_cryocare_config(args, "predict")
     if args.tomograms:
-        return predict_single(args, args.model)
+        return predict_single(args, args.model if args.wedge is None else
+                              _wedge_source(args.model, args.wedge).spec)
     from ..modelfiles import inspect_model
 
     if args.model is None or not args.even or not args.odd or args.output is None:
@@ -187,6 +191,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "without halves and --output (or --star, or --config with a cryoCARE "
                          "predict config)")
     source = inspect_model(args.model)
+    if args.wedge is not None:  # 'pretrained' is then the wedge-restoring model
+        source = _wedge_source(source, args.wedge)
     jobs = prediction_jobs(args.even, args.odd, args.output)
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
@@ -209,6 +215,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for even, odd, target in jobs:
         print(denoise_file(model, even, odd, target, overwrite=args.overwrite, **options))
     return 0
+
+
+def _wedge_source(model, wedge):
+    from ..modelfiles import for_wedge
+
+    return for_wedge("pretrained" if model is None else model, wedge)
 
 
 def predict_single(args: argparse.Namespace, model) -> int:
@@ -272,12 +284,17 @@ def _predict_on_cluster(args, source, jobs, options) -> int:
 
 def cmd_denoise(args: argparse.Namespace) -> int:
     if args.star is not None:
+        if args.wedge is not None:
+            raise InputError("--wedge with --star: not supported yet (the tilt range is not "
+                             "read from the STAR file); give --even and --odd")
         from .star import denoise_star
 
         return denoise_star(args)
     if args.tomograms:
         # Fine-tuning is Noise2Noise on two halves; without them, the start model predicts.
         model = "pretrained" if args.init in (None, "pretrained") else args.init
+        if args.wedge is not None and model != "none":
+            model = _wedge_source(model, args.wedge).spec
         if model == "none":
             raise InputError("--init none: tomograms without halves cannot be trained on; "
                              "give --init pretrained or a model folder to predict with")
@@ -307,7 +324,8 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     model = train_on_pair(even, odd, recipe=recipe, budget=budget_from_args(args),
                           init=args.init, seed=args.seed, tilt_axis=args.tilt_axis,
                           fit=fit_to_machine(args), progress=not args.quiet,
-                          checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+                          checkpoint_dir=args.checkpoint_dir, resume=args.resume,
+                          wedge=args.wedge)
     if args.save_model is not None:
         model.save(args.save_model, overwrite=args.overwrite)
     print(denoise_file(model, even_path, odd_path, args.output, overwrite=args.overwrite,

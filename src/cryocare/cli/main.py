@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model",
                    help="cryocare model folder, cryoCARE 0.3.0 .tar.gz archive or folder, or "
                         "'pretrained' (the shipped general model, normalising per tomogram)")
+    p.add_argument("--wedge", metavar="MIN,MAX|FILE",
+                   help="tilt range of the data in degrees (e.g. --wedge=-60,60) or an IMOD "
+                        ".tlt/.rawtlt file: restore the missing wedge too; with --model "
+                        "pretrained the shipped wedge-restoring model (default: denoise only)")
     p.add_argument("tomograms", nargs="*", metavar="TOMO",
                    help="tomograms without halves (MRC or TIFF files, folders or globs), "
                         "denoised zero-shot; or give --even and --odd")
@@ -156,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(p, "denoised MRC file (with --star: the job folder)", required=False)
     p.add_argument("--save-model", type=Path, help="also keep the model in this folder "
                                                    "(default: not kept)")
+    p.add_argument("--wedge", metavar="MIN,MAX|FILE",
+                   help="tilt range of the halves in degrees (e.g. --wedge=-60,60) or an IMOD "
+                        ".tlt/.rawtlt file: restore the missing wedge too, fine-tuning the "
+                        "shipped wedge-restoring model self-supervised (default: denoise only)")
     add_star_options(p, train=True)
     add_sampling_options(p, recipe_defaults=True)
     add_training_options(p)

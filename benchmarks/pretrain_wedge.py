@@ -1,0 +1,180 @@
+"""Pretrain the shipped wedge-restoring ("isotropic") 3-D model on simulated tomograms.
+
+Regenerates ``src/cryocare/pretrained/wedge`` from seeds:
+
+1. draws ``--n-tomograms`` settings with :func:`cryocare.simulate.random_settings`
+   (seeded by ``--seed``; the general model's family: tilt ranges from
+   ±40° to ±70°, asymmetric, tilt about Y or X, 4-20 Å voxels, ...) and
+   simulates each tomogram (seed ``TOMOGRAM_SEED + i``) with its wedge-free
+   truth ``isotropic`` (the same phantom imaged noise-free over ±90°);
+2. samples 32³ patches at the same places from a noisy half (the even
+   one for half of the patches, the odd one for the other half) and from
+   the truth, both normalised by the statistics of that tomogram's two
+   noisy halves, validation pairs from the last 5 % of its tilt axis;
+3. trains the recipe's network (the general model's architecture)
+   *supervised* (``train_objective="supervised"``: noisy wedged half in,
+   wedge-free truth out, mean squared error), starting from the shipped
+   general model's weights, for ``--budget`` with the one training entry;
+   every batch flipped along random axes and its Y and X axes swapped at
+   random (flips keep a wedge where it is; the swap turns a tilt about Y
+   into one about X);
+4. saves the model with float32 weights, per-image normalisation and a
+   ``provenance.json`` (settings, seeds, steps, time, machine).
+
+Its scores on held-out seeds are written by ``benchmarks/wedge_restore.py``.
+
+Usage::
+
+    python benchmarks/pretrain_wedge.py                       # the shipped model
+    python benchmarks/pretrain_wedge.py --tiny --output /tmp/m  # seconds: the CI check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from pretrain import _duration, _StepCounter, augment, machine, save  # noqa: E402
+
+from cryocare.normalize import Normalization, compute_normalization  # noqa: E402
+from cryocare.pairs import PairSet, sample_pairs  # noqa: E402
+from cryocare.recipe import DEFAULT_RECIPE  # noqa: E402
+from cryocare.simulate import random_settings, simulate_tomogram  # noqa: E402
+
+log = logging.getLogger("pretrain_wedge")
+
+SHIPPED = ROOT / "src" / "cryocare" / "pretrained" / "wedge"
+#: Tomogram ``i`` of the training set is simulated with seed ``TOMOGRAM_SEED + i``
+#: (the general model used 100 000 + i with settings seed 0).
+TOMOGRAM_SEED = 200_000
+PATCH = 32
+
+
+def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
+                   val_fraction: float = 0.05) -> tuple[PairSet, list[dict]]:
+    """Simulate the tomograms one by one; pairs (noisy half, wedge-free truth) from each."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
+    drawn = []
+    start = time.perf_counter()
+    for i in range(n_tomograms):
+        settings = random_settings(rng, **settings_options)
+        tomo = simulate_tomogram(**settings, seed=TOMOGRAM_SEED + i)
+        norm = compute_normalization([tomo.even, tomo.odd])  # what prediction sees: the noisy data
+        for j, half in enumerate((tomo.even, tomo.odd)):
+            pairs = sample_pairs([half], [tomo.isotropic], patch_shape=PATCH,
+                                 n_patches=max(2, patches // 2), val_fraction=val_fraction,
+                                 tilt_axis=settings["tilt_axis"], normalization=norm,
+                                 seed=seed + 2 * i + j)
+            for key, values in parts.items():
+                values.append(getattr(pairs, key))
+        drawn.append({"seed": TOMOGRAM_SEED + i, **settings})
+        log.info("tomogram %d/%d %s, %.1f Å, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
+                 "x".join(map(str, settings["shape"])), settings["voxel_size"],
+                 settings["tilt_range"], settings["tilt_axis"], time.perf_counter() - start)
+    pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
+                    normalization=Normalization(0.0, 1.0), patch_shape=(PATCH,) * 3,
+                    tilt_axis="Y", normalize="per_dataset")
+    return pairs, drawn
+
+
+def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool,
+          learning_rate: float, init: str):
+    """Fine-tune the general model supervised on ``pairs`` for ``budget`` seconds."""
+    config = DEFAULT_RECIPE.config.replace(
+        seed=seed, train_epochs=100_000, train_steps_per_epoch=steps_per_epoch,
+        train_objective="supervised", train_learning_rate=learning_rate)
+    if tiny:
+        config = config.replace(train_batch_size=4)
+    from cryocare.training import train as train_entry
+
+    steps = _StepCounter()
+    model = train_entry(pairs, config, budget=budget, init=init, progress=not tiny,
+                        augment=augment, callbacks=[steps.callback()])
+    return model, config, {"entry": "cryocare.training.train", "steps": steps.count}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", type=_duration, default=None,
+                        help="training time (default 35m; --tiny: 5s)")
+    parser.add_argument("--output", type=Path, default=SHIPPED, help="model folder to write")
+    parser.add_argument("--n-tomograms", type=int, default=None,
+                        help="simulated tomograms (default 128; --tiny: 3)")
+    parser.add_argument("--patches", type=int, default=None,
+                        help="patch pairs per tomogram (default 40; --tiny: 12)")
+    parser.add_argument("--steps-per-epoch", type=int, default=100)
+    parser.add_argument("--learning-rate", type=float, default=1e-3,
+                        help="peak learning rate of the cosine schedule")
+    parser.add_argument("--init", default="pretrained",
+                        help="starting weights: 'pretrained' (the general model) or 'none'")
+    parser.add_argument("--seed", type=int, default=1, help="seed of settings, sampling, training")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a seconds-long run on a few small tomograms (CI)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    n_tomograms = args.n_tomograms or (3 if args.tiny else 128)
+    patches = args.patches or (12 if args.tiny else 40)
+    budget = args.budget or (5.0 if args.tiny else 35 * 60.0)
+    options = {"depth": (32, 32), "lateral": (64, 64)} if args.tiny else {}
+    steps_per_epoch = 5 if args.tiny else args.steps_per_epoch
+    started = time.perf_counter()
+    pairs, drawn = simulate_pairs(n_tomograms, seed=args.seed, patches=patches,
+                                  settings_options=options)
+    simulated = time.perf_counter() - started
+    log.info("%d training and %d validation pairs from %d tomograms in %.0f s",
+             len(pairs.x_train), len(pairs.x_val), n_tomograms, simulated)
+    started = time.perf_counter()
+    model, config, info = train(pairs, budget=budget, seed=args.seed,
+                                steps_per_epoch=steps_per_epoch, tiny=args.tiny,
+                                learning_rate=args.learning_rate, init=args.init)
+    trained = time.perf_counter() - started
+    history = model.history
+    import keras
+
+    provenance = {
+        "format": "cryocare-pretraining", "format_version": 1,
+        "command": "python benchmarks/pretrain_wedge.py " + " ".join(argv or sys.argv[1:]),
+        "training": {
+            "objective": "supervised: noisy wedged half -> wedge-free truth (isotropic), MSE",
+            "init": args.init,
+            "tomograms": n_tomograms, "tomogram_seeds": [TOMOGRAM_SEED, TOMOGRAM_SEED +
+                                                         n_tomograms - 1],
+            "settings_seed": args.seed, "settings_options": options,
+            "pairs_train": int(len(pairs.x_train)), "pairs_val": int(len(pairs.x_val)),
+            "patch_shape": list(pairs.patch_shape),
+            "normalize": "each tomogram by the statistics of its two noisy halves",
+            "augmentation": "random flips of each axis, random Y/X swap",
+            "budget_seconds": budget, "train_seconds": round(trained, 1),
+            "simulate_seconds": round(simulated, 1), "steps": info["steps"],
+            "epochs": len(history.get("loss", [])), "entry": info["entry"],
+            "precision": model.config.train_precision,
+            "best_val_loss": min(history.get("val_loss", [float("nan")])),
+            "batch_size": config.train_batch_size,
+            "learning_rate": config.train_learning_rate, "schedule": config.train_schedule,
+        },
+        "machine": machine(),
+        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(),
+                     "numpy": np.__version__},
+        "settings": drawn,
+    }
+    output = save(model, args.output, provenance)
+    log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, output)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
