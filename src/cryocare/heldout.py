@@ -47,10 +47,11 @@ import numpy.typing as npt
 
 from .errors import InputError, OutputExistsError
 from .filters import _central_crop, _check_image, gaussian, nad, tune
-from .metrics import HeldOutScore, heldout_scores
+from .metrics import HeldOutScore, heldout_scores, pearson
 
-__all__ = ["DEFAULT_VOXELS", "FILTER_NAMES", "Assessment", "assess", "denoise",
-           "representative_region", "validation_region", "write_report"]
+__all__ = ["DEFAULT_VOXELS", "FILTER_NAMES", "Assessment", "NoSignalError", "assess", "denoise",
+           "denoise_file", "report_entry", "representative_region", "validation_region",
+           "write_report"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ MARGIN = 8
 #: The filters compared with the model, as named in scores and reports.
 FILTER_NAMES = {"gaussian": "Gaussian", "nad": "NAD"}
 _SIGMA = 1.0  # the Gaussian filter's sigma in voxels
+
+
+class NoSignalError(InputError):
+    """The halves do not correlate: there is no signal to estimate a gain against."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class Assessment:
             "best_filter": best,
             "best_filter_minus_model_db": [number(difference), number(uncertainty)],
             "choice": self.choice,
-            "output": self.scores[self.choice].weights,
+            "written": self.scores[self.choice].weights,
             "forced": self.forced,
             "warning": self.warning,
         }
@@ -173,6 +178,10 @@ class Assessment:
                 output = _filter_pair(method, first, second, self.nad_iterations)
             result += np.float32(weight) * output
         return result
+
+
+def _describe(region: tuple[slice, ...]) -> str:
+    return "[" + ", ".join(f"{s.start}:{s.stop}" for s in region) + "]"
 
 
 def _check_halves(even: npt.ArrayLike, odd: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -335,8 +344,10 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     ------
     InputError
         If the halves differ in shape or are not finite real 2-D/3-D arrays, the region is
-        not one of them, `predict_half` returns another shape, or the halves are not
-        positively correlated (there is no signal to estimate a gain against).
+        not one of them, or `predict_half` returns another shape.
+    NoSignalError
+        If the halves do not correlate positively in the region (an InputError: there is no
+        signal to estimate a gain against).
 
     Notes
     -----
@@ -354,6 +365,14 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     outer, inner = _grown(region, first.shape)
     halves = [np.array(h[outer], dtype=np.float32) for h in (first, second)]
     scored = [h[inner] for h in halves]
+    try:
+        r = pearson(scored[0], scored[1])
+    except InputError:  # a constant half
+        r = 0.0
+    if not r > 0:
+        raise NoSignalError(f"even/odd: the halves do not correlate in the scored region "
+                            f"{_describe(region)} (r = {r:.4f}): no signal to estimate a gain "
+                            f"against")
     iterations = tune("nad", scored[0], scored[1], target="half").params["iterations"]
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     restored = []
@@ -399,7 +418,7 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
 
 def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model: bool = False,
             region: tuple[slice, ...] | None = None, max_voxels: int = DEFAULT_VOXELS,
-            **options: Any) -> tuple[np.ndarray, Assessment]:
+            **options: Any) -> tuple[np.ndarray, Assessment | None]:
     """``model.denoise(even, odd)``, unless a filter is estimated better on these halves.
 
     :func:`assess` with ``model.predict(half, **options)``, then the chosen restoration of
@@ -422,8 +441,10 @@ def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model:
     -------
     restored : ndarray of float32
         The chosen restoration.
-    assessment : Assessment
-        The estimate and the decision (``assessment.to_dict()`` for a report).
+    assessment : Assessment or None
+        The estimate and the decision (``assessment.to_dict()`` for a report); None when the
+        halves do not correlate (:class:`NoSignalError`, logged as a warning): then the
+        model's output is returned.
 
     Examples
     --------
@@ -433,13 +454,25 @@ def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model:
         restored, assessment = cryocare.heldout.denoise(model, even, odd)
         print(assessment.line())
     """
-    quiet = {k: v for k, v in options.items() if k not in ("progress", "out")}
-    assessment = assess(even, odd, lambda half: model.predict(half, **quiet), region=region,
-                        max_voxels=max_voxels, force_model=force_model)
+    assessment = _checked(model, even, odd, region=region, max_voxels=max_voxels,
+                          force_model=force_model, options=options)
+    if assessment is None or assessment.choice == "model":
+        return np.asarray(model.denoise(even, odd, **options), dtype=np.float32), assessment
     output = model.denoise(even, odd, **options) if assessment.needs_model else None
-    if assessment.choice == "model":
-        return np.asarray(output, dtype=np.float32), assessment
     return assessment.restore(even, odd, model_output=output), assessment
+
+
+def _checked(model: Any, even: Any, odd: Any, *, region: tuple[slice, ...] | None,
+             max_voxels: int, force_model: bool, options: dict[str, Any]) -> Assessment | None:
+    """:func:`assess` with ``model.predict``; None (and a warning) without signal."""
+    quiet = {k: v for k, v in options.items() if k not in ("progress", "out")}
+    try:
+        return assess(even, odd, lambda half: model.predict(half, **quiet), region=region,
+                      max_voxels=max_voxels, force_model=force_model)
+    except NoSignalError as error:
+        logger.warning("no quality estimate from the halves, the model's output is kept: %s",
+                       error)
+        return None
 
 
 def write_report(path: str | os.PathLike, report: Any, *, overwrite: bool = False) -> Path:
@@ -480,3 +513,70 @@ def write_report(path: str | os.PathLike, report: Any, *, overwrite: bool = Fals
     finally:
         staging.unlink(missing_ok=True)
     return target
+
+
+def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
+                 output: str | os.PathLike, *, overwrite: bool = False,
+                 force_model: bool = False, region: tuple[slice, ...] | None = None,
+                 max_voxels: int = DEFAULT_VOXELS,
+                 **options: Any) -> tuple[Path, Assessment | None]:
+    """:func:`cryocare.predict.denoise_file`, unless a filter is estimated better: the files' face.
+
+    The halves are memory-mapped and :func:`assess` reads only its sub-volume. When the
+    model's output is chosen, it streams to `output` slab by slab as
+    :func:`cryocare.predict.denoise_file` does; otherwise the chosen restoration (a filter,
+    or a blend with the model) is computed in memory and written atomically.
+
+    Parameters
+    ----------
+    model : CAREModel
+        Anything with ``predict`` and ``denoise``.
+    even, odd, output : path
+        Input halves and the output file (MRC).
+    overwrite : bool
+        Replace an existing output.
+    force_model, region, max_voxels
+        As in :func:`assess`.
+    **options
+        Options of :meth:`cryocare.model.CAREModel.denoise`.
+
+    Returns
+    -------
+    path : Path
+        The file written.
+    assessment : Assessment or None
+        The estimate and the decision; None when the halves do not correlate (then the
+        model's output is written, with a warning).
+    """
+    from . import io
+    from .predict import denoise_file as model_denoise_file
+
+    even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
+    if Path(output).exists() and not overwrite:
+        raise OutputExistsError(f"{output}: exists already (pass overwrite to replace it)")
+    assessment = _checked(model, even_data, odd_data, region=region, max_voxels=max_voxels,
+                          force_model=force_model, options=options)
+    if assessment is None or assessment.choice == "model":
+        return model_denoise_file(model, even, odd, output, overwrite=overwrite,
+                                  **options), assessment
+    restored_by_model = (model.denoise(even_data, odd_data, **options)
+                         if assessment.needs_model else None)
+    restored = assessment.restore(even_data, odd_data, model_output=restored_by_model)
+    weights = ", ".join(f"{w:.2f} {name}" for name, w in
+                        assessment.scores[assessment.choice].weights.items() if w)
+    return io.write(output, restored, like=info, overwrite=overwrite,
+                    label=f"held-out choice: {weights}"), assessment
+
+
+def report_entry(even: str | os.PathLike, odd: str | os.PathLike, output: str | os.PathLike,
+                 assessment: Assessment | None) -> dict[str, Any]:
+    """One tomogram's entry of a report: its files and :meth:`Assessment.to_dict`.
+
+    Without an assessment (the halves hold no signal), ``"choice"`` is ``"model"`` and
+    ``"methods"`` is None.
+    """
+    entry: dict[str, Any] = {"even": str(even), "odd": str(odd), "output": str(output)}
+    if assessment is None:
+        return {**entry, "methods": None, "choice": "model",
+                "warning": "no estimate: the halves do not correlate"}
+    return {**entry, **assessment.to_dict()}

@@ -197,6 +197,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
         check_output(target, args.overwrite)
+    if getattr(args, "report", None) is not None:
+        check_output(args.report, args.overwrite)
     _model_config_check(source, args)
     n_dim = len(infos[0].shape)
     if source.n_dim != n_dim:
@@ -208,12 +210,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.scheduler is not None:
         return _predict_on_cluster(args, source, jobs, options)
     load_backend(device=args.device)
+    from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
+    from ..heldout import report_entry, write_report
     from ..modelfiles import load_model
-    from ..predict import denoise_file
 
     model = load_model(source)
+    reports = []
     for even, odd, target in jobs:
-        print(denoise_file(model, even, odd, target, overwrite=args.overwrite, **options))
+        path, assessment = checked_denoise_file(model, even, odd, target,
+                                                overwrite=args.overwrite,
+                                                force_model=args.force_model, **options)
+        reports.append(report_entry(even, odd, path, assessment))
+        print(path)
+    if args.report is not None:
+        write_report(args.report, {"tomograms": reports}, overwrite=args.overwrite)
     return 0
 
 
@@ -312,12 +322,14 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     check_output(args.output, args.overwrite)
     if args.save_model is not None:
         check_output(args.save_model, args.overwrite)
+    if args.report is not None:
+        check_output(args.report, args.overwrite)
     _check_checkpoints(args)
     recipe = recipe_from_args(args, len(info.shape))
     check_tiles(args.tiles, recipe.config, len(info.shape))
     load_backend(device=args.device)
     from .. import io
-    from ..predict import denoise_file
+    from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
     from ..recipe import train_on_pair
 
     even, odd, _ = io.read_pair(even_path, odd_path, mmap=True)
@@ -328,9 +340,20 @@ def cmd_denoise(args: argparse.Namespace) -> int:
                           wedge=args.wedge)
     if args.save_model is not None:
         model.save(args.save_model, overwrite=args.overwrite)
-    print(denoise_file(model, even_path, odd_path, args.output, overwrite=args.overwrite,
-                       **prediction_options(args, budget=budget_from_args(args),
-                                            default_tta="auto" if recipe.tta else False)))
+    from ..heldout import report_entry, representative_region, validation_region, write_report
+
+    # Scored where training held its pairs out (the model never saw that noise as a target).
+    region = representative_region(info.shape, within=validation_region(
+        info.shape, tilt_axis=args.tilt_axis))
+    path, assessment = checked_denoise_file(
+        model, even_path, odd_path, args.output, overwrite=args.overwrite, region=region,
+        force_model=args.force_model, **prediction_options(
+            args, budget=budget_from_args(args), default_tta="auto" if recipe.tta else False))
+    if args.report is not None:
+        write_report(args.report, {"tomograms": [report_entry(even_path, odd_path, path,
+                                                              assessment)]},
+                     overwrite=args.overwrite)
+    print(path)
     return 0
 
 

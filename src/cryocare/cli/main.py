@@ -26,6 +26,7 @@ from .commands import (
 from .options import (
     HelpFormatter,
     add_common,
+    add_heldout_options,
     add_output,
     add_precision_option,
     add_prediction_options,
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_star_options(p, train=False)
     add_prediction_options(p, tta_default=False)
     add_precision_option(p)
+    add_heldout_options(p)
     group = p.add_argument_group("cluster (Dask)")
     group.add_argument("--scheduler", help="run on a Dask cluster: 'local' or a scheduler "
                                            "address such as tcp://node:8786 (default: this "
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training_options(p)
     add_prediction_options(p, tta_default=None)
     add_precision_option(p)
+    add_heldout_options(p)
     add_common(p)
 
     p = _sub(sub, "segment", "Otsu segmentation of a volume", cmd_segment)

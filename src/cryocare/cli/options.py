@@ -355,3 +355,16 @@ def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
     if options["tta"] == "auto":
         options["tta_seconds"] = None if not budget else budget / 4
     return options
+
+
+def add_heldout_options(parser: argparse.ArgumentParser) -> None:
+    """The quality estimate from the halves (:mod:`cryocare.heldout`): report and override."""
+    group = parser.add_argument_group("quality estimate from the halves")
+    group.add_argument("--report", type=Path, metavar="FILE.json",
+                       help="write the estimated gains over the raw average (model, Gaussian, "
+                            "NAD, blends) and the choice made to this JSON file (default: "
+                            "none; the log has one line)")
+    group.add_argument("--force-model", action="store_true",
+                       help="write the model's output even when a filter is estimated better "
+                            "on the halves (by default the better filter, or its measured "
+                            "blend with the model, is written)")
