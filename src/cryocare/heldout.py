@@ -518,7 +518,7 @@ def write_report(path: str | os.PathLike, report: Any, *, overwrite: bool = Fals
 def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
                  output: str | os.PathLike, *, overwrite: bool = False,
                  force_model: bool = False, region: tuple[slice, ...] | None = None,
-                 max_voxels: int = DEFAULT_VOXELS,
+                 max_voxels: int = DEFAULT_VOXELS, check: bool = True,
                  **options: Any) -> tuple[Path, Assessment | None]:
     """:func:`cryocare.predict.denoise_file`, unless a filter is estimated better: the files' face.
 
@@ -537,6 +537,9 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
         Replace an existing output.
     force_model, region, max_voxels
         As in :func:`assess`.
+    check : bool
+        False: no estimate, the model's output (for a model that restores what the halves
+        do not hold, such as the missing wedge, the halves are no reference).
     **options
         Options of :meth:`cryocare.model.CAREModel.denoise`.
 
@@ -555,7 +558,7 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
     if Path(output).exists() and not overwrite:
         raise OutputExistsError(f"{output}: exists already (pass overwrite to replace it)")
     assessment = _checked(model, even_data, odd_data, region=region, max_voxels=max_voxels,
-                          force_model=force_model, options=options)
+                          force_model=force_model, options=options) if check else None
     if assessment is None or assessment.choice == "model":
         return model_denoise_file(model, even, odd, output, overwrite=overwrite,
                                   **options), assessment
@@ -569,14 +572,14 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
 
 
 def report_entry(even: str | os.PathLike, odd: str | os.PathLike, output: str | os.PathLike,
-                 assessment: Assessment | None) -> dict[str, Any]:
+                 assessment: Assessment | None, *,
+                 reason: str = "the halves do not correlate") -> dict[str, Any]:
     """One tomogram's entry of a report: its files and :meth:`Assessment.to_dict`.
 
-    Without an assessment (the halves hold no signal), ``"choice"`` is ``"model"`` and
-    ``"methods"`` is None.
+    Without an assessment, ``"choice"`` is ``"model"``, ``"methods"`` is None and
+    ``"warning"`` gives the `reason`.
     """
     entry: dict[str, Any] = {"even": str(even), "odd": str(odd), "output": str(output)}
     if assessment is None:
-        return {**entry, "methods": None, "choice": "model",
-                "warning": "no estimate: the halves do not correlate"}
+        return {**entry, "methods": None, "choice": "model", "warning": f"no estimate: {reason}"}
     return {**entry, **assessment.to_dict()}

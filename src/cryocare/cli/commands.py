@@ -171,6 +171,11 @@ def _run_cryocare_config(args: argparse.Namespace, kind: str) -> int:
     return run_config_args(kind, args)
 
 
+#: Why a report has no held-out estimate (cryocare.heldout), by whether it was checked.
+_NO_CHECK = {True: "the halves do not correlate",
+             False: "--wedge: the model restores the missing wedge, which the halves lack"}
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.star is not None:
         if args.wedge is not None:
@@ -197,7 +202,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
         check_output(target, args.overwrite)
-    if getattr(args, "report", None) is not None:
+    if args.report is not None:
         check_output(args.report, args.overwrite)
     _model_config_check(source, args)
     n_dim = len(infos[0].shape)
@@ -215,12 +220,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..modelfiles import load_model
 
     model = load_model(source)
-    reports = []
+    reports, check = [], args.wedge is None  # the halves are no reference for the wedge
     for even, odd, target in jobs:
         path, assessment = checked_denoise_file(model, even, odd, target,
-                                                overwrite=args.overwrite,
+                                                overwrite=args.overwrite, check=check,
                                                 force_model=args.force_model, **options)
-        reports.append(report_entry(even, odd, path, assessment))
+        reports.append(report_entry(even, odd, path, assessment, reason=_NO_CHECK[check]))
         print(path)
     if args.report is not None:
         write_report(args.report, {"tomograms": reports}, overwrite=args.overwrite)
@@ -345,14 +350,15 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     # Scored where training held its pairs out (the model never saw that noise as a target).
     region = representative_region(info.shape, within=validation_region(
         info.shape, tilt_axis=args.tilt_axis))
+    check = args.wedge is None  # the halves are no reference for the wedge
     path, assessment = checked_denoise_file(
         model, even_path, odd_path, args.output, overwrite=args.overwrite, region=region,
-        force_model=args.force_model, **prediction_options(
+        force_model=args.force_model, check=check, **prediction_options(
             args, budget=budget_from_args(args), default_tta="auto" if recipe.tta else False))
     if args.report is not None:
-        write_report(args.report, {"tomograms": [report_entry(even_path, odd_path, path,
-                                                              assessment)]},
-                     overwrite=args.overwrite)
+        write_report(args.report, {"tomograms": [report_entry(
+            even_path, odd_path, path, assessment, reason=_NO_CHECK[check])]},
+            overwrite=args.overwrite)
     print(path)
     return 0
 
