@@ -155,3 +155,50 @@ def test_output_names_follow_the_inputs(tmp_path):
 def test_the_python_face_lists_the_one_call():
     assert "denoise_tomogram" in dir(cryocare)
     assert cryocare.denoise_tomogram is denoise_tomogram
+
+
+# ------------------------------------------------ the blind-spot objective (one noisy volume)
+def test_blind_spots_hide_a_box_shaped_for_the_noise_and_score_only_their_centres():
+    from cryocare.config import CareConfig
+    from cryocare.training.objectives import BLIND_SPACING, BlindSpot, get
+
+    x = np.random.default_rng(0).normal(size=(3, 18, 24, 30)).astype(np.float32)
+    objective = get(CareConfig(train_objective="blindspot"))
+    assert isinstance(objective, BlindSpot) and objective.extent(3) == (1, 0, 2)  # tilt axis Y
+    inputs, targets = objective.batch(x, x, rng=np.random.default_rng(1),
+                                      patch_shape=x.shape[1:])
+    assert inputs.shape == (*x.shape, 1) and targets.shape == (*x.shape, 2)
+    np.testing.assert_array_equal(targets[..., 0], x)
+    weights = targets[..., 1]
+    per_block = np.prod([n // BLIND_SPACING for n in x.shape[1:]])
+    assert set(np.unique(weights)) == {0.0, 1.0}
+    assert (weights.sum(axis=(1, 2, 3)) == per_block).all()
+    changed = inputs[..., 0] != x
+    assert changed[weights > 0].all()  # every centre is hidden
+    # What the blind spots hold comes from the patch itself.
+    assert np.isin(inputs[..., 0][changed], x).all()
+    # One block per patch: exactly the box around its centre is replaced, ±1 along Z,
+    # ±2 across the tilt axis (X), nothing along it (Y). A donor may be the voxel itself.
+    x = np.random.default_rng(3).normal(size=(20, 6, 6, 6)).astype(np.float32)
+    inputs, targets = objective.batch(x, x, rng=np.random.default_rng(4), patch_shape=(6,) * 3)
+    for i in range(len(x)):
+        (z,), (y,), (c,) = np.nonzero(targets[i, ..., 1])
+        box = np.zeros((6, 6, 6), bool)
+        box[max(z - 1, 0):z + 2, y, max(c - 2, 0):c + 3] = True
+        changed = inputs[i, ..., 0] != x[i]
+        assert not (changed & ~box).any() and changed[box].mean() > 0.75
+    # Tilt axis X turns the box.
+    assert get(CareConfig(train_objective="blindspot", train_tilt_axis="X")).extent(3) == (1, 2, 0)
+
+
+def test_the_blind_spot_loss_is_the_squared_error_at_the_centres_only():
+    from cryocare.config import CareConfig
+    from cryocare.training.objectives import get
+
+    rng = np.random.default_rng(2)
+    target, prediction = rng.normal(size=(2, 2, 8, 8, 8)).astype(np.float32)
+    weights = (rng.random(target.shape) < 0.1).astype(np.float32)
+    loss = get(CareConfig(train_objective="blindspot")).loss((8, 8, 8))
+    value = float(loss(np.stack([target, weights], -1), prediction[..., None]))
+    expected = ((prediction - target) ** 2 * weights).sum() / weights.sum()
+    assert value == pytest.approx(expected, rel=1e-5)

@@ -43,7 +43,7 @@ _LOSSES = ("mse", "mae", "fsc")
 _SCHEDULES = ("plateau", "cosine")
 _PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 #: Training objectives (:mod:`cryocare.training.objectives`; the registry checks the name).
-_OBJECTIVES = ("n2n", "supervised", "wedge")
+_OBJECTIVES = ("n2n", "supervised", "wedge", "blindspot")
 #: Keys that are not part of a network's architecture: training settings and bookkeeping.
 _NOT_ARCHITECTURE = ("seed", "backend")
 
@@ -138,12 +138,15 @@ class CareConfig:
         ``"wedge"``, self-supervised missing-wedge restoration (random 3-D
         rotations of the pairs, the wedge imposed on the input, a loss in
         Fourier space where the rotated target was measured), which needs
-        ``train_tilt_range``.
+        ``train_tilt_range``; ``"blindspot"``, Noise2Void-style training on
+        one noisy volume without halves (a blind spot shaped for a
+        reconstruction's correlated noise, ``train_tilt_axis`` orienting it).
     train_tilt_range : tuple of 2 float or None
         Lowest and highest tilt angle (degrees) of the training data's tilt
         series, for ``train_objective="wedge"``; None otherwise.
     train_tilt_axis : str
-        ``"Y"`` or ``"X"``: the axis the specimen was tilted about (``"wedge"`` only).
+        ``"Y"`` or ``"X"``: the axis the specimen was tilted about (``"wedge"`` and
+        ``"blindspot"`` only).
     backend : str or None
         Keras backend the model must be trained on (``"tensorflow"``,
         ``"torch"`` or ``"jax"``); None (default) takes the one Keras runs on.
