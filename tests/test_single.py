@@ -123,8 +123,10 @@ def test_denoise_without_halves_says_it_predicts_zero_shot(volume, reuse_model, 
     text = " ".join(r.getMessage() for r in caplog.records)
     assert "no even/odd halves" in text and "zero-shot" in text
     assert io.read_info(tmp_path / "out.mrc").shape == SHAPE
-    assert main(["denoise", str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "o2.mrc"),
-                 "--init", "none", "-q"]) == 2
+    for refused in (["--init", "none"], ["--save-model", str(tmp_path / "model")]):
+        assert main(["denoise", str(tmp_path / "tomo.mrc"), "-o", str(tmp_path / "o2.mrc"),
+                     *refused, "-q"]) == 2
+    assert not (tmp_path / "o2.mrc").exists() and not (tmp_path / "model").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [

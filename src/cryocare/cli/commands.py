@@ -313,6 +313,9 @@ def cmd_denoise(args: argparse.Namespace) -> int:
         if model == "none":
             raise InputError("--init none: tomograms without halves cannot be trained on; "
                              "give --init pretrained or a model folder to predict with")
+        if args.save_model is not None:
+            raise InputError("--save-model: nothing is trained on tomograms without halves; "
+                             "the model used is --init's")
         log.warning("no even/odd halves: fine-tuning needs two independently noisy halves of "
                     "each tomogram (Noise2Noise), so these are denoised zero-shot with the %s "
                     "model, without training", model)
