@@ -154,7 +154,7 @@ def test_predict_on_a_dask_scheduler_equals_single_process(trained_model, simula
 
     single, spread = tmp_path / "single.mrc", tmp_path / "spread.mrc"
     common = ["predict", "--model", str(trained_model), "--even", str(simulated / "even.mrc"),
-              "--odd", str(simulated / "odd.mrc"), "-q"]
+              "--odd", str(simulated / "odd.mrc"), "--force-model", "-q"]
     assert main([*common, "--output", str(single)]) == 0
     # A scheduler address, as for a SLURM cluster; the workers are threads of this test.
     with cluster_client(n_workers=2, processes=False) as client:
@@ -205,7 +205,7 @@ def test_denoise_trains_with_the_recipe_and_its_overrides(simulated, tmp_path):
                str(simulated / "odd.mrc"), "--output", str(tmp_path / "d.mrc"),
                "--save-model", str(tmp_path / "model"), "--time-budget", "60s", "--epochs", "2",
                "--steps", "3", "--batch-size", "4", "--n-first", "4", "--patch-shape", "16",
-               "--n-patches", "40", "--no-tta", "-q"])
+               "--n-patches", "40", "--no-tta", "--force-model", "-q"])
     assert rc == 0
     model = CAREModel.load(tmp_path / "model")
     # The recipe's schedule and precision, the command line's sizes and step counts.

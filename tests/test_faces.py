@@ -54,7 +54,8 @@ def test_denoise_star_and_cryocare_scripts_train_and_predict_alike(pair, tmp_pat
 
     # 1. cryocare denoise
     assert main(["denoise", "--even", str(even), "--odd", str(odd), "-o", "denoised.mrc",
-                 "--save-model", "model_denoise", *_cli_training_options()]) == 0
+                 "--save-model", "model_denoise", "--force-model",
+                 *_cli_training_options()]) == 0
 
     # 2. cryocare denoise --star (a RELION 5 project with one tomogram)
     (tmp_path / "default_pipeline.star").write_text("data_pipeline_general\n")
@@ -180,7 +181,7 @@ def test_predict_names_outputs_after_the_pair_and_reads_cryocare_archives(pair, 
     archive = Path(__file__).parent / "data" / "cryocare-0.3.0" / "model.tar.gz"
     assert main(["predict", "--model", str(archive), "--even", str(pair / "TS_01_EVN.mrc"),
                  "--odd", str(pair / "TS_01_ODD.mrc"), "-o", str(tmp_path / "out"),
-                 "--tiles", "none", "-q"]) == 0
+                 "--tiles", "none", "--force-model", "-q"]) == 0
     written = tmp_path / "out" / "TS_01_denoised.mrc"
     even, odd, _ = io.read_pair(pair / "TS_01_EVN.mrc", pair / "TS_01_ODD.mrc")
     expected = load_model(archive).denoise(even, odd, tile_shape=None)
@@ -227,7 +228,7 @@ def test_predict_with_an_exported_engine_equals_keras(engine, tiny_model, pair, 
     if engine not in runtime.available() and engine != "auto":
         pytest.skip(f"{engine} is not installed (pip install 'cryocare-ng[fast]')")
     args = ["predict", "--model", str(tiny_model), "--even", str(pair / "TS_01_EVN.mrc"),
-            "--odd", str(pair / "TS_01_ODD.mrc"), "--tiles", "32,48,48", "-q"]
+            "--odd", str(pair / "TS_01_ODD.mrc"), "--tiles", "32,48,48", "--force-model", "-q"]
     assert main([*args, "-o", str(tmp_path / "keras.mrc")]) == 0
     assert main([*args, "-o", str(tmp_path / "other.mrc"), "--engine", engine]) == 0
     keras_out, other = io.read(tmp_path / "keras.mrc"), io.read(tmp_path / "other.mrc")

@@ -207,7 +207,7 @@ def test_command_line_time_budget_schedule_loss_and_tta(pairs, tmp_path, smooth_
     io.write(tmp_path / "o.mrc", odd[:12])
     assert main(["predict", "--model", str(tmp_path / "m"), "--even", str(tmp_path / "e.mrc"),
                  "--odd", str(tmp_path / "o.mrc"), "--output", str(tmp_path / "d.mrc"),
-                 "--tta", "-q"]) == 0
+                 "--tta", "--force-model", "-q"]) == 0
     expected = model.denoise(even[:12], odd[:12], tta=True)
     np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), expected, atol=1e-5)
     with pytest.raises(SystemExit) as error:

@@ -47,7 +47,7 @@ import numpy.typing as npt
 
 from .errors import InputError, OutputExistsError
 from .filters import _central_crop, _check_image, gaussian, nad, tune
-from .metrics import HeldOutScore, heldout_scores, pearson
+from .metrics import HeldOutScore, heldout_scores
 
 __all__ = ["DEFAULT_VOXELS", "FILTER_NAMES", "Assessment", "NoSignalError", "assess", "denoise",
            "denoise_file", "report_entry", "representative_region", "validation_region",
@@ -66,7 +66,7 @@ _SIGMA = 1.0  # the Gaussian filter's sigma in voxels
 
 
 class NoSignalError(InputError):
-    """The halves do not correlate: there is no signal to estimate a gain against."""
+    """The halves hold no measurable signal: there is no gain to estimate."""
 
 
 @dataclass(frozen=True)
@@ -346,8 +346,8 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
         If the halves differ in shape or are not finite real 2-D/3-D arrays, the region is
         not one of them, or `predict_half` returns another shape.
     NoSignalError
-        If the halves do not correlate positively in the region (an InputError: there is no
-        signal to estimate a gain against).
+        If the halves hold no measurable signal in the region (an InputError; see
+        :func:`cryocare.metrics.heldout_scores`).
 
     Notes
     -----
@@ -365,14 +365,10 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     outer, inner = _grown(region, first.shape)
     halves = [np.array(h[outer], dtype=np.float32) for h in (first, second)]
     scored = [h[inner] for h in halves]
-    try:
-        r = pearson(scored[0], scored[1])
-    except InputError:  # a constant half
-        r = 0.0
-    if not r > 0:
-        raise NoSignalError(f"even/odd: the halves do not correlate in the scored region "
-                            f"{_describe(region)} (r = {r:.4f}): no signal to estimate a gain "
-                            f"against")
+    try:  # cheap: the halves only
+        heldout_scores(scored[0], scored[1], {}, blocks=blocks)
+    except InputError as error:
+        raise NoSignalError(f"in the scored region {_describe(region)}: {error}") from None
     iterations = tune("nad", scored[0], scored[1], target="half").params["iterations"]
     outputs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     restored = []
@@ -442,9 +438,9 @@ def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model:
     restored : ndarray of float32
         The chosen restoration.
     assessment : Assessment or None
-        The estimate and the decision (``assessment.to_dict()`` for a report); None when the
-        halves do not correlate (:class:`NoSignalError`, logged as a warning): then the
-        model's output is returned.
+        The estimate and the decision (``assessment.to_dict()`` for a report); None without
+        a measurable signal in the halves (:class:`NoSignalError`, logged as a warning):
+        then the model's output is returned.
 
     Examples
     --------
@@ -548,8 +544,8 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
     path : Path
         The file written.
     assessment : Assessment or None
-        The estimate and the decision; None when the halves do not correlate (then the
-        model's output is written, with a warning).
+        The estimate and the decision; None without a measurable signal in the halves
+        (then the model's output is written, with a warning) or without `check`.
     """
     from . import io
     from .predict import denoise_file as model_denoise_file
@@ -573,7 +569,7 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
 
 def report_entry(even: str | os.PathLike, odd: str | os.PathLike, output: str | os.PathLike,
                  assessment: Assessment | None, *,
-                 reason: str = "the halves do not correlate") -> dict[str, Any]:
+                 reason: str = "no measurable signal in the halves") -> dict[str, Any]:
     """One tomogram's entry of a report: its files and :meth:`Assessment.to_dict`.
 
     Without an assessment, ``"choice"`` is ``"model"``, ``"methods"`` is None and

@@ -950,8 +950,8 @@ def heldout_scores(
     ------
     InputError
         If shapes differ, values are not finite, a blend names an unknown method, `blocks`
-        is not a positive integer, or the halves are not positively correlated (no signal to
-        measure a gain against).
+        is not a positive integer, or the halves hold no measurable signal (their covariance
+        is not above twice its jackknife standard error; with one block, not positive).
 
     See Also
     --------
@@ -1002,11 +1002,14 @@ def heldout_scores(
                                  f"({', '.join(methods)}), found {method!r}")
     gram = _Gram(arrays, names, int(blocks))
     total = gram.covariances()
-    if not total[0, 1] > 0:
-        r = total[0, 1] / math.sqrt(max(total[0, 0] * total[1, 1], 1e-300))
-        raise InputError(f"even/odd: the halves are not positively correlated (r = {r:.4f}): "
-                         f"no signal to measure a gain against")
     replicated = [gram.covariances(leave_out=b) for b in range(len(gram.count))]
+    # The signal's variance must be measurable: above twice its own standard error.
+    spread = _jackknife_error([cov[0, 1] for cov in replicated])
+    if not total[0, 1] > (2 * spread if math.isfinite(spread) else 0.0):
+        r = total[0, 1] / math.sqrt(max(total[0, 0] * total[1, 1], 1e-300))
+        raise InputError(f"even/odd: no measurable signal: the halves' covariance "
+                         f"{total[0, 1]:.3g} (r = {r:.4f}) is not above twice its standard "
+                         f"error {spread:.2g}, so there is no gain to estimate")
 
     def vector(weights: Mapping[str, float]) -> np.ndarray:
         a = np.zeros(len(arrays))

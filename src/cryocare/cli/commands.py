@@ -172,7 +172,7 @@ def _run_cryocare_config(args: argparse.Namespace, kind: str) -> int:
 
 
 #: Why a report has no held-out estimate (cryocare.heldout), by whether it was checked.
-_NO_CHECK = {True: "the halves do not correlate",
+_NO_CHECK = {True: "no measurable signal in the halves",
              False: "--wedge: the model restores the missing wedge, which the halves lack"}
 
 
