@@ -7,6 +7,8 @@ counting, even/odd frame split) and :func:`simulate_tomogram` reconstructs
 the even, odd and noiseless halves by weighted back-projection. Everything
 is deterministic given the seed, and the noiseless ``clean`` output is on the
 same intensity scale as ``even`` and ``odd``, with ``E[even] = E[odd] = clean``.
+Beside ``clean`` comes ``isotropic``, the wedge-free truth: the same specimen
+imaged noise-free over the full ±90° and reconstructed the same way.
 See ``docs/simulate.md`` for the model, its defaults and measured SNR.
 """
 
@@ -502,7 +504,8 @@ def simulate_tomogram(
     """Simulate even, odd and noiseless tomograms of a synthetic specimen.
 
     Runs :func:`simulate_tilt_series` (see there for the physics and every
-    parameter) and reconstructs each of its three tilt series with
+    parameter) and reconstructs each of its three tilt series, and its
+    noise-free series over the full half circle (``isotropic``), with
     :func:`cryocare.reconstruct.weighted_backprojection` (Ram-Lak filter, no
     low-pass, thickness ``Z``). The reconstruction is linear, so ``clean`` is
     on the same intensity scale as ``even``, ``odd`` and ``(even + odd) / 2``,
@@ -541,6 +544,8 @@ membranes, filaments, macromolecules
     ((64, 128, 128), dtype('float32'))
     >>> r = np.corrcoef(tomo.even.ravel(), tomo.odd.ravel())[0, 1]
     >>> bool(0.05 < r < 0.2)
+    True
+    >>> tomo.isotropic.shape == tomo.clean.shape   # the wedge-free truth
     True
     """
     series = simulate_tilt_series(
