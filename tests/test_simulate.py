@@ -447,3 +447,16 @@ def test_cli_simulate_writes_isotropic_beside_clean(tmp_path):
     expected = simulate_tomogram((24, 48, 48), seed=4)
     for name in ("clean", "isotropic"):
         np.testing.assert_array_equal(io.read(tmp_path / f"{name}.mrc"), getattr(expected, name))
+
+
+def test_isotropic_can_be_left_out_without_changing_the_rest():
+    with_truth = simulate_tomogram(TINY, seed=8, tilt_range=(-40, 40), tilt_step=2.0)
+    without = simulate_tomogram(TINY, seed=8, tilt_range=(-40, 40), tilt_step=2.0,
+                                isotropic=False)
+    assert without.isotropic is None and with_truth.isotropic is not None
+    for name in ("even", "odd", "clean"):
+        np.testing.assert_array_equal(getattr(without, name), getattr(with_truth, name))
+    series = simulate_tilt_series(TINY, seed=8, isotropic=False)
+    assert series.isotropic is None and series.isotropic_angles is None
+    with pytest.raises(InputError, match="isotropic: expected True or False"):
+        simulate_tomogram(TINY, seed=8, isotropic=1)
