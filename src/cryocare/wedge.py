@@ -134,10 +134,10 @@ def parse_wedge(spec: Any, *, tilt_axis: str = "Y") -> Wedge:
     --------
     >>> parse_wedge((-45, 50), tilt_axis="X")
     Wedge(min_angle=-45.0, max_angle=50.0, tilt_axis='X')
-    >>> parse_wedge("60")
+    >>> parse_wedge("60")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    cryocare.errors.InputError: wedge: expected MIN,MAX in degrees (e.g. -60,60) or a .tlt/.rawtlt file, got '60'
+    cryocare.errors.InputError: wedge: expected MIN,MAX in degrees (e.g. -60,60) or a ..., got '60'
     """
     if isinstance(spec, Wedge):
         return spec
