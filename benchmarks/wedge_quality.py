@@ -22,9 +22,10 @@ low-pass to 0.15 cycles/voxel and the affine fit, the apodised Fourier
 correlation inside the missing cone and in the measured directions
 (0.04–0.15 cycles/voxel, 5° clear of the wedge's edge), and the FSC 0.5
 resolution against the truth in 30° cones around Z and X (voxels) with their
-ratio. Prints a Markdown table and writes ``wedge_quality.json`` and
-``wedge_quality.md`` into ``--out`` (never over an earlier result unless
-``--overwrite``).
+ratio. Prints a Markdown table and writes ``wedge_quality.json``,
+``wedge_quality.md`` and, per dataset, ``wedge_quality_<dataset>.png``
+(central XY and XZ slices of every method and of both truths) into ``--out``
+(never over an earlier result unless ``--overwrite``).
 
 Usage::
 
@@ -127,20 +128,51 @@ def restore(method: str, data, wedge: Wedge, *, model_wedge: bool) -> np.ndarray
                      "or model:PATH")
 
 
-def run_dataset(name: str, methods: list[str], *, model_wedge: bool) -> dict:
+def figure(name: str, volumes: dict[str, np.ndarray], path: Path) -> None:
+    """Central XY and XZ slices of every volume, each in its own 1-99 % grey range."""
+    from matplotlib.figure import Figure
+
+    first = next(iter(volumes.values()))
+    nz, ny, nx = first.shape
+    fig = Figure(figsize=(2.4 * len(volumes), 2.4 * (ny + nz) / nx + 0.7),
+                 layout="constrained")
+    axes = fig.subplots(2, len(volumes), squeeze=False, height_ratios=[ny, nz])
+    for column, (title, volume) in enumerate(volumes.items()):
+        low, high = np.percentile(volume, [1, 99])
+        for row, image in enumerate((volume[nz // 2], volume[:, ny // 2, :])):
+            ax = axes[row, column]
+            ax.imshow(image, cmap="gray", vmin=low, vmax=high, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, column].set_title(title, fontsize=9)
+    axes[0, 0].set_ylabel("XY (central Z)")
+    axes[1, 0].set_ylabel("XZ (central Y)")
+    fig.suptitle(f"{name}: restored volumes and truths (the missing wedge shows in XZ)")
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)
+
+
+def run_dataset(name: str, methods: list[str], *, model_wedge: bool,
+                figure_path: Path | None = None) -> dict:
     shape, seed, tilt_range = DATASETS[name]
     start = time.perf_counter()
     data = simulate_tomogram(shape, seed=seed, tilt_range=tilt_range)
     wedge = Wedge(*tilt_range, tilt_axis=data.tilt_axis)
     log.info("%s: simulated %s in %.1f s", name, shape, time.perf_counter() - start)
-    rows = {}
+    rows, volumes = {}, {}
     for method in methods:
         start = time.perf_counter()
         restored = restore(method, data, wedge, model_wedge=model_wedge)
         seconds = time.perf_counter() - start
         rows[method] = {**score(restored, data, wedge), "seconds": seconds}
+        if figure_path is not None and method != "clean":
+            volumes[method] = restored
         log.info("%s %s: %s", name, method,
                  ", ".join(f"{k} {v:.4g}" for k, v in rows[method].items()))
+    if figure_path is not None:
+        volumes.update({"clean (wedged truth)": data.clean, "isotropic truth": data.isotropic})
+        figure(name, volumes, figure_path)
     return {"shape": list(shape), "seed": seed, "tilt_range": list(tilt_range),
             "tilt_axis": data.tilt_axis, "voxel_size": data.voxel_size, "scores": rows}
 
@@ -192,13 +224,14 @@ def main(argv=None) -> int:
         parser.error(f"--datasets: expected some of {', '.join(DATASETS)}, found {unknown}")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     paths = {kind: args.out / f"wedge_quality.{kind}" for kind in ("json", "md")}
-    existing = [str(p) for p in paths.values() if p.exists()]
+    figures = {name: args.out / f"wedge_quality_{name}.png" for name in names}
+    existing = [str(p) for p in (*paths.values(), *figures.values()) if p.exists()]
     if existing and not args.overwrite:
         parser.error(f"{', '.join(existing)} exist (use --overwrite to replace them)")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    results = {name: run_dataset(name, methods, model_wedge=args.model_wedge)
-               for name in names}
+    results = {name: run_dataset(name, methods, model_wedge=args.model_wedge,
+                                 figure_path=figures[name]) for name in names}
     text = table(results)
     print(text)
     machine = {"platform": platform.platform(), "processor": platform.processor(),

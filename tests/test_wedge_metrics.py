@@ -228,6 +228,7 @@ def test_wedge_quality_harness_runs_at_the_smoke_size(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| smoke | gaussian |" in result.stdout
+    assert (tmp_path / "wedge_quality_smoke.png").stat().st_size > 1000  # the XY/XZ figure
     scores = json.loads((tmp_path / "wedge_quality.json").read_text())["results"]["smoke"][
         "scores"]
     assert scores["clean"]["psnr_wedged"] is None  # inf against itself, null in JSON
