@@ -30,7 +30,7 @@ PROBE = """
     from cryocare.model import CAREModel
     from cryocare.normalize import Normalization
     from cryocare.pairs import PairSet
-    from cryocare.predict import EIGEN_PASS_VOXELS, MAX_PASS_VOXELS
+    from cryocare.predict import Device
     from cryocare.training import train
     x = np.random.default_rng(0).normal(size=(2, 2, 8, 8, 8)).astype("float32")
     pairs = PairSet(x_train=x[0], y_train=x[1], x_val=x[0], y_val=x[1],
@@ -40,13 +40,13 @@ PROBE = """
                         train_steps_per_epoch=1, train_precision="float32")
     model = train(pairs, config, init=None, progress=False)
     asked_in_training = backends.warn_slow_cpu_kernels.cache_info().currsize == 1
-    caps = {EIGEN_PASS_VOXELS: "eigen", MAX_PASS_VOXELS: "any"}
+    caps = {True: "eigen", False: "any"}
     print(json.dumps({
         "switch": os.environ["TF_ENABLE_ONEDNN_OPTS"], "onednn": backends.tensorflow_onednn(),
         "asked_in_training": asked_in_training,
         "warns": [backends.warn_slow_cpu_kernels(), backends.warn_slow_cpu_kernels()],
-        "cap": caps[model._predict_options()["max_pass_voxels"]],
-        "cap_openvino": caps[model._predict_options(engine="openvino")["max_pass_voxels"]]}))
+        "cap": caps[Device.current().eigen],
+        "cap_openvino": caps[Device.current(engine="openvino").eigen]}))
 """
 
 

@@ -123,7 +123,7 @@ def test_unknown_network_is_named_with_the_known_ones():
 
 
 def test_every_network_estimates_its_prediction_memory():
-    from cryocare.predict import unet_bytes_per_voxel
+    from cryocare.nets.unet import unet_bytes_per_voxel
 
     unet = CareConfig(unet_n_first=16, unet_n_depth=2)
     assert nets.bytes_per_voxel(unet) == unet_bytes_per_voxel(n_dim=3, n_first=16, depth=2)

@@ -11,6 +11,7 @@ from cryocare.config import CareConfig
 from cryocare.errors import InputError
 from cryocare.model import CAREModel
 from cryocare.pairs import Normalization
+from cryocare.nets.unet import unet_bytes_per_voxel
 from cryocare.predict import (
     PROBE_VOXELS,
     OutOfMemoryError,
@@ -19,7 +20,6 @@ from cryocare.predict import (
     parse_memory,
     plan_for_memory,
     predict_volume,
-    unet_bytes_per_voxel,
 )
 
 UNIT = Normalization(mean=0.0, std=1.0)

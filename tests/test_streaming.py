@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 
 from cryocare import backends, nets
-from cryocare.config import CareConfig
+from cryocare.config import CareConfig, PredictOptions
 from cryocare.model import CAREModel
-from cryocare.pairs import Normalization
-from cryocare.predict import parse_memory, plan_for_memory, unet_bytes_per_voxel
-from cryocare.streaming import (
+from cryocare.nets.unet import unet_bytes_per_voxel
+from cryocare.nets.unet_streamed import (
     StreamedUNet,
     _boxes,
     streamable,
     streamed_bytes_per_voxel,
 )
+from cryocare.pairs import Normalization
+from cryocare.predict import Device, plan_prediction
 
 
 def _whole_graph(model, batch):
@@ -119,22 +120,20 @@ def test_a_streamed_pass_needs_a_fraction_of_the_memory_per_voxel():
 def test_the_model_streams_on_the_cpu_and_plans_larger_tiles_for_the_same_memory():
     config = CareConfig(unet_n_depth=3, unet_n_first=16)
     model = CAREModel(config, Normalization(mean=0.0, std=1.0))
-    network, options = model._prediction("float32", "keras", "6G")
-    assert isinstance(network, StreamedUNet)
-    assert options["reserved_bytes"] == network.chunk_bytes <= parse_memory("6G") // 4
+    cpu = Device("cpu", free_memory=64 * 2**30)
     shape = (256, 512, 512)  # one half of a pair, 256 MiB
-
-    def read(bytes_per_voxel, budget):
-        plan, _ = plan_for_memory(shape, budget=budget, bytes_per_voxel=bytes_per_voxel,
-                                  halo=nets.halo(config), multiple_of=8, halves=1)
-        return sum(np.prod(t.read_shape) for t in plan.tiles) / np.prod(shape)
-
     # 6 GB: the streamed U-Net takes the half whole; the whole graph reads every voxel 3x
-    streamed = read(options["bytes_per_voxel"], parse_memory("6G") - options["reserved_bytes"])
-    whole = read(nets.bytes_per_voxel(config), parse_memory("6G"))
-    assert streamed == 1 and whole > 2.5
+    streamed = plan_prediction(shape, model.spec(), PredictOptions(memory="6G"), device=cpu)
+    whole = plan_prediction(shape, model.spec(), PredictOptions(memory="6G", streaming=False),
+                            device=cpu)
+    assert streamed.streamed and streamed.read_factor == 1
+    assert streamed.memory <= 6 * 2**30 and streamed.chunk_bytes <= 6 * 2**30 // 4
+    assert not whole.streamed and whole.read_factor > 2.5
+    assert isinstance(model._forward(streamed), StreamedUNet)
     # Other engines run the exported graph whole
-    assert not model._streamed("onnxruntime") and not model._streamed("openvino")
+    assert model.spec("onnxruntime").streamed_bytes_per_voxel is None
+    assert model.spec().streamed_bytes_per_voxel == streamed_bytes_per_voxel(
+        n_dim=3, n_first=16, depth=3)
 
 
 def test_model_prediction_equals_the_whole_graph_on_the_whole_image(caplog):
@@ -147,22 +146,23 @@ def test_model_prediction_equals_the_whole_graph_on_the_whole_image(caplog):
     for memory, several in (("1M", True), ("16M", False), (None, False)):
         with caplog.at_level("INFO", logger="cryocare.predict"):
             restored = model.predict(image, memory=memory)
-        assert ("in 1 tiles" not in caplog.text) == several  # small budgets cut tiles, too
+        assert (": 1 tile(s)" not in caplog.text) == several  # small budgets cut tiles, too
         caplog.clear()
         assert np.abs(restored - whole).max() <= 1e-5 * np.ptp(whole)
 
 
-def test_by_default_the_unet_is_streamed_only_where_that_reads_fewer_voxels():
-    model = CAREModel(CareConfig(unet_n_depth=3, unet_n_first=16),
-                      Normalization(mean=0.0, std=1.0))
-    # 6 GB: a 256x512x512 half is one tile level by level, tiles read 3x as one graph
-    big, options = model._prediction("float32", "keras", "6G", None, (256, 512, 512))
-    assert isinstance(big, StreamedUNet) and options["reserved_bytes"] > 0
-    # a small tomogram is one tile either way: the whole graph, no chunks
-    small, options = model._prediction("float32", "keras", "6G", None, (64, 128, 128))
-    assert not isinstance(small, StreamedUNet) and options["reserved_bytes"] == 0
-    # asked for, either way
-    assert isinstance(model._prediction("float32", "keras", "6G", True, (64, 128, 128))[0],
-                      StreamedUNet)
-    assert not isinstance(model._prediction("float32", "keras", "6G", False,
-                                            (256, 512, 512))[0], StreamedUNet)
+def test_the_plan_streams_on_a_cpu_and_runs_one_graph_on_a_gpu():
+    spec = CAREModel(CareConfig(unet_n_depth=3, unet_n_first=16),
+                     Normalization(mean=0.0, std=1.0)).spec()
+    cpu, gpu = Device("cpu", free_memory=64 * 2**30), Device("gpu", free_memory=64 * 2**30)
+    for shape in ((256, 512, 512), (64, 128, 128)):
+        # level by level is the faster pass per voxel on every CPU measured, and needs less
+        assert plan_prediction(shape, spec, PredictOptions(), device=cpu).streamed
+        assert not plan_prediction(shape, spec, PredictOptions(streaming=False),
+                                   device=cpu).streamed
+        # a GPU runs the graph whole (the level-by-level runner is for CPUs)
+        assert not plan_prediction(shape, spec, PredictOptions(streaming=True),
+                                   device=gpu).streamed
+    # the default budget bounds the plan; the plan takes what the fastest pass needs
+    small = plan_prediction((64, 128, 128), spec, PredictOptions(), images=2, device=cpu)
+    assert small.memory < cpu.budget() / 4

@@ -25,6 +25,7 @@ cryocare.errors.InputError: unknown Keras backend 'theano'; expected one of tens
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
@@ -32,11 +33,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
 __all__ = ["BACKENDS", "available", "current", "check", "select", "enable_cpu_kernels",
-           "tensorflow_onednn", "warn_slow_cpu_kernels", "precision_runs"]
+           "tensorflow_onednn", "warn_slow_cpu_kernels", "precision_runs", "computes_on_gpu",
+           "compiled_inference", "no_grad", "gpu_free_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -212,3 +218,106 @@ def _precision_runs(backend: str, policy: str) -> bool:
                   str(error).strip().splitlines()[0] if str(error).strip() else error)
         return False
     return True
+
+
+# --------------------------------------------------------------- inference plumbing
+class _Forward:
+    """``model`` on a list of inputs, for ``tf.function``.
+
+    A callable object, not a lambda: TensorFlow counts traces per code object and
+    warns of "excessive retracing" when the parts' lambdas, one trace each, share one.
+    """
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def __call__(self, inputs: list[Any]) -> Any:
+        import tensorflow as tf
+
+        # bfloat16 fields arrive as their bits (uint16): DLPack has no bfloat16
+        inputs = [tf.bitcast(x, tf.bfloat16) if x.dtype == tf.uint16 else x for x in inputs]
+        return self.model(inputs if len(inputs) > 1 else inputs[0], training=False)
+
+
+def compiled_inference(model: keras.Model) -> Any:
+    """A function of a list of NumPy inputs giving the model's output(s) as NumPy arrays.
+
+    On TensorFlow one traced function for all shapes, whose inputs and outputs
+    are shared with NumPy without a copy; elsewhere Keras' ``predict_on_batch``.
+    """
+    import keras
+    import numpy as np
+
+    if keras.backend.backend() != "tensorflow":
+        def call(inputs: list[np.ndarray]) -> Any:
+            return model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
+        return call
+    import tensorflow as tf
+
+    # one trace for every box shape (retracing per shape cost seconds per prediction)
+    spec = [tf.TensorSpec((None,) * (len(t.shape) - 1) + tuple(t.shape[-1:]),
+                          "uint16" if t.dtype == "bfloat16" else t.dtype)
+            for t in model.inputs]
+    traced = tf.function(_Forward(model), input_signature=[spec], jit_compile=False)
+
+    def shared(array: np.ndarray) -> Any:
+        # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them);
+        # DLPack knows no bfloat16 (an ml_dtypes type to NumPy): its bits go as uint16
+        if array.dtype.name == "bfloat16":
+            array = array.view(np.uint16)
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+
+    def call(inputs: list[np.ndarray]) -> Any:
+        out = traced([shared(a) for a in inputs])
+        return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+    return call
+
+
+
+
+@contextlib.contextmanager
+def no_grad():
+    """No autograd graph while layers are called outside training (PyTorch records one)."""
+    import keras
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            yield
+    else:
+        yield
+
+
+def gpu_free_memory() -> int | None:
+    """Free memory in bytes of the GPU the Keras backend computes on, or None if unknown.
+
+    PyTorch and JAX report it themselves; for TensorFlow, which does not,
+    ``nvidia-smi`` is asked (the first visible card). None where no GPU is used
+    or nothing answers.
+    """
+    if not computes_on_gpu():
+        return None
+    backend = current()
+    try:
+        if backend == "torch":
+            import torch
+
+            return int(torch.cuda.mem_get_info()[0])
+        if backend == "jax":
+            import jax
+
+            stats = jax.devices()[0].memory_stats() or {}
+            if "bytes_limit" in stats:
+                return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+            return None
+        import subprocess
+
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0] or "0"
+        done = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,"
+                               "nounits", f"--id={visible}"], capture_output=True, text=True,
+                              timeout=10, check=True)
+        return int(float(done.stdout.strip().splitlines()[0])) * 2**20
+    except Exception as error:  # noqa: BLE001 - unknown is an answer: the caller falls back
+        log.debug("could not read the GPU's free memory: %s", error)
+        return None

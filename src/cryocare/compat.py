@@ -531,7 +531,9 @@ def _write_h5(path: Path, keras_model, n_dim: int) -> None:
     import h5py
     import numpy as np
 
-    csbdeep_names = {"final_conv": f"conv{n_dim}d"}
+    from .nets.unet import FINAL_LAYER
+
+    csbdeep_names = {FINAL_LAYER: f"conv{n_dim}d"}
     layers = [layer for layer in keras_model.layers if layer.weights]
     names = [csbdeep_names.get(layer.name, layer.name) for layer in layers]
     with h5py.File(path, "w") as f:

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .backends import BACKENDS
 from .errors import InputError
 
-__all__ = ["CareConfig"]
+__all__ = ["CareConfig", "PredictOptions", "parse_size", "PREDICT_PRECISIONS",
+           "PREDICT_ENGINES", "NORMALIZE_CHOICES"]
 
 # name -> (lowest, highest) allowed value, both inclusive
 _INT_BOUNDS = {
@@ -336,3 +340,175 @@ class CareConfig:
     def replace(self, **changes: Any) -> CareConfig:
         """Copy of this config with some fields changed (validated again)."""
         return self.from_dict({**self.to_dict(), **changes})
+
+
+# ---------------------------------------------------------------- prediction options
+#: Arithmetic of a forward pass.
+PREDICT_PRECISIONS = ("float32", "bfloat16")
+#: What runs the network (:mod:`cryocare.runtime` for the exported graphs).
+PREDICT_ENGINES = ("keras", "auto", "onnxruntime", "openvino")
+#: Intensity statistics of prediction: the training data's, or each image's own.
+NORMALIZE_CHOICES = ("training", "image")
+_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(value: int | float | str | None, *, name: str = "memory") -> int | None:
+    """Bytes from a number or a text like ``"512M"``/``"1.5G"``; None and ``"auto"`` stay None.
+
+    Examples
+    --------
+    >>> parse_size("1.5G"), parse_size("512M"), parse_size(1000), parse_size("auto")
+    (1610612736, 536870912, 1000, None)
+    """
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", value.lower())
+        if not match:
+            raise InputError(f"{name}: expected a size like 512M or 2G, got {value!r}")
+        value = float(match[1]) * _UNITS[match[2]]
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or value <= 0:
+        raise InputError(f"{name}: expected a positive size, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """How to run a prediction: one validated, immutable object for every face.
+
+    The command line, cryoCARE's predict config, RELION's STAR jobs and
+    Python all build one of these (:meth:`from_dict`, :meth:`replace`), and
+    the prediction engine (:mod:`cryocare.predict`) plans from it. None of the
+    options changes the result beyond floating-point rounding, except
+    ``normalize``, ``tta`` and ``precision``.
+
+    Attributes
+    ----------
+    tile_shape : "auto", int, tuple of int or None
+        Core size of the tiles: ``"auto"`` the plan's choice, None the whole
+        image at once, or sizes.
+    memory : int or None
+        Memory budget in bytes (``"4G"`` is accepted); None: what the
+        fastest plan needs, within half of the device's free memory.
+    batch_size : int or None
+        Tiles per forward pass; None: as many as fit (at most 8).
+    normalize : {"training", "image"} or Normalization
+        Intensity statistics: the training data's (as cryoCARE) or the image's own.
+    tta : bool, int or "auto"
+        Test-time augmentation: average over 2, 4 or 8 flips (True: all);
+        ``"auto"`` as many as fit ``tta_seconds``.
+    tta_seconds : float or None
+        Time that ``tta="auto"`` may spend; None: no limit.
+    precision : {"float32", "bfloat16"}
+        Arithmetic of the forward pass.
+    engine : {"keras", "auto", "onnxruntime", "openvino"}
+        What runs the network.
+    device : str or None
+        ``"cpu"``, ``"gpu"`` or ``"gpu:N"``; None: the backend's choice. The
+        plan sizes tiles to this device's free memory.
+    streaming : bool or None
+        Run a U-Net level by level on a CPU (True), as one graph (False), or
+        as the plan finds faster (None).
+    progress : bool
+        Show a progress bar.
+
+    Examples
+    --------
+    >>> options = PredictOptions.from_dict({"memory": "2G", "tta": 4})
+    >>> options.memory, options.tta, options.precision
+    (2147483648, 4, 'float32')
+    >>> PredictOptions(precision="float16")
+    Traceback (most recent call last):
+    ...
+    cryocare.errors.InputError: precision: expected one of float32, bfloat16, got 'float16'
+    """
+
+    tile_shape: Any = "auto"
+    memory: int | None = None
+    batch_size: int | None = None
+    normalize: Any = "training"
+    tta: bool | int | str = False
+    tta_seconds: float | None = None
+    precision: str = "float32"
+    engine: str = "keras"
+    device: str | None = None
+    streaming: bool | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        tiles = self.tile_shape
+        if isinstance(tiles, str):
+            if tiles.strip().lower() not in ("auto", "none"):
+                raise InputError(f"tile_shape: expected 'auto', sizes or None, got {tiles!r}")
+            set_(self, "tile_shape", None if tiles.strip().lower() == "none" else "auto")
+        elif tiles is not None:
+            sizes = (tiles,) if isinstance(tiles, int | np.integer) else tuple(tiles)
+            if not sizes or any(isinstance(s, bool) or int(s) != s or s < 1 for s in sizes):
+                raise InputError(f"tile_shape: expected positive sizes, got {tiles!r}")
+            set_(self, "tile_shape", int(sizes[0]) if len(sizes) == 1 and
+                 isinstance(tiles, int | np.integer) else tuple(int(s) for s in sizes))
+        set_(self, "memory", parse_size(self.memory))
+        batch = self.batch_size
+        if batch is not None and (isinstance(batch, bool) or int(batch) != batch or batch < 1):
+            raise InputError(f"batch_size: expected a positive integer, got {batch!r}")
+        set_(self, "batch_size", None if batch is None else int(batch))
+        if isinstance(self.normalize, str) and self.normalize not in NORMALIZE_CHOICES:
+            raise InputError(f"normalize: expected one of {', '.join(NORMALIZE_CHOICES)} or a "
+                             f"Normalization, got {self.normalize!r}")
+        if not isinstance(self.normalize, str) and not hasattr(self.normalize, "mean"):
+            raise InputError(f"normalize: expected one of {', '.join(NORMALIZE_CHOICES)} or a "
+                             f"Normalization, got {self.normalize!r}")
+        tta = self.tta
+        if isinstance(tta, str):
+            if tta != "auto":
+                raise InputError(f"tta: expected True, False, 2, 4, 8 or 'auto', got {tta!r}")
+        elif not isinstance(tta, bool) and tta not in (0, 1, 2, 4, 8):
+            raise InputError(f"tta: expected True, False, 2, 4, 8 or 'auto', got {tta!r}")
+        seconds = self.tta_seconds
+        if seconds is not None and (isinstance(seconds, bool) or not isinstance(
+                seconds, int | float) or not math.isfinite(seconds) or seconds < 0):
+            raise InputError(f"tta_seconds: expected a number of seconds >= 0, got "
+                             f"{seconds!r}")
+        for name, choices in (("precision", PREDICT_PRECISIONS), ("engine", PREDICT_ENGINES)):
+            if getattr(self, name) not in choices:
+                raise InputError(f"{name}: expected one of {', '.join(choices)}, got "
+                                 f"{getattr(self, name)!r}")
+        device = self.device
+        if device is not None and not (isinstance(device, str) and re.fullmatch(
+                r"cpu|gpu(:[0-9]+)?", device.strip().lower())):
+            raise InputError(f"device: expected cpu, gpu or gpu:N, got {device!r}")
+        set_(self, "device", None if device is None else device.strip().lower())
+        for name in ("streaming",):
+            if getattr(self, name) not in (None, True, False):
+                raise InputError(f"{name}: expected true, false or none, got "
+                                 f"{getattr(self, name)!r}")
+        if not isinstance(self.progress, bool):
+            raise InputError(f"progress: expected true or false, got {self.progress!r}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None = None, **more: Any) -> PredictOptions:
+        """Options from a mapping (and keywords), rejecting unknown keys.
+
+        >>> PredictOptions.from_dict({"memry": "2G"})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        cryocare.errors.InputError: prediction options: unknown key(s) 'memry'; known keys ...
+        """
+        values = {**(values or {}), **more}
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InputError(f"prediction options: unknown key(s) "
+                             f"{', '.join(map(repr, unknown))}; known keys are "
+                             f"{', '.join(sorted(known))}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> PredictOptions:
+        """A copy with some options changed (validated again; unknown keys refused)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as a mapping (field name to value)."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

@@ -30,9 +30,9 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -43,9 +43,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from . import __version__, backends, nets, streaming
+from . import __version__, backends, nets
 from . import predict as predict_engine
-from .config import CareConfig
+from .config import CareConfig, PredictOptions
 from .errors import InputError, OutputExistsError
 from .normalize import Normalization
 
@@ -58,11 +58,6 @@ FORMAT_VERSION = 1
 DEFAULT_TILE = 128  # core size per axis of a prediction tile (3-D); 2-D uses 4x that
 _WEIGHTS = "weights.weights.h5"
 _WEIGHTS_LAST = "weights_last.weights.h5"
-PREDICT_PRECISIONS = ("float32", "bfloat16")
-#: A U-Net runs level by level (:mod:`cryocare.streaming`) when that lets the memory plan
-#: read this many times fewer voxels: per voxel it is slower than the whole graph by about
-#: this much on the CPUs measured (docs/predict.md).
-STREAM_GAIN = 1.3
 
 
 def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -> Path:
@@ -138,12 +133,18 @@ class CAREModel:
         self.source: Path | None = None
 
     # ---------------------------------------------------------------- prediction
+    def spec(self, engine: str = "keras") -> nets.NetworkSpec:
+        """What the prediction planner needs to know of this network (halo, pooling,
+        memory per voxel; level by level only where this network's runner takes it)."""
+        spec = nets.spec(self.config)
+        if spec.streamed_bytes_per_voxel is not None and (
+                engine != "keras" or not nets.streamable(self.keras_model, self.config)):
+            spec = dataclasses.replace(spec, streamed_bytes_per_voxel=None)
+        return spec
+
     @staticmethod
     def _precision(precision: str, engine: str) -> str:
         """``precision``, or float32 where Keras has no bfloat16 kernels on this device."""
-        if precision not in PREDICT_PRECISIONS:
-            raise InputError(f"precision: expected one of {', '.join(PREDICT_PRECISIONS)}, "
-                             f"got {precision!r}")
         if precision == "bfloat16" and engine == "keras" \
                 and not backends.precision_runs("mixed_bfloat16"):
             log.warning("bfloat16 has no convolution kernels on this device (e.g. a CPU "
@@ -151,58 +152,19 @@ class CAREModel:
             return "float32"
         return precision
 
-    def _prediction(self, precision: str, engine: str, memory: int | float | str | None,
-                    stream: bool | None = None, shape: Sequence[int] | None = None,
-                    ) -> tuple[Callable, dict[str, Any]]:
-        """The network and the options of :func:`cryocare.predict.predict_volume` for it.
-
-        ``stream`` None: the U-Net runs level by level when, for an image of
-        ``shape``, the memory budget would make the whole graph's tiles read
-        more than :data:`STREAM_GAIN` times as many voxels.
-        """
-        precision = self._precision(precision, engine)
-        budget = predict_engine.parse_memory(memory)
-        chunk = None
-        if stream is not False and self._streamed(engine):  # working set ≤ 1/4 of the budget
-            chunk = max(2**16, min(streaming.CHUNK_BYTES, budget // 4))
-            if stream is None and shape is not None:
-                whole, streamed = (self._read_factor(shape, budget, precision, engine, size)
-                                   for size in (None, chunk))
-                if whole <= STREAM_GAIN * streamed:
-                    chunk = None
-                log.debug("voxels read per voxel: %.2f as one graph, %.2f level by level; %s",
-                          whole, streamed, "one graph" if chunk is None else "level by level")
-        return (self._network(precision, engine, chunk_bytes=chunk),
-                self._predict_options(precision, engine, chunk_bytes=chunk))
-
-    def _read_factor(self, shape: Sequence[int], budget: int, precision: str, engine: str,
-                     chunk_bytes: int | None) -> float:
-        """Voxels that the memory plan for one image of ``shape`` reads per voxel (inf: none)."""
-        options = self._predict_options(precision, engine, chunk_bytes=chunk_bytes)
-        try:
-            plan, _ = predict_engine.plan_for_memory(
-                shape, budget=budget - options["reserved_bytes"], halves=1,
-                bytes_per_voxel=options["bytes_per_voxel"], halo=options["halo"],
-                multiple_of=options["multiple_of"], max_pass_voxels=options["max_pass_voxels"])
-        except InputError:
-            return math.inf
-        return sum(math.prod(t.read_shape) for t in plan.tiles) / math.prod(shape)
-
-    def _network(self, precision: str = "float32", engine: str = "keras", *,
-                 chunk_bytes: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
-        """The network on a normalised float32 batch, computing in ``precision``.
+    def _forward(self, plan: predict_engine.PredictionPlan, engine: str = "keras",
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+        """The network on a normalised float32 batch, run as ``plan`` says.
 
         With ``engine="keras"``, when the network was built for another
-        precision than the one asked for, a twin with the same weights is
-        built once per call of :meth:`predict` or :meth:`denoise`. With
-        ``chunk_bytes`` (which :meth:`_prediction` gives only for a U-Net in
-        Keras on a CPU) the U-Net runs level by level in chunks of that
-        working set (:mod:`cryocare.streaming`: the same output in about a
-        seventh of the memory). Other
-        engines (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the
-        exported graph (:func:`cryocare.runtime.compile`), cached in the model
-        folder the model was loaded from.
+        precision than the plan's, a twin with the same weights is built once
+        per prediction; a streamed plan runs the network's level-by-level
+        runner (:func:`cryocare.nets.streamed_runner`). Other engines
+        (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the exported graph
+        (:func:`cryocare.runtime.compile`), cached in the model folder the
+        model was loaded from.
         """
+        precision = plan.precision
         if engine != "keras":
             from . import runtime
 
@@ -216,135 +178,74 @@ class CAREModel:
         if self.config.train_precision != wanted:
             network = nets.build(self.config.replace(train_precision=wanted))
             network.set_weights(self.keras_model.get_weights())
-        if chunk_bytes is not None:  # set by _prediction only where _streamed(engine)
-            return streaming.StreamedUNet(network, self.config, chunk_bytes=chunk_bytes)
+        if plan.streamed:
+            return nets.streamed_runner(self.config)(network, self.config, plan.chunk_bytes)
 
         def run(batch: np.ndarray) -> np.ndarray:
             return keras.ops.convert_to_numpy(network.predict_on_batch(batch[..., None]))[..., 0]
 
         return run
 
-    def _streamed(self, engine: str) -> bool:
-        """Whether prediction runs the network level by level (a U-Net in Keras on a CPU)."""
-        return engine == "keras" and streaming.streamable(self.keras_model, self.config) \
-            and not backends.computes_on_gpu()
+    def _restore(self, images: Sequence[np.ndarray], options: PredictOptions | None,
+                 settings: dict[str, Any], out: Any) -> np.ndarray | None:
+        options = PredictOptions() if options is None else options
+        if settings:
+            options = options.replace(**settings)
+        shape = np.shape(images[0])
+        if any(np.shape(image) != shape for image in images):
+            raise InputError(f"even and odd halves differ in shape: {np.shape(images[0])} "
+                             f"and {np.shape(images[1])}")
+        if len(shape) != self.config.n_dim:
+            raise InputError(f"this model restores {self.config.n_dim}-D images, got an image "
+                             f"of shape {shape}")
+        precision = self._precision(options.precision, options.engine)
+        if precision != options.precision:
+            options = options.replace(precision=precision)
+        device = predict_engine.Device.current(options.device, engine=options.engine)
+        return predict_engine.predict_volume(
+            lambda plan: self._forward(plan, options.engine), *images,
+            normalization=self.normalization, spec=self.spec(options.engine),
+            options=options, device=device, out=out)
 
-    def _predict_options(self, precision: str = "float32", engine: str = "keras", *,
-                         chunk_bytes: int | None = None) -> dict[str, Any]:
-        config = self.config
-        streamed = chunk_bytes is not None  # set by _prediction only where _streamed(engine)
-        # Eigen's convolutions abort on large passes (see predict.EIGEN_PASS_VOXELS); a
-        # streamed pass gives them chunks of a few million voxels
-        eigen = engine == "keras" and backends.tensorflow_onednn() is False and not streamed
-        if streamed:
-            per_voxel = streaming.streamed_bytes_per_voxel(
-                n_dim=config.n_dim, n_first=config.unet_n_first, depth=config.unet_n_depth)
-        else:
-            per_voxel = nets.bytes_per_voxel(config)
-        if precision == "bfloat16":  # activations in 2 bytes; input and output stay float32
-            per_voxel = int(math.ceil(0.6 * per_voxel))
-        return {
-            "normalization": self.normalization,
-            "halo": nets.halo(config),
-            "multiple_of": nets.multiple_of(config),
-            "bytes_per_voxel": per_voxel,
-            "reserved_bytes": chunk_bytes if streamed else 0,
-            "max_pass_voxels": predict_engine.EIGEN_PASS_VOXELS if eigen
-            else predict_engine.MAX_PASS_VOXELS,
-        }
-
-    def predict(self, image: np.ndarray, *, tile_shape: int | Sequence[int] | None | str = "auto",
-                memory: int | float | str | None = None, batch_size: int | None = None,
-                normalize: str | Normalization = "training", out: Any = None,
-                progress: bool = False, tta: bool | int | str = False,
-                precision: str = "float32", engine: str = "keras",
-                streaming: bool | None = None, **options: Any) -> np.ndarray | None:
+    def predict(self, image: np.ndarray, options: PredictOptions | None = None, *,
+                out: Any = None, **settings: Any) -> np.ndarray | None:
         """Restore one image (2-D or 3-D), tile by tile (see :mod:`cryocare.predict`).
 
         Parameters
         ----------
         image : ndarray
             Raw image in the intensity scale of the training data (memory map fine).
-        tile_shape : "auto", int, sequence of int or None
-            Core size of the tiles; ``"auto"`` (default) the largest that fit
-            ``memory``; None predicts the whole image at once. Tiles overlap by
-            the network's receptive field, so the result does not depend on
-            this choice.
-        memory : int, float, str or None
-            Memory budget in bytes or as ``"4G"``; None is half the free host memory.
-        batch_size : int, optional
-            Tiles per forward pass; default as many as fit ``memory`` (at most 8).
-        normalize : {"training", "image"} or Normalization
-            Intensity statistics: the training data's (default, as cryoCARE)
-            or the image's own. A model without training statistics
-            (``normalization`` None) always uses the image's own.
+        options : PredictOptions, optional
+            How to predict (:class:`cryocare.config.PredictOptions`): tiles,
+            memory budget, batch, normalisation, test-time augmentation,
+            precision, engine, device, level-by-level pass, progress bar.
+            None: the defaults. Tiles overlap by the network's receptive field
+            and the pass runs the same arithmetic, so none of the planning
+            options changes the result beyond rounding.
         out : ndarray or cryocare.io.SlabWriter, optional
             Where to put the result; with a slab writer it streams to disk.
-        progress : bool
-            Show a progress bar.
-        tta : bool, int or "auto"
-            Average over the 8 (2-D: 4) flips of every tile, or 2 or 4 of them
-            (:func:`cryocare.predict.flip_averaged`), as many times slower;
-            ``"auto"``: as many as fit ``tta_seconds`` (an option of
-            :func:`cryocare.predict.predict_volume`).
-        precision : {"float32", "bfloat16"}
-            Arithmetic of the forward pass. ``"bfloat16"`` is about twice as
-            fast on CPUs with AMX or AVX-512 BF16 (and recent GPUs) and needs
-            less memory per tile; outputs differ from float32 by ~1e-3 of the
-            range, and tiled from untiled by as much (float32: by rounding).
-        engine : {"keras", "auto", "onnxruntime", "openvino"}
-            What runs the network: Keras (default), or its exported graph in
-            ONNX Runtime or OpenVINO (``pip install "cryocare-ng[fast]"``; see
-            ``docs/runtime.md``: same output to ~1e-6, less memory, and on the
-            CPUs measured no faster than TensorFlow); ``"auto"`` OpenVINO when
-            installed, else Keras.
-        streaming : bool or None
-            With the Keras engine on a CPU, run a U-Net level by level in
-            chunks (:mod:`cryocare.streaming`: the same output, ~7× less
-            memory per voxel, so larger tiles that read fewer voxels twice)
-            or as one graph (False). None (default): level by level where the
-            memory budget would otherwise cut the image into tiles that read
-            much more (:data:`STREAM_GAIN`).
-        **options
-            Further options of :func:`cryocare.predict.predict_volume`
-            (``tta_seconds``).
+        **settings
+            Single options changed, by the names of
+            :class:`~cryocare.config.PredictOptions` (``memory="2G"``,
+            ``tta=4``, ``precision="bfloat16"``, ``normalize="image"``, ...);
+            an unknown name is refused.
 
         Returns
         -------
         ndarray or None
             float32 array with the shape of ``image`` (None when ``out`` is a slab writer).
         """
-        if np.ndim(image) != self.config.n_dim:
-            raise InputError(
-                f"this model restores {self.config.n_dim}-D images, got an image of shape "
-                f"{np.shape(image)}"
-            )
-        network, settings = self._prediction(precision, engine, memory, streaming,
-                                             np.shape(image))
-        return predict_engine.predict_volume(
-            network, image, tile_shape=tile_shape, memory=memory, batch_size=batch_size,
-            normalize=normalize, out=out, progress=progress, tta=tta, **options, **settings)
+        return self._restore([image], options, settings, out)
 
-    def denoise(self, even: np.ndarray, odd: np.ndarray, **options: Any) -> np.ndarray | None:
+    def denoise(self, even: np.ndarray, odd: np.ndarray, options: PredictOptions | None = None,
+                *, out: Any = None, **settings: Any) -> np.ndarray | None:
         """Restore both halves and return their average (the Cryo-CARE output).
 
         Both halves of each tile go through the network in the same forward
-        pass. ``options`` are those of :meth:`predict`.
+        pass, or in two where that lets the tiles read fewer voxels.
+        ``options``, ``out`` and ``settings`` are those of :meth:`predict`.
         """
-        if np.shape(even) != np.shape(odd):
-            raise InputError(
-                f"even and odd halves differ in shape: {np.shape(even)} and {np.shape(odd)}"
-            )
-        if np.ndim(even) != self.config.n_dim:
-            raise InputError(
-                f"this model restores {self.config.n_dim}-D images, got an image of shape "
-                f"{np.shape(even)}"
-            )
-        network, settings = self._prediction(options.pop("precision", "float32"),
-                                             options.pop("engine", "keras"),
-                                             options.get("memory"), options.pop("streaming", None),
-                                             np.shape(even))
-        return predict_engine.predict_volume(network, even, odd, **options, **settings)
+        return self._restore([even, odd], options, settings, out)
 
     # ------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:

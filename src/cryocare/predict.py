@@ -40,30 +40,30 @@ import itertools
 import logging
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import io
 from ._memory import copy, empty
+from .config import NORMALIZE_CHOICES, PredictOptions, parse_size
 from .errors import CryocareError, InputError
-from .nets.unet import unet_bytes_per_voxel
+from .nets.registry import NetworkSpec
 from .normalize import Normalization, compute_normalization
 from .tiling import Tile, TilePlan, plan_tiles, read_tile, round_up, split_tile
 
-__all__ = ["OutOfMemoryError", "NORMALIZE_CHOICES", "MAX_PASS_VOXELS", "EIGEN_PASS_VOXELS",
-           "available_memory", "flip_averaged", "flip_subsets", "tta_flips",
-           "parse_memory", "unet_bytes_per_voxel", "plan_for_memory", "is_out_of_memory",
-           "predict_volume", "predict_tiled", "denoise_file"]
+__all__ = ["OutOfMemoryError", "Device", "PredictionPlan", "Forward", "NORMALIZE_CHOICES",
+           "MAX_PASS_VOXELS", "EIGEN_PASS_VOXELS", "available_memory", "flip_averaged",
+           "flip_subsets", "tta_flips", "parse_memory", "plan_for_memory", "plan_prediction",
+           "is_out_of_memory", "predict_volume", "predict_tiled", "denoise_file"]
 
 log = logging.getLogger(__name__)
 
-NORMALIZE_CHOICES = ("training", "image")
 MAX_BATCH = 8  # tiles per forward pass; more gains nothing measurable on CPU or GPU
 #: Input voxels of one forward pass (all tiles and halves together), a sanity bound; the
 #: memory budget is what limits a pass. Larger tiles pay: a depth-3 U-Net reads 51 voxels
@@ -81,11 +81,23 @@ READ_SLACK = 0.1
 #: Voxels of the tile whose forward pass ``tta="auto"`` times: large enough for a rate
 #: that holds for larger tiles, small enough to cost a fraction of a pass over a tomogram.
 PROBE_VOXELS = 2**21
+#: Working sets of a level-by-level pass tried by the planner, with the cost per voxel of each
+#: relative to 1 GiB: smaller chunks compute more context twice (256 MiB: +8 % CPU time on a
+#: 128×384×384 pair, docs/predict.md) but save the difference in memory.
+CHUNK_CHOICES = ((2**30, 1.0), (2**28, 1.08))
+#: Cost per voxel read of a pass, relative to the level-by-level pass with 1 GiB chunks, on a
+#: CPU. One graph was slower on every CPU measured (1.23x on a Xeon with AMX, 1.6x on a
+#: Zen 5 without, 128×384×384 pair; docs/predict.md): its activations of hundreds of bytes
+#: per voxel leave the caches and fault pages in. On a GPU only one graph runs.
+PASS_COST = {"one graph": 1.25}
+#: Of the plans whose cost is within this share of the fastest, the one needing the least
+#: memory wins.
+TIME_SLACK = 0.1
 _ENGINE_BYTES = 16  # per read voxel and image: the batch, the result and reading temporaries
 _FALLBACK_MEMORY = 4 * 2**30  # used when the free memory cannot be measured
-_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
-Network = Callable[[np.ndarray], np.ndarray]
+#: A forward pass: a normalised float32 batch ``(n, *spatial)`` to an array of that shape.
+Forward = Callable[[np.ndarray], np.ndarray]
 
 
 class OutOfMemoryError(CryocareError, MemoryError):
@@ -120,23 +132,15 @@ def available_memory() -> int:
 def parse_memory(value: int | float | str | None) -> int:
     """A memory budget in bytes: a number, a text like ``"512M"`` or ``"1.5G"``, or None.
 
-    None means half of :func:`available_memory`.
+    None (or ``"auto"``) means half of :func:`available_memory`.
 
     Examples
     --------
     >>> parse_memory("1.5G"), parse_memory("512M"), parse_memory(1000)
     (1610612736, 536870912, 1000)
     """
-    if value is None:
-        return available_memory() // 2
-    if isinstance(value, str):
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)i?b?\s*", value.lower())
-        if not match:
-            raise InputError(f"memory: expected a size like 512M or 2G, got {value!r}")
-        value = float(match[1]) * _UNITS[match[2]]
-    if not (isinstance(value, int | float | np.number) and math.isfinite(value) and value > 0):
-        raise InputError(f"memory: expected a positive size, got {value!r}")
-    return int(value)
+    size = parse_size(value.item() if isinstance(value, np.number) else value)
+    return available_memory() // 2 if size is None else size
 
 
 def _read_voxels(core: Sequence[int], plan_margin: int, padded: Sequence[int]) -> int:
@@ -184,7 +188,7 @@ def plan_for_memory(
     budget : int
         Memory budget in bytes.
     bytes_per_voxel : int
-        Network memory per read voxel (see :func:`unet_bytes_per_voxel`).
+        Network memory per read voxel (see :func:`cryocare.nets.bytes_per_voxel`).
     halo, multiple_of : int
         As for :func:`cryocare.tiling.plan_tiles`.
     halves : int
@@ -279,14 +283,19 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 class _Engine:
-    """Runs a network over tiles with batching and out-of-memory retry."""
+    """Runs a network over the tiles of a plan with batching and out-of-memory retry."""
 
-    def __init__(self, network: Network, plan: TilePlan, batch_size: int,
-                 normalization: Normalization, images: Sequence[np.ndarray]):
-        self.network, self.plan, self.batch_size = network, plan, batch_size
+    def __init__(self, network: Forward, plan: PredictionPlan | TilePlan,
+                 normalization: Normalization, images: Sequence[np.ndarray], *,
+                 batch_size: int | None = None):
+        if isinstance(plan, TilePlan):  # a fixed tile plan (predict_tiled)
+            plan = PredictionPlan(tiles=plan, batch_size=batch_size or 1, separate=False,
+                                  streamed=False, chunk_bytes=0, precision="float32",
+                                  memory=0, cost=0.0)
+        self.network, self.plan, self.batch_size = network, plan.tiles, plan.batch_size
         self.mean, self.std = np.float32(normalization.mean), np.float32(normalization.std)
         self.images = images
-        self.separate = False  # run the halves of a tile in separate passes
+        self.separate = plan.separate  # run the halves of a tile in separate passes
         self.splits = 0  # times every tile is cut in two after running out of memory
 
     def _cut(self, tiles: Sequence[Tile], times: int) -> list[Tile]:
@@ -366,32 +375,222 @@ class _Engine:
         log.warning("out of memory; retrying with tiles cut in two (%d time(s))", self.splits)
 
 
+@dataclass(frozen=True)
+class Device:
+    """Where a prediction runs and how much memory it may take there.
+
+    On a CPU the tiles live in host memory; on a GPU in the card's, which
+    is what sizes them there (the host only holds the output slab).
+
+    Attributes
+    ----------
+    kind : {"cpu", "gpu"}
+    free_memory : int
+        Free bytes of the memory the forward passes use.
+    eigen : bool
+        TensorFlow computes its CPU convolutions in Eigen (which aborts on
+        passes above :data:`EIGEN_PASS_VOXELS`).
+
+    Examples
+    --------
+    >>> Device("gpu", free_memory=16 * 2**30).budget() / 2**30
+    12.0
+    """
+
+    kind: str = "cpu"
+    free_memory: int = _FALLBACK_MEMORY
+    eigen: bool = False
+
+    def budget(self) -> int:
+        """The default memory budget: half of the free host memory, or 3/4 of a GPU's
+        (a card runs nothing else of ours, but its framework keeps a reserve)."""
+        return self.free_memory * 3 // 4 if self.kind == "gpu" else self.free_memory // 2
+
+    @classmethod
+    def current(cls, device: str | None = None, *, engine: str = "keras") -> Device:
+        """The device that Keras computes on (asks the backend), or the host CPU."""
+        from . import backends
+
+        if engine == "keras" and (device or "gpu").startswith("gpu") \
+                and backends.computes_on_gpu():
+            free = backends.gpu_free_memory()
+            if free is not None:
+                return cls("gpu", int(free))
+            log.warning("the GPU's free memory is unknown; planning for %d GiB",
+                        _FALLBACK_MEMORY // 2**30)
+            return cls("gpu", _FALLBACK_MEMORY)
+        eigen = engine == "keras" and backends.current() == "tensorflow" \
+            and backends.tensorflow_onednn() is False
+        return cls("cpu", available_memory(), eigen=eigen)
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """A prediction planned as data: which pass, on which tiles, in how much memory.
+
+    Attributes
+    ----------
+    tiles : TilePlan
+        The tiles (cores, halo, reads) of one image.
+    batch_size : int
+        Tiles per forward pass.
+    separate : bool
+        The halves of a pair go through the network in separate passes
+        (half the network memory; the same voxels).
+    streamed : bool
+        The network runs level by level (:mod:`cryocare.nets.unet_streamed`).
+    chunk_bytes : int
+        Working set of a level-by-level pass (0 for one graph).
+    precision : {"float32", "bfloat16"}
+    memory : int
+        Estimated bytes of the plan: the passes, their working set and one output slab.
+    cost : float
+        Estimated relative time: voxels read times the pass's cost per voxel.
+    """
+
+    tiles: TilePlan
+    batch_size: int
+    separate: bool
+    streamed: bool
+    chunk_bytes: int
+    precision: str
+    memory: int
+    cost: float
+
+    @property
+    def read_factor(self) -> float:
+        """Voxels the network reads per voxel of output (1.0: every voxel once)."""
+        return (sum(math.prod(t.read_shape) for t in self.tiles.tiles)
+                / math.prod(self.tiles.shape))
+
+    def describe(self) -> str:
+        """One line for the log."""
+        how = (f"level by level in chunks of {self.chunk_bytes // 2**20} MiB" if self.streamed
+               else "as one graph")
+        return (f"{len(self.tiles.tiles)} tile(s) of {self.tiles.tile_shape} (halo "
+                f"{self.tiles.halo} between tiles), {self.read_factor:.2f} voxels read per "
+                f"voxel, {self.batch_size} per pass, {how}, "
+                f"{'halves in separate passes, ' if self.separate else ''}{self.precision}, "
+                f"about {self.memory / 2**20:.0f} MiB")
+
+
+def plan_prediction(shape: Sequence[int], spec: NetworkSpec, options: PredictOptions, *,
+                    images: int = 1, device: Device | None = None) -> PredictionPlan:
+    """The fastest plan for ``images`` images of ``shape`` (then the one needing least memory).
+
+    The candidates: the network as one graph, or level by level (where the
+    network has such a runner, on a CPU, in Keras) with a working set of
+    :data:`CHUNK_CHOICES`; the halves of a pair in one pass or in two; and
+    for each, the tiles and batch of :func:`plan_for_memory` in the memory
+    budget (``options.memory``, else :meth:`Device.budget`). Each is costed
+    as the voxels it reads times its pass's cost per voxel
+    (:data:`PASS_COST`, measured); of the plans within :data:`TIME_SLACK` of
+    the fastest, the one needing the least memory wins — so the default
+    budget is an upper bound, and the plan takes what the fastest plan
+    needs, not the whole budget.
+
+    Examples
+    --------
+    >>> from cryocare.config import PredictOptions
+    >>> from cryocare.nets import NetworkSpec
+    >>> unet = NetworkSpec(halo=51, multiple_of=8, bytes_per_voxel=434,
+    ...                    streamed_bytes_per_voxel=49)
+    >>> plan = plan_prediction((128, 384, 384), unet, PredictOptions(), images=2,
+    ...                        device=Device("cpu", free_memory=16 * 2**30))
+    >>> plan.streamed, plan.read_factor, len(plan.tiles.tiles)
+    (True, 1.0, 1)
+    >>> gpu = plan_prediction((128, 384, 384), unet, PredictOptions(), images=2,
+    ...                       device=Device("gpu", free_memory=4 * 2**30))
+    >>> gpu.streamed, gpu.memory <= Device("gpu", free_memory=4 * 2**30).budget()
+    (False, True)
+    """
+    shape = tuple(int(n) for n in shape)
+    device = Device("cpu", available_memory()) if device is None else device
+    budget = device.budget() if options.memory is None else options.memory
+    tile_shape = options.tile_shape
+    if tile_shape is None:
+        tile_shape = shape
+    elif isinstance(tile_shape, int):
+        tile_shape = (tile_shape,) * len(shape)
+    elif tile_shape != "auto" and len(tile_shape) != len(shape):
+        raise InputError(f"tile_shape: expected {len(shape)} sizes for an image of shape "
+                         f"{shape}, got {tile_shape}")
+    can_stream = spec.streamed_bytes_per_voxel is not None and device.kind == "cpu" \
+        and options.engine == "keras"
+    if options.streaming and not can_stream:
+        log.info("streaming: this network runs as one graph here (level by level needs a "
+                 "U-Net in Keras on a CPU)")
+    modes = []  # (streamed, chunk bytes, bytes per voxel, cost per voxel)
+    if can_stream and options.streaming is not False:
+        chunks = {max(2**16, min(chunk, budget // 4)): cost for chunk, cost in CHUNK_CHOICES[::-1]}
+        for chunk, cost in chunks.items():  # a working set of at most a quarter of the budget
+            modes.append((True, chunk, spec.streamed_bytes_per_voxel, cost))
+    if not modes or options.streaming is not True:
+        whole_cost = PASS_COST["one graph"] if device.kind == "cpu" else 1.0
+        modes.append((False, 0, spec.bytes_per_voxel, whole_cost))
+    candidates, refusal = [], None
+    for streamed, chunk, per_voxel, per_read in modes:
+        if options.precision == "bfloat16":  # activations in 2 bytes; input and output float32
+            per_voxel = int(math.ceil(0.6 * per_voxel))
+        cap = EIGEN_PASS_VOXELS if device.eigen and not streamed else MAX_PASS_VOXELS
+        for halves in sorted({images, 1}, reverse=True):
+            if budget - chunk <= 0:
+                continue
+            try:
+                tiles, batch = plan_for_memory(
+                    shape, budget=budget - chunk, bytes_per_voxel=per_voxel, halo=spec.halo,
+                    multiple_of=spec.multiple_of, halves=halves,
+                    tile_shape=None if tile_shape == "auto" else tile_shape,
+                    max_batch=MAX_BATCH if options.batch_size is None else options.batch_size,
+                    max_pass_voxels=cap)
+            except InputError as error:
+                refusal = error
+                continue
+            if options.batch_size is not None:
+                batch = options.batch_size
+            read = sum(math.prod(t.read_shape) for t in tiles.tiles)
+            largest = max(math.prod(t.read_shape) for t in tiles.tiles)
+            memory = chunk + int(_plan_bytes(shape, tiles.tile_shape[0], largest, halves=halves,
+                                             bytes_per_voxel=per_voxel, batch=batch))
+            candidates.append(PredictionPlan(
+                tiles=tiles, batch_size=batch, separate=halves < images, streamed=streamed,
+                chunk_bytes=chunk, precision=options.precision, memory=memory,
+                cost=read * per_read))
+    if not candidates:
+        raise refusal or InputError(f"memory: a budget of {budget / 2**20:.0f} MiB is too small "
+                                    f"for an image of shape {shape}; allow more memory")
+    fastest = min(plan.cost for plan in candidates)
+    near = [plan for plan in candidates if plan.cost <= (1 + TIME_SLACK) * fastest]
+    plan = min(near, key=lambda p: (p.memory, p.cost))
+    log.debug("prediction plan for %d image(s) of %s on the %s (budget %d MiB): %s", images,
+              shape, device.kind, budget // 2**20, plan.describe())
+    return plan
+
+
 def predict_volume(
-    network: Network,
+    network: Forward | Callable[[PredictionPlan], Forward],
     image: np.ndarray,
     odd: np.ndarray | None = None,
     *,
     normalization: Normalization | None,
-    halo: int,
+    spec: NetworkSpec | None = None,
+    halo: int | None = None,
     multiple_of: int = 1,
-    bytes_per_voxel: int,
-    tile_shape: int | Sequence[int] | str | None = "auto",
-    memory: int | float | str | None = None,
-    batch_size: int | None = None,
-    normalize: str | Normalization = "training",
+    bytes_per_voxel: int | None = None,
+    options: PredictOptions | None = None,
+    device: Device | None = None,
     out: np.ndarray | _Sink | None = None,
-    progress: bool = False,
-    tta: bool | int | str = False,
-    tta_seconds: float | None = None,
-    max_pass_voxels: int = MAX_PASS_VOXELS,
-    reserved_bytes: int = 0,
+    **settings: Any,
 ) -> np.ndarray | None:
     """Restore ``image`` (or average the restorations of ``image`` and ``odd``), tile by tile.
 
     Parameters
     ----------
     network : callable
-        Maps a normalised float32 batch ``(n, *read_shape)`` to the same shape.
+        Maps a normalised float32 batch ``(n, *read_shape)`` to the same
+        shape; or, with ``spec``, a function of the :class:`PredictionPlan`
+        that returns such a callable for it (the model's, which builds the
+        pass the plan chose).
     image : ndarray
         2-D or 3-D image (the even half for a pair); a memory map is read
         tile by tile and never modified.
@@ -401,133 +600,79 @@ def predict_volume(
     normalization : Normalization or None
         The training normalisation of the network; None for a network that
         normalises every image by its own statistics (e.g. a pretrained model).
-    halo, multiple_of : int
-        Receptive-field radius and pooling factor of the network.
-    bytes_per_voxel : int
-        Network memory per input voxel (see :func:`unet_bytes_per_voxel`).
-    max_pass_voxels : int
-        Upper bound of input voxels per forward pass (see :func:`plan_for_memory`).
-    reserved_bytes : int
-        Memory of a forward pass besides its per-voxel cost (the chunk working set
-        of a :class:`cryocare.streaming.StreamedUNet`), taken from ``memory``.
-    tile_shape : "auto", int, sequence of int or None
-        ``"auto"``: the largest cores that fit ``memory``; None: the whole image
-        in one tile; sizes: fixed cores.
-    memory : int, float, str or None
-        Budget in bytes or as ``"2G"``; None is half of the free host memory.
-    batch_size : int, optional
-        Tiles per forward pass; default as many as fit ``memory`` (at most 8).
-    normalize : {"training", "image"} or Normalization
-        ``"training"`` (default) uses the training statistics, as cryoCARE
-        does; ``"image"`` the mean and standard deviation of the image(s)
-        being restored, for data whose contrast differs from the training data.
+    spec : NetworkSpec, optional
+        What the planner knows of the network (:func:`cryocare.nets.spec`);
+        or give ``halo``, ``multiple_of`` and ``bytes_per_voxel`` for a plain
+        callable (never streamed).
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`; defaults if
+        None); ``settings`` change single options (``memory="2G"``, ``tta=4``;
+        unknown names are refused).
+    device : Device, optional
+        Where the passes run and its free memory (default: the host CPU).
     out : ndarray or SlabWriter, optional
         Float32 array of the image's shape to fill, or an object whose
         ``write(slab)`` takes consecutive slabs along the first axis (then
         None is returned).
-    progress : bool
-        Show a progress bar over slices.
-    tta : bool or int
-        Test-time augmentation: average the network's output over flips of
-        the tile along its axes — True: all of them (8 in 3-D, 4 in 2-D), or
-        2, 4 or 8 of them (see :func:`flip_subsets`). Costs as many forward
-        passes. ``"auto"``: as many as fit ``tta_seconds`` — one forward pass
-        is timed (after a warm-up) and the whole prediction extrapolated.
-    tta_seconds : float, optional
-        Time that ``tta="auto"`` may spend on the whole prediction; None: no
-        limit (all flips).
 
     Returns
     -------
     ndarray or None
         float32 array of ``image.shape``, or None when writing to a slab writer.
     """
-    flips = None if tta == "auto" else tta_flips(tta, np.ndim(image))
+    options = PredictOptions() if options is None else options
+    if settings:
+        options = options.replace(**settings)
+    if spec is None:
+        if halo is None or bytes_per_voxel is None:
+            raise InputError("predict_volume: expected spec, or halo and bytes_per_voxel")
+        spec = NetworkSpec(halo=int(halo), multiple_of=int(multiple_of),
+                           bytes_per_voxel=int(bytes_per_voxel))
+        forward_for = None
+    else:
+        forward_for = network
+    flips = None if options.tta == "auto" else tta_flips(options.tta, np.ndim(image))
     images = [image] if odd is None else [image, odd]
     for item in images:
         if np.ndim(item) not in (2, 3):
             raise InputError(f"expected a 2-D or 3-D image, got shape {np.shape(item)}")
     if odd is not None and odd.shape != image.shape:
         raise InputError(f"even and odd halves differ in shape: {image.shape} and {odd.shape}")
+    normalize = options.normalize
     if isinstance(normalize, Normalization):
         scale = normalize
     elif normalize == "training" and normalization is not None:
         scale = normalization
-    elif normalize in NORMALIZE_CHOICES:  # "image", or a model normalised per image
+    else:  # "image", or a model normalised per image
         scale = compute_normalization(images)
-    else:
-        raise InputError(f"normalize: expected one of {', '.join(NORMALIZE_CHOICES)} or a "
-                         f"Normalization, got {normalize!r}")
-    if isinstance(tile_shape, str):
-        if tile_shape != "auto":
-            raise InputError(f"tile_shape: expected 'auto', sizes or None, got {tile_shape!r}")
-        tile_shape = "auto"
-    elif tile_shape is None:
-        tile_shape = image.shape
-    elif isinstance(tile_shape, int | np.integer):
-        tile_shape = (int(tile_shape),) * image.ndim
-    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
-        raise InputError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    budget = parse_memory(memory)
-    if budget <= reserved_bytes:
-        raise InputError(f"memory: a budget of {budget / 2**20:.0f} MiB is too small; this "
-                         f"network needs {reserved_bytes / 2**20:.0f} MiB besides its tiles")
-    budget -= int(reserved_bytes)
-    plans = []
-    for halves in sorted({len(images), 1}, reverse=True):
-        try:
-            plans.append((*plan_for_memory(
-                image.shape, budget=budget, bytes_per_voxel=bytes_per_voxel, halo=halo,
-                multiple_of=multiple_of, halves=halves,
-                tile_shape=None if tile_shape == "auto" else tile_shape,
-                max_batch=MAX_BATCH if batch_size is None else int(batch_size),
-                max_pass_voxels=max_pass_voxels), halves))
-        except InputError:
-            if halves == 1:
-                raise
-    # Both halves in one pass, or in two passes if that allows tiles that read less in all,
-    # or about as much (READ_SLACK) in less memory.
-    def read(p):
-        return sum(math.prod(t.read_shape) for t in p[0].tiles)
-
-    def memory(p):
-        return _plan_bytes(image.shape, p[0].tile_shape[0],
-                           max(math.prod(t.read_shape) for t in p[0].tiles), halves=p[2],
-                           bytes_per_voxel=bytes_per_voxel, batch=p[1])
-
-    least = min(read(p) for p in plans)
-    plan, auto_batch, halves = min((p for p in plans if read(p) <= (1 + READ_SLACK) * least),
-                                   key=lambda p: (memory(p), read(p), -p[2]))
-    batch = auto_batch if batch_size is None else int(batch_size)
+    if out is not None and isinstance(out, np.ndarray) and out.shape != image.shape:
+        raise InputError(f"out: expected shape {image.shape}, got {out.shape}")
+    plan = plan_prediction(image.shape, spec, options, images=len(images), device=device)
+    forward = network if forward_for is None else forward_for(plan)
     if flips is None:
-        flips = _affordable_flips(_Engine(network, plan, batch, scale, images),
-                                  separate=halves < len(images), seconds=tta_seconds)
+        flips = _affordable_flips(_Engine(forward, plan, scale, images),
+                                  seconds=options.tta_seconds)
     if flips > 1:
-        network = flip_averaged(network, flips)
-    engine = _Engine(network, plan, batch, scale, images)
-    engine.separate = halves < len(images)
+        forward = flip_averaged(forward, flips)
+    engine = _Engine(forward, plan, scale, images)
     sink = None
     if out is None:
         result = empty(image.shape, np.float32)
     elif isinstance(out, np.ndarray):
-        if out.shape != image.shape:
-            raise InputError(f"out: expected shape {image.shape}, got {out.shape}")
         result = out
     else:
         result, sink = None, out
-    log.info("predicting %s in %d tiles of %s (+%d halo), %d per pass",
-             image.shape, len(plan.tiles), plan.tile_shape, plan.halo, batch)
-    _run(engine, result, sink, progress=progress)
+    log.info("predicting %s: %s", image.shape, plan.describe())
+    _run(engine, result, sink, progress=options.progress)
     return result
 
 
-def _affordable_flips(engine: _Engine, *, separate: bool, seconds: float | None) -> int:
+def _affordable_flips(engine: _Engine, *, seconds: float | None) -> int:
     """The most flips (8, 4, 2 or 1) whose prediction fits ``seconds``, by timing one pass."""
     n_dim = len(engine.plan.shape)
     flips = [f for f in (8, 4, 2, 1) if f <= 2**n_dim]
     if seconds is None:
         return flips[0]
-    engine.separate = separate
     probe = _probe_tile(engine.plan)
     engine._forward([probe])  # warm-up: the first call may compile
     start = time.perf_counter()
@@ -571,7 +716,7 @@ def _run(engine: _Engine, result: np.ndarray | None, sink: _Sink | None, *,
 
 
 def predict_tiled(
-    network: Network,
+    network: Forward,
     image: np.ndarray,
     *,
     plan: TilePlan,
@@ -618,7 +763,8 @@ def predict_tiled(
         out = empty(plan.shape, np.float32)
     elif out.shape != plan.shape:
         raise InputError(f"tiling: output has shape {out.shape}, expected {plan.shape}")
-    engine = _Engine(network, plan, max(1, int(batch_size)), Normalization(0.0, 1.0), [image])
+    engine = _Engine(network, plan, Normalization(0.0, 1.0), [image],
+                     batch_size=max(1, int(batch_size)))
     _run(engine, out, None, progress=progress)
     return out
 
@@ -663,7 +809,7 @@ def tta_flips(tta: bool | int, n_dim: int) -> int:
     return flips
 
 
-def flip_averaged(network: Network, flips: int | None = None) -> Network:
+def flip_averaged(network: Forward, flips: int | None = None) -> Forward:
     """``network`` averaged over flips of its input along the spatial axes.
 
     Flips keep the geometry of a tomogram: the missing wedge is symmetric
@@ -704,9 +850,10 @@ def denoise_file(
     even: str | os.PathLike,
     odd: str | os.PathLike,
     output: str | os.PathLike,
+    options: PredictOptions | None = None,
     *,
     overwrite: bool = False,
-    **options,
+    **settings: Any,
 ) -> Path:
     """Denoise an even/odd pair of MRC files into ``output``, streaming slab by slab.
 
@@ -718,14 +865,15 @@ def denoise_file(
     Parameters
     ----------
     model : CAREModel
-        A trained model (anything with a ``denoise(even, odd, **options)``).
+        A trained model (anything with a ``denoise(even, odd, options, out=...)``).
     even, odd, output : path
         Input halves and the output file.
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`).
     overwrite : bool
         Replace an existing output.
-    **options
-        Those of :meth:`cryocare.model.CAREModel.predict` (``tile_shape``,
-        ``memory``, ``batch_size``, ``normalize``, ``progress``, ``tta``).
+    **settings
+        Single options changed (``memory="2G"``, ``tta=4``, ...).
 
     Returns
     -------
@@ -739,8 +887,11 @@ def denoise_file(
         denoise_file(model, "TS_01_EVN.mrc", "TS_01_ODD.mrc", "TS_01_denoised.mrc",
                      memory="2G")
     """
+    options = PredictOptions() if options is None else options
+    if settings:
+        options = options.replace(**settings)
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     with io.open_writer(output, info.shape, like=info, overwrite=overwrite,
                         label=f"CARE denoised from {Path(even).name}") as writer:
-        model.denoise(even_data, odd_data, out=writer, **options)
+        model.denoise(even_data, odd_data, options, out=writer)
     return Path(output)

@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING
 from . import rednet, unet  # noqa: F401  (register "rednet" and "unet")
 from .registry import (
     DEFAULT_BYTES_PER_VOXEL,
-    Network,
+    NetworkEntry,
+    NetworkSpec,
     build,
     bytes_per_voxel,
     get,
@@ -40,13 +41,17 @@ from .registry import (
     multiple_of,
     names,
     register,
+    spec,
+    streamable,
+    streamed_runner,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import CareConfig
 
-__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "bytes_per_voxel",
-           "names", "layer_dtype", "DEFAULT_BYTES_PER_VOXEL"]
+__all__ = ["NetworkEntry", "NetworkSpec", "register", "get", "build", "halo", "multiple_of",
+           "bytes_per_voxel", "spec", "streamed_runner", "streamable", "names", "layer_dtype",
+           "DEFAULT_BYTES_PER_VOXEL"]
 
 
 def _diffusion(name: str):

@@ -18,22 +18,53 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["Network", "register", "get", "build", "halo", "multiple_of", "bytes_per_voxel",
-           "names", "layer_dtype", "DEFAULT_BYTES_PER_VOXEL"]
+__all__ = ["NetworkEntry", "NetworkSpec", "register", "get", "build", "halo", "multiple_of",
+           "bytes_per_voxel", "spec", "streamed_runner", "streamable", "names", "layer_dtype",
+           "DEFAULT_BYTES_PER_VOXEL"]
+
+#: ``runner(keras_model, config, chunk_bytes)``: the network run level by level on a CPU.
+StreamedRunner = Callable[["keras.Model", "CareConfig", int], Callable]
 
 
 @dataclass(frozen=True)
-class Network:
-    """A registered network: how to build it and how far it sees."""
+class NetworkEntry:
+    """A registered network: how to build it, how far it sees, what a forward pass costs,
+    and (optionally) how to run it level by level in a fraction of the memory."""
 
     name: str
     build: Callable[[CareConfig], keras.Model]
     halo: Callable[[CareConfig], int]
     multiple_of: Callable[[CareConfig], int]
     bytes_per_voxel: Callable[[CareConfig], int]
+    streamed_bytes_per_voxel: Callable[[CareConfig], int] | None = None
+    streamed: StreamedRunner | None = None
+    streamable: Callable[[keras.Model, CareConfig], bool] | None = None
 
 
-_REGISTRY: dict[str, Network] = {}
+@dataclass(frozen=True)
+class NetworkSpec:
+    """What the prediction planner knows of a network, without building it.
+
+    Attributes
+    ----------
+    halo : int
+        Receptive-field radius in voxels.
+    multiple_of : int
+        Every spatial input size must be a multiple of this.
+    bytes_per_voxel : int
+        Peak memory of a float32 forward pass as one graph, per input voxel.
+    streamed_bytes_per_voxel : int or None
+        The same, run level by level (plus a fixed working set); None: the
+        network has no level-by-level runner.
+    """
+
+    halo: int
+    multiple_of: int
+    bytes_per_voxel: int
+    streamed_bytes_per_voxel: int | None = None
+
+
+_REGISTRY: dict[str, NetworkEntry] = {}
 
 #: Prediction memory per input voxel assumed for a network registered without an
 #: estimate: that of a 16-filter U-Net of depth 2 (see cryocare.nets.unet.unet_bytes_per_voxel).
@@ -42,20 +73,30 @@ DEFAULT_BYTES_PER_VOXEL = 425
 
 def register(name: str, *, halo: Callable[[CareConfig], int],
              multiple_of: Callable[[CareConfig], int] | None = None,
-             bytes_per_voxel: Callable[[CareConfig], int] | None = None):
+             bytes_per_voxel: Callable[[CareConfig], int] | None = None,
+             streamed_bytes_per_voxel: Callable[[CareConfig], int] | None = None,
+             streamed: StreamedRunner | None = None,
+             streamable: Callable[[keras.Model, CareConfig], bool] | None = None):
     """Decorator that registers a network builder under ``name``.
 
     ``halo(config)`` bounds the receptive-field radius; ``multiple_of(config)``
     is the number every spatial input size must be a multiple of (1 if None);
     ``bytes_per_voxel(config)`` estimates the peak memory of a float32
     forward pass per input voxel, from which prediction sizes its tiles
-    (default :data:`DEFAULT_BYTES_PER_VOXEL`).
+    (default :data:`DEFAULT_BYTES_PER_VOXEL`). A network that can run level by
+    level gives ``streamed(keras_model, config, chunk_bytes)``, which returns
+    that runner (a function of a batch, as the model), its memory per voxel
+    ``streamed_bytes_per_voxel(config)``, and ``streamable(keras_model, config)``,
+    whether a given model (loaded, say, from another program's file) has what
+    the runner needs.
     """
 
     def decorate(build: Callable[[CareConfig], keras.Model]):
-        _REGISTRY[name] = Network(
+        _REGISTRY[name] = NetworkEntry(
             name=name, build=build, halo=halo, multiple_of=multiple_of or (lambda config: 1),
-            bytes_per_voxel=bytes_per_voxel or (lambda config: DEFAULT_BYTES_PER_VOXEL))
+            bytes_per_voxel=bytes_per_voxel or (lambda config: DEFAULT_BYTES_PER_VOXEL),
+            streamed_bytes_per_voxel=streamed_bytes_per_voxel, streamed=streamed,
+            streamable=streamable)
         return build
 
     return decorate
@@ -66,7 +107,7 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get(name: str) -> Network:
+def get(name: str) -> NetworkEntry:
     """The registered network called ``name``."""
     try:
         return _REGISTRY[name]
@@ -106,3 +147,30 @@ def bytes_per_voxel(config: CareConfig) -> int:
     """Estimated peak memory of a float32 forward pass per input voxel, in bytes."""
     return int(get(config.network).bytes_per_voxel(config))
 
+
+
+def spec(config: CareConfig) -> NetworkSpec:
+    """What prediction needs to know of the network that ``config`` describes.
+
+    >>> from cryocare.config import CareConfig
+    >>> spec(CareConfig(unet_n_depth=3))
+    NetworkSpec(halo=51, multiple_of=8, bytes_per_voxel=434, streamed_bytes_per_voxel=49)
+    """
+    entry = get(config.network)
+    streamed = entry.streamed_bytes_per_voxel
+    return NetworkSpec(halo=int(entry.halo(config)), multiple_of=int(entry.multiple_of(config)),
+                       bytes_per_voxel=int(entry.bytes_per_voxel(config)),
+                       streamed_bytes_per_voxel=None if streamed is None or entry.streamed is None
+                       else int(streamed(config)))
+
+
+def streamed_runner(config: CareConfig) -> StreamedRunner | None:
+    """The level-by-level runner of the network that ``config`` describes, or None."""
+    return get(config.network).streamed
+
+
+def streamable(model: keras.Model, config: CareConfig) -> bool:
+    """Whether ``model`` (of ``config``'s network) can run level by level."""
+    entry = get(config.network)
+    return entry.streamed is not None and (entry.streamable is None
+                                           or bool(entry.streamable(model, config)))

@@ -19,7 +19,29 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["unet", "unet_halo", "unet_bytes_per_voxel"]
+__all__ = ["unet", "unet_halo", "unet_bytes_per_voxel", "layer_names", "FINAL_LAYER"]
+
+#: Name of the U-Net's last (1×1, linear) convolution; CSBDeep calls it ``conv{n_dim}d``.
+FINAL_LAYER = "final_conv"
+
+
+def layer_names(depth: int, n_conv: int) -> dict[str, list[str]]:
+    """The names of the U-Net's layers, by part: ``down_{l}``, ``pool_{l}``, ``middle``,
+    ``upsample_{l}``, ``up_{l}`` and ``final`` (the builder names its layers by this, and
+    the level-by-level runner of :mod:`cryocare.nets.unet_streamed` finds them by it).
+
+    >>> layer_names(1, 2)["down_0"], layer_names(1, 2)["middle"]
+    (['down_level_0_no_0', 'down_level_0_no_1'], ['middle_0', 'middle_2'])
+    """
+    names = {"middle": [f"middle_{i}" for i in range(n_conv - 1)] + [f"middle_{n_conv}"]}
+    for level in range(depth):
+        names[f"down_{level}"] = [f"down_level_{level}_no_{i}" for i in range(n_conv)]
+        names[f"up_{level}"] = ([f"up_level_{level}_no_{i}" for i in range(n_conv - 1)]
+                                + [f"up_level_{level}_no_{n_conv}"])
+        names[f"pool_{level}"] = [f"max_{level}"]
+        names[f"upsample_{level}"] = [f"up_{level}"]
+    names["final"] = [FINAL_LAYER]
+    return names
 
 
 def unet_halo(config: CareConfig) -> int:
@@ -72,8 +94,29 @@ def unet_bytes(config: CareConfig) -> int:
                                 depth=config.unet_n_depth, n_conv=config.unet_n_conv_per_depth)
 
 
+def _streamed_bytes(config: CareConfig) -> int:
+    from .unet_streamed import streamed_bytes_per_voxel
+
+    return streamed_bytes_per_voxel(n_dim=config.n_dim, n_first=config.unet_n_first,
+                                    depth=config.unet_n_depth)
+
+
+def _streamed(model: keras.Model, config: CareConfig, chunk_bytes: int):
+    """The U-Net run level by level (:mod:`cryocare.nets.unet_streamed`)."""
+    from .unet_streamed import StreamedUNet
+
+    return StreamedUNet(model, config, chunk_bytes=chunk_bytes)
+
+
+def _streamable(model: keras.Model, config: CareConfig) -> bool:
+    from .unet_streamed import streamable
+
+    return streamable(model, config)
+
+
 @register("unet", halo=unet_halo, multiple_of=lambda config: 2**config.unet_n_depth,
-          bytes_per_voxel=unet_bytes)
+          bytes_per_voxel=unet_bytes, streamed_bytes_per_voxel=_streamed_bytes,
+          streamed=_streamed, streamable=_streamable)
 def unet(config: CareConfig) -> keras.Model:
     """Build the U-Net that ``config`` describes (input and output: one channel)."""
     import keras
@@ -95,27 +138,30 @@ def unet(config: CareConfig) -> keras.Model:
         return config.unet_n_first * 2**level
 
     n_conv = config.unet_n_conv_per_depth
+    names = layer_names(depth, n_conv)
     inputs = keras.Input(shape=(None,) * n_dim + (1,), name="input")
     layer = inputs
     skips = []
     for level in range(depth):
-        for i in range(n_conv):
-            layer = block(width(level), f"down_level_{level}_no_{i}")(layer)
+        for name in names[f"down_{level}"]:
+            layer = block(width(level), name)(layer)
         skips.append(layer)
-        layer = pool((2,) * n_dim, dtype=dtype, name=f"max_{level}")(layer)
-    for i in range(n_conv - 1):
-        layer = block(width(depth), f"middle_{i}")(layer)
-    layer = block(width(max(0, depth - 1)), f"middle_{n_conv}")(layer)
+        layer = pool((2,) * n_dim, dtype=dtype, name=names[f"pool_{level}"][0])(layer)
+    *inner, last = names["middle"]
+    for name in inner:
+        layer = block(width(depth), name)(layer)
+    layer = block(width(max(0, depth - 1)), last)(layer)
     for level in reversed(range(depth)):
-        up = upsample((2,) * n_dim, dtype=dtype, name=f"up_{level}")(layer)
+        up = upsample((2,) * n_dim, dtype=dtype, name=names[f"upsample_{level}"][0])(layer)
         layer = keras.layers.Concatenate(axis=-1, dtype=dtype,
                                          name=f"concat_{level}")([up, skips[level]])
-        for i in range(n_conv - 1):
-            layer = block(width(level), f"up_level_{level}_no_{i}")(layer)
-        layer = block(width(max(0, level - 1)), f"up_level_{level}_no_{n_conv}")(layer)
+        *inner, last = names[f"up_{level}"]
+        for name in inner:
+            layer = block(width(level), name)(layer)
+        layer = block(width(max(0, level - 1)), last)(layer)
     init = keras.initializers.GlorotUniform(seed=next(seeds))
     outputs = conv(1, (1,) * n_dim, activation="linear", kernel_initializer=init,
-                   dtype="float32", name="final_conv")(layer)
+                   dtype="float32", name=FINAL_LAYER)(layer)
     if config.unet_residual:
         outputs = keras.layers.Add(dtype="float32", name="residual")([outputs, inputs])
     return keras.Model(inputs, outputs, name=f"unet{n_dim}d")

@@ -23,26 +23,27 @@ names identify the parts); :func:`streamable` says whether a model is one.
 
 Examples
 --------
->>> from cryocare.streaming import streamed_bytes_per_voxel
+>>> from cryocare.nets.unet_streamed import streamed_bytes_per_voxel
 >>> streamed_bytes_per_voxel(n_dim=3, n_first=16, depth=3)
 49
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._memory import copy, empty
+from .. import backends
+from .._memory import copy, empty
+from .unet import layer_names
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from .config import CareConfig
+    from ..config import CareConfig
 
 __all__ = ["StreamedUNet", "streamable", "streamed_bytes_per_voxel", "CHUNK_BYTES",
            "WORKING_BYTES_PER_VOXEL"]
@@ -88,23 +89,11 @@ def _layer(model: keras.Model, name: str) -> Any:
         return None
 
 
-def _names(depth: int, n_conv: int) -> dict[str, list[str]]:
-    names = {"middle": [f"middle_{i}" for i in range(n_conv - 1)] + [f"middle_{n_conv}"]}
-    for level in range(depth):
-        names[f"down_{level}"] = [f"down_level_{level}_no_{i}" for i in range(n_conv)]
-        names[f"up_{level}"] = ([f"up_level_{level}_no_{i}" for i in range(n_conv - 1)]
-                                + [f"up_level_{level}_no_{n_conv}"])
-        names[f"pool_{level}"] = [f"max_{level}"]
-        names[f"upsample_{level}"] = [f"up_{level}"]
-    names["final"] = ["final_conv"]
-    return names
-
-
 def streamable(model: keras.Model, config: CareConfig) -> bool:
     """Whether ``model`` is a U-Net of :func:`cryocare.nets.unet.unet` with every layer in place."""
     if config.network != "unet":
         return False
-    names = _names(config.unet_n_depth, config.unet_n_conv_per_depth)
+    names = layer_names(config.unet_n_depth, config.unet_n_conv_per_depth)
     return all(_layer(model, name) is not None for group in names.values() for name in group)
 
 
@@ -179,8 +168,8 @@ class StreamedUNet:
         self.context = config.unet_n_conv_per_depth * (config.unet_kern_size // 2)
         self.chunk_bytes = int(chunk_bytes)
         self.layers = {key: [model.get_layer(name) for name in names]
-                       for key, names in _names(self.depth,
-                                                config.unet_n_conv_per_depth).items()}
+                       for key, names in layer_names(self.depth,
+                                                     config.unet_n_conv_per_depth).items()}
         self.residual = config.unet_residual
         self.keep_first_skip = bool(keep_first_skip)
         # the type of the fields between the parts: float32, or bfloat16 for a mixed network
@@ -251,7 +240,7 @@ class StreamedUNet:
         inputs = [self._stage(slot, array) for slot, array in enumerate(arrays)]
         call = self._calls.get(part)
         if call is None:
-            call = self._calls[part] = _compiled(self.parts[part])
+            call = self._calls[part] = backends.compiled_inference(self.parts[part])
         return call(inputs)
 
     def _stage(self, slot: int, array: np.ndarray) -> np.ndarray:
@@ -270,7 +259,7 @@ class StreamedUNet:
         if len(spatial) != self.n_dim or any(n % 2**self.depth for n in spatial):
             raise ValueError(f"expected a batch (n, *spatial) of {self.n_dim}-D images with "
                              f"sides that are multiples of {2**self.depth}, got {batch.shape}")
-        with _no_grad():
+        with backends.no_grad():
             out = self._level([batch[..., None]], 0)
         return np.asarray(out[..., 0], dtype=np.float32)
 
@@ -334,70 +323,5 @@ class StreamedUNet:
         return result
 
 
-class _Forward:
-    """``model`` on a list of inputs, for ``tf.function``.
-
-    A callable object, not a lambda: TensorFlow counts traces per code object and
-    warns of "excessive retracing" when the parts' lambdas, one trace each, share one.
-    """
-
-    def __init__(self, model: keras.Model):
-        self.model = model
-
-    def __call__(self, inputs: list[Any]) -> Any:
-        import tensorflow as tf
-
-        # bfloat16 fields arrive as their bits (uint16): DLPack has no bfloat16
-        inputs = [tf.bitcast(x, tf.bfloat16) if x.dtype == tf.uint16 else x for x in inputs]
-        return self.model(inputs if len(inputs) > 1 else inputs[0], training=False)
-
-
-def _compiled(model: keras.Model) -> Any:
-    """A function of a list of NumPy inputs giving the model's output(s) as NumPy arrays.
-
-    On TensorFlow one traced function for all shapes, whose inputs and outputs
-    are shared with NumPy without a copy; elsewhere Keras' ``predict_on_batch``.
-    """
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        def call(inputs: list[np.ndarray]) -> Any:
-            return model.predict_on_batch(inputs if len(inputs) > 1 else inputs[0])
-        return call
-    import tensorflow as tf
-
-    # one trace for every box shape (retracing per shape cost seconds per prediction)
-    spec = [tf.TensorSpec((None,) * (len(t.shape) - 1) + tuple(t.shape[-1:]),
-                          "uint16" if t.dtype == "bfloat16" else t.dtype)
-            for t in model.inputs]
-    traced = tf.function(_Forward(model), input_signature=[spec], jit_compile=False)
-
-    def shared(array: np.ndarray) -> Any:
-        # DLPack and __array__ share the buffers (convert_to_tensor and .numpy() copy them);
-        # DLPack knows no bfloat16 (an ml_dtypes type to NumPy): its bits go as uint16
-        if array.dtype.name == "bfloat16":
-            array = array.view(np.uint16)
-        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-
-    def call(inputs: list[np.ndarray]) -> Any:
-        out = traced([shared(a) for a in inputs])
-        return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
-    return call
-
-
 def _half(box: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple((a // 2, b // 2) for a, b in box)
-
-
-@contextlib.contextmanager
-def _no_grad():
-    """No autograd graph while layers are called outside training (PyTorch records one)."""
-    import keras
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        with torch.no_grad():
-            yield
-    else:
-        yield
