@@ -94,6 +94,16 @@ def test_importing_cryocare_and_its_command_line_loads_no_deep_learning_framewor
     assert out == "[]"
 
 
+def test_the_napari_plugin_imports_without_napari_qt_or_a_deep_learning_framework():
+    # Only its widget module (cryocare.napari._widget) imports napari and Qt; Keras comes
+    # when a preview or a fine-tuning runs.
+    code = ("import sys, cryocare.napari; print(sorted(m for m in ('napari', 'qtpy', 'PyQt6', "
+            "'PyQt5', 'PySide6', 'keras', 'tensorflow', 'torch', 'jax') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_the_public_face_lists_what_a_notebook_needs():
     names = set(dir(cryocare))
     assert {"read", "write", "read_pair", "sample_pairs", "CareConfig", "Recipe", "CAREModel",
