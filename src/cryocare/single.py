@@ -119,8 +119,8 @@ def denoise_tomogram(
 
 
 def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
-                          output: str | os.PathLike, *, overwrite: bool = False,
-                          **options: Any) -> Path:
+                          output: str | os.PathLike, settings: Any = None, *,
+                          overwrite: bool = False, **options: Any) -> Path:
     """Denoise one tomogram file into ``output``, streaming slab by slab.
 
     The input (MRC or TIFF) is memory-mapped; the output is an MRC file
@@ -136,6 +136,9 @@ def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
         As for :func:`denoise_tomogram`.
     tomogram, output : path
         Input and output files.
+    settings : optional
+        A prediction-options object, passed on to the model's ``predict`` as
+        its second argument (where the model takes one); default: none.
     overwrite : bool
         Replace an existing output.
     **options
@@ -153,7 +156,10 @@ def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
     network = _model(model)
     with io.open_writer(output, info.shape, like=info, overwrite=overwrite,
                         label=f"CARE denoised zero-shot from {Path(tomogram).name}"[:80]) as writer:
-        network.predict(volume, out=writer, **options)
+        if settings is None:
+            network.predict(volume, out=writer, **options)
+        else:
+            network.predict(volume, settings, out=writer, **options)
     logger.info("wrote %s (zero-shot, from %s)", output, tomogram)
     return output
 
