@@ -149,7 +149,7 @@ def figure(name: str, volumes: dict[str, np.ndarray], path: Path) -> None:
     axes[1, 0].set_ylabel("XZ (central Y)")
     fig.suptitle(f"{name}: restored volumes and truths (the missing wedge shows in XZ)")
     tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
+    fig.savefig(tmp, dpi=72)
     os.replace(tmp, path)
 
 
