@@ -26,10 +26,12 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+
 from cryocare import heldout
 from cryocare.filters import filter_halves, gaussian
 from cryocare.metrics import pearson, psnr_affine
-from cryocare.simulate import simulate_tomogram
+from cryocare.simulate import random_settings, simulate_tomogram
 
 
 def dose_for(target: float, shape, voxel: float, seed: int) -> float:
@@ -40,9 +42,14 @@ def dose_for(target: float, shape, voxel: float, seed: int) -> float:
     return trial * (target / (1 - target)) / (r / (1 - r))
 
 
-def one(model, shape, target: float, voxel: float, seed: int) -> dict:
-    dose = dose_for(target, shape, voxel, seed + 1000)
-    tomo = simulate_tomogram(shape, seed=seed, voxel_size=voxel, dose_per_tilt=dose)
+def one(model, shape, target: float | None, voxel: float | None, seed: int,
+        settings=None) -> dict:
+    if settings is None:
+        dose = dose_for(target, shape, voxel, seed + 1000)
+        tomo = simulate_tomogram(shape, seed=seed, voxel_size=voxel, dose_per_tilt=dose)
+    else:  # a draw of the pretraining family (at another dose range)
+        dose, shape, voxel = settings["dose_per_tilt"], settings["shape"], settings["voxel_size"]
+        tomo = simulate_tomogram(**settings, seed=seed)
     even, odd, clean = tomo.even, tomo.odd, tomo.clean
     average = (even + odd) / 2
     raw = psnr_affine(clean, average)
@@ -51,7 +58,7 @@ def one(model, shape, target: float, voxel: float, seed: int) -> dict:
     seconds = time.perf_counter() - start
     zero_shot = model.denoise(even, odd)
     nad_average, params = filter_halves(even, odd, "nad")
-    row = {"target_r": target, "r": pearson(even, odd), "voxel_size": voxel, "seed": seed,
+    row = {"target_r": target, "r": pearson(even, odd), "voxel_size": round(voxel, 2), "seed": seed,
            "dose_per_tilt": round(dose, 4), "shape": list(shape), "raw_psnr": raw,
            "seconds_predict_with_check": seconds}
     truth = {"zero_shot": zero_shot, "gaussian": gaussian(average, sigma=1.0),
@@ -76,6 +83,11 @@ def main() -> None:
     parser.add_argument("--r", default="0.02,0.05,0.1")
     parser.add_argument("--voxel", default="8,12,16")
     parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--random", type=int, default=0,
+                        help="instead of the grid: this many draws of "
+                             "simulate.random_settings (seeds 0..N-1) at --total-dose")
+    parser.add_argument("--total-dose", default="10,40",
+                        help="total dose range (e/A^2) of the --random draws")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -85,7 +97,14 @@ def main() -> None:
     shape = tuple(int(v) for v in args.shape.split(","))
     args.output.mkdir(parents=True, exist_ok=True)
     rows = []
-    for target in (float(v) for v in args.r.split(",")):
+    low, high = (float(v) for v in args.total_dose.split(","))
+    for k in range(args.random):
+        settings = random_settings(np.random.default_rng(k), depth=(40, 64),
+                                   lateral=(128, 144), total_dose=(low, high))
+        row = one(model, None, None, None, 1000 + k, settings)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    for target in (float(v) for v in (args.r.split(",") if not args.random else ())):
         for voxel in (float(v) for v in args.voxel.split(",")):
             for seed in (int(v) for v in args.seeds.split(",")):
                 row = one(model, shape, target, voxel, seed)
