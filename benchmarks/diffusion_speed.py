@@ -30,7 +30,7 @@ import numpy as np
 
 from cryocare.config import CareConfig
 from cryocare.model import CAREModel
-from cryocare.pairs import Normalization
+from cryocare.normalize import Normalization
 
 
 def _shape(text: str) -> tuple[int, ...]:

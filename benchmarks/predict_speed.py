@@ -72,7 +72,7 @@ def make_model(folder: Path, *, depth: int = 3, n_first: int = 16, name: str = "
     """A U-Net (depth 3, 16 filters, kernel 3 is cryoCARE's default), untrained, saved."""
     from cryocare.config import CareConfig
     from cryocare.model import CAREModel
-    from cryocare.pairs import Normalization
+    from cryocare.normalize import Normalization
 
     model = CAREModel(CareConfig(unet_n_depth=depth, unet_n_first=n_first, unet_kern_size=3,
                                  seed=0),

@@ -47,7 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from cryocare.errors import InputError  # noqa: E402
-from cryocare.pairs import Normalization, PairSet, sample_pairs  # noqa: E402
+from cryocare.normalize import Normalization  # noqa: E402
+from cryocare.pairs import PairSet, sample_pairs  # noqa: E402
 from cryocare.recipe import DEFAULT_RECIPE, parse_duration  # noqa: E402
 from cryocare.simulate import random_settings, simulate_tomogram  # noqa: E402
 

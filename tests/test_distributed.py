@@ -8,7 +8,7 @@ from cryocare.config import CareConfig
 from cryocare.distributed import cluster_client, predict_chunked, predict_files
 from cryocare.errors import InputError, OutputExistsError
 from cryocare.model import CAREModel
-from cryocare.pairs import Normalization
+from cryocare.normalize import Normalization
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from cryocare.frames import (
     split_frames,
     split_movies,
 )
-from cryocare.pairing import match_halves
+from cryocare.halves import match_halves
 from cryocare.reconstruct import project
 from cryocare.simulate import phantom
 

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 import cryocare.halves
-import cryocare.pairing
 from cryocare.errors import InputError
 from cryocare.halves import find_halves, match_halves
 
@@ -169,11 +168,6 @@ def test_folders_of_tiff_tomograms_are_expanded(tmp_path):
     evens = _touch(tmp_path, "even/TS_1.tif")
     odds = _touch(tmp_path, "odd/TS_1.tif")
     assert find_halves([tmp_path / "even"], [tmp_path / "odd"]) == [(evens[0], odds[0])]
-
-
-def test_old_module_name_reexports_the_same_functions():
-    for name in ("find_halves", "match_halves", "half_key", "expand_paths", "MRC_SUFFIXES"):
-        assert getattr(cryocare.pairing, name) is getattr(cryocare.halves, name)
 
 
 def test_halves_imports_nothing_of_cryocare_but_errors():

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cryocare import cli, compat, io, legacy_cli
+from cryocare import cli, compat, configjobs, io
+from cryocare.cli import scripts
 from cryocare.errors import InputError
 from cryocare.halves import find_halves
 from cryocare.pairs import PairSet
@@ -61,12 +62,12 @@ def test_three_scripts_end_to_end_as_relion_calls_them(project, monkeypatch, cap
     monkeypatch.chdir(project)
     (project / "Denoise").mkdir()
     configs = _relion_configs(project / "Denoise")
-    assert legacy_cli.main_extract(["--conf", str(configs["train_data_config"]), "-q"]) == 0
+    assert scripts.main_extract(["--conf", str(configs["train_data_config"]), "-q"]) == 0
     assert (project / "Denoise/job008" / compat.PAIRS_FILE).is_file()
-    assert legacy_cli.main_train(["--conf", str(configs["train_config"]), "-q"]) == 0
+    assert scripts.main_train(["--conf", str(configs["train_config"]), "-q"]) == 0
     archive = project / "Denoise/job008/denoising_model.tar.gz"
     assert archive.is_file()  # where RELION looks for the model
-    assert legacy_cli.main_predict(["--conf", str(configs["predict_config"]), "-q"]) == 0
+    assert scripts.main_predict(["--conf", str(configs["predict_config"]), "-q"]) == 0
     out = project / "Denoise/job008/tomograms"
     written = sorted(p.name for p in out.iterdir())
     assert written == ["rec_TS_01_half1.mrc", "rec_TS_02_half1.mrc"]  # named after even
@@ -84,7 +85,7 @@ def test_three_scripts_end_to_end_as_relion_calls_them(project, monkeypatch, cap
     values = json.loads(configs["predict_config"].read_text())
     configs["predict_config"].write_text(json.dumps({**values, "overwrite": "false"}))
     capsys.readouterr()
-    assert legacy_cli.main_predict(["--conf", str(configs["predict_config"]), "-q"]) == 2
+    assert scripts.main_predict(["--conf", str(configs["predict_config"]), "-q"]) == 2
     err = capsys.readouterr().err
     assert "exists already" in err and len(err.strip().splitlines()) == 1
 
@@ -117,7 +118,7 @@ def test_failures_exit_nonzero_with_one_line(tmp_path, monkeypatch, capsys, valu
     monkeypatch.chdir(tmp_path)
     conf = tmp_path / "config.json"
     conf.write_text(json.dumps(values))
-    main = legacy_cli.main_train if "train_data" in values else legacy_cli.main_predict
+    main = scripts.main_train if "train_data" in values else scripts.main_predict
     assert main(["--conf", str(conf), "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert message.strip("'") in err and len(err.splitlines()) == 1
@@ -127,9 +128,9 @@ def test_wrong_kind_of_config_and_missing_file(tmp_path, capsys):
     conf = tmp_path / "predict_config.json"
     conf.write_text(json.dumps({"path": "m.tar.gz", "even": "e.mrc", "odd": "o.mrc",
                                 "output": "out"}))
-    assert legacy_cli.main_train(["--conf", str(conf)]) == 2
+    assert scripts.main_train(["--conf", str(conf)]) == 2
     assert "expected a cryoCARE train config" in capsys.readouterr().err
-    assert legacy_cli.main_extract(["--conf", str(tmp_path / "none.json")]) == 2
+    assert scripts.main_extract(["--conf", str(tmp_path / "none.json")]) == 2
     assert "cannot read the config" in capsys.readouterr().err
 
 
@@ -152,7 +153,7 @@ def test_mask_key_places_patches_inside_the_mask(tmp_path, monkeypatch):
     values = {"even": ["tomo_half1.rec"], "odd": ["tomo_half2.rec"], "tilt_axis": "Y",
               "path": "./train_data", "patch_shape": [8, 8, 8], "num_slices": 30,
               "split": 0.75, "n_normalization_samples": 10, "mask": "./train_mask.mrc"}
-    pairs = PairSet.load(legacy_cli.extract_train_data(compat.config_from_dict(values)))
+    pairs = PairSet.load(configjobs.extract_train_data(compat.config_from_dict(values)))
     # A centre at z <= 7 means a patch spanning at most z = 3..10 (values are z).
     for patches in (pairs.x_train, pairs.x_val):
         values_seen = pairs.normalization.denormalize(patches)
@@ -160,4 +161,4 @@ def test_mask_key_places_patches_inside_the_mask(tmp_path, monkeypatch):
     io.write("small_mask.mrc", mask[:16])
     bad = compat.config_from_dict({**values, "mask": "small_mask.mrc", "overwrite": True})
     with pytest.raises(InputError, match="'mask'.*shape"):
-        legacy_cli.extract_train_data(bad)
+        configjobs.extract_train_data(bad)

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from cryocare.errors import InputError
-from cryocare.pairing import expand_paths, find_halves, half_key, match_halves
+from cryocare.halves import expand_paths, find_halves, half_key, match_halves
 
 
 @pytest.mark.parametrize(

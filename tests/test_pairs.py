@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 
 from cryocare.errors import InputError, OutputExistsError
+from cryocare.normalize import Normalization, compute_normalization
 from cryocare.pairs import (
-    Normalization,
     PairPlan,
     PairSet,
     augment_batch,
-    compute_normalization,
     plan_pairs,
     sample_pairs,
 )

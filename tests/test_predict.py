@@ -10,8 +10,8 @@ from cryocare import io
 from cryocare.config import CareConfig
 from cryocare.errors import InputError
 from cryocare.model import CAREModel
-from cryocare.pairs import Normalization
 from cryocare.nets.unet import unet_bytes_per_voxel
+from cryocare.normalize import Normalization
 from cryocare.predict import (
     PROBE_VOXELS,
     OutOfMemoryError,

@@ -14,7 +14,7 @@ from cryocare.nets.unet_streamed import (
     streamable,
     streamed_bytes_per_voxel,
 )
-from cryocare.pairs import Normalization
+from cryocare.normalize import Normalization
 from cryocare.predict import Device, plan_prediction
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from cryocare import io
 from cryocare.errors import InputError, OutputExistsError
-from cryocare.pairing import find_halves
+from cryocare.halves import find_halves
 from cryocare.reconstruct import reconstruct
 from cryocare.simulate import simulate_tilt_series
 from cryocare.tiltseries import (

@@ -477,7 +477,7 @@ def load_archive(path: str | os.PathLike, *, weights: str = "best") -> CAREModel
         denoised = model.denoise(even, odd)
     """
     from .model import CAREModel
-    from .pairs import Normalization
+    from .normalize import Normalization
 
     path = Path(path)
     if weights not in ("best", "last"):

@@ -138,7 +138,7 @@ def predict_files(
     model : path
         Model folder (readable by every worker).
     pairs : sequence of (even, odd) paths
-        The tomograms, e.g. from :func:`cryocare.pairing.find_halves`.
+        The tomograms, e.g. from :func:`cryocare.halves.find_halves`.
     outputs : sequence of paths
         One output file per pair.
     scheduler : str or distributed.Client, optional

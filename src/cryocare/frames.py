@@ -378,7 +378,7 @@ def split_movies(
 
     All movies must have the same number of frames and frame size (checked
     from their headers before any work). The names carry the ``_EVN`` /
-    ``_ODD`` markers that :func:`cryocare.pairing.match_halves` recognises.
+    ``_ODD`` markers that :func:`cryocare.halves.match_halves` recognises.
 
     Parameters
     ----------

@@ -52,14 +52,12 @@ import numpy as np
 import scipy.ndimage
 
 from .errors import InputError, OutputExistsError
-from .normalize import Normalization, compute_normalization  # re-exported for one release
+from .normalize import Normalization, compute_normalization
 
 __all__ = [
-    "Normalization",
     "PairPlan",
     "PairSet",
     "augment_batch",
-    "compute_normalization",
     "plan_pairs",
     "sample_pairs",
     "variance_mask",

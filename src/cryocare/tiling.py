@@ -226,12 +226,3 @@ def read_tile(image: np.ndarray, read: tuple[slice, ...], *,
     out[...] = block
     return out
 
-
-def __getattr__(name: str):
-    # ``predict_tiled`` moved to the prediction engine (cryocare.predict); this
-    # old import path works for one release.
-    if name == "predict_tiled":
-        import importlib
-
-        return importlib.import_module("cryocare.predict").predict_tiled
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
