@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import PredictOptions
 from .errors import InputError, OutputExistsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -311,6 +312,22 @@ class PredictConfig:
             overwrite=parse_bool(values.get("overwrite", False), key="overwrite"),
             gpu_id=_gpu_ids(values),
         )
+
+    def options(self, base: PredictOptions | None = None) -> PredictOptions:
+        """The prediction options this config asks for, over ``base`` (defaults if None).
+
+        ``n_tiles`` is not needed (tiles are sized to the device's memory and
+        overlap by the receptive field, so the result does not depend on
+        them); ``gpu_id`` names the device (its first card); test-time
+        augmentation stays off, as in cryoCARE.
+
+        >>> config = PredictConfig(path="m.tar.gz", even=("e.mrc",), odd=("o.mrc",),
+        ...                        output="out", n_tiles=(2, 2, 2), gpu_id=(1,))
+        >>> config.options().device
+        'gpu:1'
+        """
+        base = PredictOptions() if base is None else base
+        return base.replace(device=f"gpu:{self.gpu_id[0]}") if self.gpu_id else base
 
 
 _KINDS = (("train_data", TrainDataConfig, "num_slices"), ("train", TrainConfig, "train_data"),

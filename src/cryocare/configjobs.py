@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .compat import PAIRS_FILE, PredictConfig, TrainConfig, TrainDataConfig, read_config
+from .config import PredictOptions
 from .errors import InputError, OutputExistsError
 
 __all__ = ["extract_train_data", "train", "predict", "read_job_config", "run_config",
@@ -143,15 +144,17 @@ def train(config: TrainConfig, *, progress: bool = False, init: Any = "pretraine
                          overwrite=config.overwrite)
 
 
-def predict(config: PredictConfig, *, progress: bool = False, **options: Any) -> list[Path]:
+def predict(config: PredictConfig, options: PredictOptions | None = None, *,
+            progress: bool = False) -> list[Path]:
     """Denoise as ``cryoCARE_predict.py`` does; returns the files written.
 
     Each output is ``<output>/<file name of the even tomogram>``, streamed
     from the memory-mapped halves. ``n_tiles`` is not needed: tiles are sized
     to the memory budget (cryoCARE users chose ``n_tiles`` to fit the GPU's
     memory) and overlap by the receptive field, so the result does not depend
-    on them. ``options`` are those of :meth:`cryocare.model.CAREModel.denoise`
-    (``memory``, ``tile_shape``, ``tta`` — default off, as cryoCARE —, ...).
+    on them. ``options`` (:class:`cryocare.config.PredictOptions`; default: the
+    config's own, :meth:`cryocare.compat.PredictConfig.options`) say how to
+    predict; test-time augmentation is off by default, as in cryoCARE.
     """
     from .halves import find_halves
     from .modelfiles import load_model
@@ -163,6 +166,9 @@ def predict(config: PredictConfig, *, progress: bool = False, **options: Any) ->
     if clashes:
         raise InputError(f"config key 'even': several even tomograms are named "
                          f"{', '.join(clashes)}; their outputs would overwrite each other")
+    options = config.options() if options is None else options
+    if progress != options.progress:
+        options = options.replace(progress=progress)
     model = load_model(config.path)
     output = Path(config.output)
     _make_folder(output, overwrite=config.overwrite)
@@ -172,7 +178,7 @@ def predict(config: PredictConfig, *, progress: bool = False, **options: Any) ->
     written = []
     for even_path, odd_path in pairs_found:
         written.append(denoise_file(model, even_path, odd_path, output / even_path.name,
-                                    overwrite=config.overwrite, progress=progress, **options))
+                                    options, overwrite=config.overwrite))
         log.info("wrote %s", written[-1])
     return written
 
@@ -191,14 +197,15 @@ def read_job_config(kind: str, path: str | os.PathLike, *, used_by: str = ""):
 
 
 def run_config(kind: str, path: str | os.PathLike, *, progress: bool = False,
-               **options: Any) -> list[Path]:
+               init: Any = "pretrained", options: PredictOptions | None = None) -> list[Path]:
     """Read the cryoCARE config at ``path``, check it is a ``kind`` config, run it.
 
-    ``options`` go to :func:`predict` (prediction options) or :func:`train` (``init``).
+    ``init`` is the starting model of :func:`train`; ``options`` the
+    prediction options of :func:`predict`.
     """
     config = read_job_config(kind, path)
     if kind == "extract":
         return [extract_train_data(config)]
     if kind == "train":
-        return [train(config, progress=progress, **options)]
-    return predict(config, progress=progress, **options)
+        return [train(config, progress=progress, init=init)]
+    return predict(config, options, progress=progress)

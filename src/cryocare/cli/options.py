@@ -16,12 +16,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import PredictOptions
 from ..errors import InputError
 
 __all__ = [
     "HelpFormatter", "add_common", "add_output", "add_sampling_options", "add_training_options",
     "add_prediction_options", "add_star_options", "recipe_from_args", "budget_from_args",
-    "prediction_options", "PRECISIONS",
+    "prediction_options", "predict_options", "PRECISIONS",
 ]
 
 #: Arithmetic choices, the same for every command.
@@ -335,25 +336,32 @@ def fit_to_machine(args: argparse.Namespace) -> bool:
         and getattr(args, "config", None) is None
 
 
-def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
-                       default_tta: bool | int | str = False) -> dict[str, Any]:
-    """Keyword arguments of :meth:`cryocare.model.CAREModel.denoise` from the options.
+def predict_options(args: argparse.Namespace, *, budget: float | None = None,
+                    default_tta: bool | int | str = False) -> PredictOptions:
+    """The :class:`~cryocare.config.PredictOptions` that the command's options ask for.
 
     Without ``--tta``, ``default_tta`` applies; ``"auto"`` takes as many flips as
     fit a quarter of the training ``budget`` (all of them without a budget).
+    ``--precision auto`` predicts in float32 (bfloat16 only when asked for).
     """
     precision = getattr(args, "precision", "auto")
     tta = getattr(args, "tta", None)
-    options = {"tile_shape": getattr(args, "tiles", "auto"),
-               "memory": getattr(args, "memory", None),
-               "batch_size": getattr(args, "predict_batch", None),
-               "normalize": getattr(args, "normalize", "training"),
-               "progress": not getattr(args, "quiet", False),
-               "tta": default_tta if tta is None else tta,
-               "precision": "bfloat16" if precision == "bfloat16" else "float32",
-               "engine": getattr(args, "engine", "keras")}
-    if options["tta"] == "auto":
-        options["tta_seconds"] = None if not budget else budget / 4
+    tta = default_tta if tta is None else tta
+    return PredictOptions(
+        tile_shape=getattr(args, "tiles", "auto"), memory=getattr(args, "memory", None),
+        batch_size=getattr(args, "predict_batch", None),
+        normalize=getattr(args, "normalize", "training"), tta=tta,
+        tta_seconds=(None if not budget else budget / 4) if tta == "auto" else None,
+        precision="bfloat16" if precision == "bfloat16" else "float32",
+        engine=getattr(args, "engine", "keras"), device=getattr(args, "device", None),
+        progress=not getattr(args, "quiet", False))
+
+
+def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
+                       default_tta: bool | int | str = False) -> dict[str, Any]:
+    """:func:`predict_options` as keyword arguments (for faces not yet passing the object)."""
+    options = predict_options(args, budget=budget, default_tta=default_tta).to_dict()
+    del options["device"]  # the command chose the device when it loaded the backend
     return options
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from .app import configure_logging, load_backend, run
-from .options import HelpFormatter, prediction_options
+from .options import HelpFormatter, predict_options
 
 __all__ = ["main_extract", "main_train", "main_predict", "run_config_args", "SCRIPTS"]
 
@@ -60,10 +60,8 @@ def run_config_args(kind: str, args: argparse.Namespace) -> int:
     if kind == "train":
         print(configjobs.train(config, progress=progress, init=getattr(args, "init", "pretrained")))
         return 0
-    options = {k: v for k, v in prediction_options(args).items() if k != "progress"}
-    if options.get("tile_shape") == "auto":
-        del options["tile_shape"]
-    for path in configjobs.predict(config, progress=progress, **options):
+    options = config.options(predict_options(args).replace(device=None))
+    for path in configjobs.predict(config, options, progress=progress):
         print(path)
     return 0
 
