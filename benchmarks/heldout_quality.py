@@ -68,6 +68,7 @@ def one(model, shape, target: float | None, voxel: float | None, seed: int,
         row["estimate"] = {k: v["gain_db"] for k, v in assessment.to_dict()["methods"].items()}
         row["uncertainty"] = {k: v["uncertainty_db"]
                               for k, v in assessment.to_dict()["methods"].items()}
+        row["best_filter_minus_model_db"] = assessment.to_dict()["best_filter_minus_model_db"]
         row["choice"] = assessment.choice
         row["weights"] = assessment.scores[assessment.choice].weights
     else:

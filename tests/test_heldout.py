@@ -222,3 +222,33 @@ def test_predict_logs_the_line_writes_the_report_and_never_loses_to_a_filter(tmp
     assert written >= max(filters) - 0.05
     # the report is an output: never replaced unless asked
     assert main([*argv[:-5], str(tmp_path / "d2.mrc"), "--report", str(report)]) == 2
+
+
+def test_denoise_scores_its_model_on_the_validation_slab_and_writes_the_report(
+        tmp_path, monkeypatch, pretrained):
+    from cryocare import recipe
+    from cryocare.cli import main
+
+    # Training is not what is tested here: the "fine-tuned" model is the pretrained one.
+    monkeypatch.setattr(recipe, "train_on_pair", lambda *args, **kwargs: pretrained)
+    tomo = simulate_tomogram((32, 80, 64), seed=7, dose_per_tilt=2.5)
+    io.write(tmp_path / "t_even.mrc", tomo.even)
+    io.write(tmp_path / "t_odd.mrc", tomo.odd)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("cryocare").addHandler(handler)
+    try:
+        assert main(["denoise", "--even", str(tmp_path / "t_even.mrc"), "--odd",
+                     str(tmp_path / "t_odd.mrc"), "--output", str(tmp_path / "d.mrc"),
+                     "--report", str(tmp_path / "r.json"), "--no-tta"]) == 0
+    finally:
+        logging.getLogger("cryocare").removeHandler(handler)
+    assert sum(r.getMessage().startswith("estimated gain over the raw average")
+               for r in records) == 1
+    entry, = json.loads((tmp_path / "r.json").read_text())["tomograms"]
+    # the last tenth of Y (the tilt axis), which training holds out for validation
+    assert entry["region"] == [[0, 32], [72, 80], [0, 64]]
+    assert entry["choice"] == "model" and entry["methods"]["model"]["gain_db"] > 1
+    np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), pretrained.denoise(
+        tomo.even, tomo.odd), atol=1e-5 * float(np.ptp(tomo.clean)))

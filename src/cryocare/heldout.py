@@ -8,11 +8,10 @@ gain in dB over the raw average, with an uncertainty. :func:`assess` runs it on 
 representative sub-volume for a model (any callable that restores one half), a Gaussian
 filter (sigma 1 voxel) and nonlinear anisotropic diffusion (its iterations tuned on the
 halves, :func:`cryocare.filters.tune`), and decides what to output: the model's restoration,
-unless a filter is estimated ahead of it; then the better of that filter and its measured
-blend with the model (with a warning when the filter is ahead by more than the
-uncertainty). :func:`denoise` does it all for a
-:class:`~cryocare.model.CAREModel`; ``cryocare predict`` and ``cryocare denoise`` log the
-estimate and write it with ``--report``.
+unless a filter is estimated ahead of it by more than the standard error of the difference;
+then, with a warning, the better of that filter and its measured blend with the model.
+:func:`denoise` does it all for a :class:`~cryocare.model.CAREModel`; ``cryocare predict``
+and ``cryocare denoise`` log the estimate and write it with ``--report``.
 
 This module is NumPy/SciPy only: the model enters as a callable.
 
@@ -89,7 +88,7 @@ class Assessment:
         Set when a filter beats the model by more than the standard error of the difference:
         what was written instead (or that the model was kept, when `forced`).
     forced : bool
-        The model's output was kept although a filter was estimated ahead of it.
+        The model's output was kept although a filter beat it.
     """
 
     scores: dict[str, HeldOutScore]
@@ -314,9 +313,10 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     with its iterations tuned on the halves; :func:`cryocare.metrics.heldout_scores`
     estimates each restoration's gain over the raw average, and that of the best blends of
     the model with each filter. The model's output is chosen unless the better filter is
-    estimated ahead of it: then the better of that filter and its measured blend with the
-    model is chosen (unless `force_model`), and a warning is logged when the filter is ahead
-    by more than the standard error of the difference (within it, an info line).
+    estimated ahead of it by more than the standard error of their difference: then a
+    warning is logged and the better of that filter and its measured blend with the model is
+    chosen (unless `force_model`). A lead within the standard error keeps the model (an info
+    line says so).
 
     Parameters
     ----------
@@ -385,29 +385,29 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
                             blends=[("model", name) for name in FILTER_NAMES])
     best = max(FILTER_NAMES, key=lambda name: scores[name].gain_db)
     difference, uncertainty = scores[best].compare(scores["model"])
-    beaten = difference > (uncertainty if math.isfinite(uncertainty) else 0.0)
+    # Beaten: ahead by more than the standard error of the difference (a lead within it is
+    # as likely noise of the estimate as a better filter, and the model is kept).
+    beaten = math.isfinite(uncertainty) and difference > uncertainty
     choice, warning = "model", None
-    if difference > 0:
+    ahead = (f"{FILTER_NAMES[best]} is estimated ahead of the model on these halves by "
+             f"{difference:.2f} dB (± {uncertainty:.2f})")
+    if beaten:
         blend = f"model+{best}"
         better = blend if scores[blend].weights.get("model", 0.0) > 0 else best
         weights = scores[better].weights
         what = (f"{FILTER_NAMES[best]} alone" if better == best else
                 f"a blend of {weights['model']:.0%} model and {weights[best]:.0%} "
                 f"{FILTER_NAMES[best]} ({scores[better].gain_db:.2f} dB)")
-        ahead = (f"{FILTER_NAMES[best]} is estimated ahead of the model on these halves by "
-                 f"{difference:.2f} dB (± {uncertainty:.2f})")
         if force_model:
-            message = f"{ahead}: keeping the model's output as asked"
+            warning = f"{ahead}: keeping the model's output as asked"
         else:
             choice = better
-            message = f"{ahead}: writing {what} instead; force the model to keep its output"
-        if beaten:
-            warning = message
-            logger.warning("%s", message)
-        else:
-            logger.info("%s", message.replace("ahead of", "ahead of (within the uncertainty)"))
+            warning = f"{ahead}: writing {what} instead; force the model to keep its output"
+        logger.warning("%s", warning)
+    elif difference > 0:
+        logger.info("%s, within the uncertainty: keeping the model's output", ahead)
     result = Assessment(scores=scores, region=region, nad_iterations=int(iterations),
-                        choice=choice, warning=warning, forced=force_model and difference > 0)
+                        choice=choice, warning=warning, forced=force_model and beaten)
     logger.info("%s", result.line())
     return result
 
