@@ -803,3 +803,22 @@ def test_check_output_finds_a_bad_target_before_any_work(tmp_path):
         check_output(tmp_path / "out.mrc")
     with _raises(InputError, tmp_path / "out.tif"):
         check_output(tmp_path / "out.tif")
+
+
+def test_check_output_of_any_output_allows_new_folders_and_refuses_what_exists(tmp_path):
+    """volume=False (the command line's outputs): reports, pairs files, folders made later."""
+    from cryocare.io import check_output
+
+    target = tmp_path / "new" / "deeper" / "report.json"
+    assert check_output(target, volume=False) == target
+    assert not (tmp_path / "new").exists()  # nothing is created
+    (tmp_path / "pairs.npz").write_bytes(b"")
+    with _raises(OutputExistsError, tmp_path / "pairs.npz"):
+        check_output(tmp_path / "pairs.npz", volume=False)
+    assert check_output(tmp_path / "pairs.npz", overwrite=True, volume=False).name == "pairs.npz"
+    (tmp_path / "out.mrc").mkdir()
+    with _raises(InputError, tmp_path / "out.mrc"):
+        check_output(tmp_path / "out.mrc", overwrite=True, volume=False)
+    (tmp_path / "file").write_bytes(b"")
+    with _raises(InputError, tmp_path / "file" / "out"):
+        check_output(tmp_path / "file" / "out", volume=False)

@@ -1,5 +1,6 @@
-"""Checks that run before any work: outputs writable, halves matching, tile sizes sane.
+"""Checks that run before any work: halves matching, tile sizes sane, outputs named.
 
+Outputs are checked by :func:`cryocare.io.check_output` (``volume=False``).
 Keras-free: they run before the deep-learning backend is loaded.
 """
 
@@ -8,34 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import InputError, OutputExistsError
+from ..errors import InputError
+from ..halves import MRC_SUFFIXES
 
-__all__ = ["check_output", "check_pair", "check_tiles", "denoised_name", "prediction_jobs"]
-
-_VOLUME_SUFFIXES = (".mrc", ".rec", ".map", ".st", ".mrcs")
-
-
-def check_output(path: Path, overwrite: bool) -> Path:
-    """``path`` may be written: not there (or ``overwrite``), in a folder that exists or can be.
-
-    A volume whose folder exists already is checked by :func:`cryocare.io.check_output`
-    (which also finds a read-only folder or a full disk now, and removes the
-    temporaries that a killed run left for this output).
-    """
-    from .. import io
-
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: exists already (use --overwrite to replace it)")
-    if path.is_dir() and path.suffix:
-        raise InputError(f"{path}: is a folder, expected a file name")
-    if path.suffix.lower() in _VOLUME_SUFFIXES and path.parent.is_dir():
-        return io.check_output(path, overwrite=True)
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{path}: cannot be created ({parent} is not a folder)")
-    return path
+__all__ = ["check_pair", "check_tiles", "denoised_name", "prediction_jobs"]
 
 
 def check_pair(even: Path, odd: Path):
@@ -88,7 +65,7 @@ def prediction_jobs(even: Sequence, odd: Sequence, output: Path) -> list[tuple[P
     from ..halves import find_halves
 
     pairs = find_halves(even, odd)
-    to_file = len(pairs) == 1 and output.suffix.lower() in _VOLUME_SUFFIXES \
+    to_file = len(pairs) == 1 and output.suffix.lower() in MRC_SUFFIXES \
         and not output.is_dir()
     if len(pairs) > 1 and output.suffix and not output.is_dir():
         raise InputError(f"{output}: with {len(pairs)} tomograms, --output must be a folder")

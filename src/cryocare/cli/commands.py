@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import check_output
 from .app import load_backend
-from .checks import check_output, check_pair, check_tiles, prediction_jobs
+from .checks import check_pair, check_tiles, prediction_jobs
 from .options import (
     budget_from_args,
     fit_to_machine,
@@ -46,7 +47,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     names = ("even", "odd", "clean", "isotropic", "mask")
     for name in names:
-        check_output(args.output / f"{args.prefix}{name}.mrc", args.overwrite)
+        check_output(args.output / f"{args.prefix}{name}.mrc", overwrite=args.overwrite,
+                     volume=False)
     args.output.mkdir(parents=True, exist_ok=True)
     data = simulate_tomogram(tuple(args.shape), seed=args.seed, voxel_size=args.voxel_size)
     for name in names:
@@ -82,7 +84,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     if not args.even or not args.odd:
         raise InputError("expected --even and --odd tomograms (or --config with a cryoCARE "
                          "train_data config)")
-    check_output(args.output, args.overwrite)
+    check_output(args.output, overwrite=args.overwrite, volume=False)
     masks = _masks(args)
     patch = args.patch_shape[0] if len(args.patch_shape) == 1 else args.patch_shape
     pairs = sample_from_files(args.even, args.odd, args, masks=masks, patch_shape=patch,
@@ -147,7 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise InputError("expected a pair file from 'cryocare extract' (or --star)")
     from ..pairs import PairSet
 
-    check_output(args.output, args.overwrite)
+    check_output(args.output, overwrite=args.overwrite, volume=False)
     _check_checkpoints(args)
     pairs = PairSet.load(args.pairs)
     recipe = recipe_from_args(args, len(pairs.patch_shape))
@@ -201,9 +203,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     jobs = prediction_jobs(args.even, args.odd, args.output)
     infos = [check_pair(even, odd) for even, odd, _ in jobs]
     for _, _, target in jobs:
-        check_output(target, args.overwrite)
+        check_output(target, overwrite=args.overwrite, volume=False)
     if args.report is not None:
-        check_output(args.report, args.overwrite)
+        check_output(args.report, overwrite=args.overwrite, volume=False)
     _model_config_check(source, args)
     n_dim = len(infos[0].shape)
     if source.n_dim != n_dim:
@@ -256,7 +258,7 @@ def predict_single(args: argparse.Namespace, model) -> int:
     jobs = output_paths(expand_paths(args.tomograms), args.output)
     infos = [io.validate(path) for path, _ in jobs]
     for _, target in jobs:
-        check_output(target, args.overwrite)
+        check_output(target, overwrite=args.overwrite, volume=False)
     _model_config_check(source, args)
     wrong = [f"{path} ({len(info.shape)}-D)" for (path, _), info in zip(jobs, infos, strict=True)
              if len(info.shape) != source.n_dim]
@@ -329,11 +331,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
     (even_path, odd_path), = find_halves([args.even], [args.odd])
     info = check_pair(even_path, odd_path)
-    check_output(args.output, args.overwrite)
+    check_output(args.output, overwrite=args.overwrite, volume=False)
     if args.save_model is not None:
-        check_output(args.save_model, args.overwrite)
+        check_output(args.save_model, overwrite=args.overwrite, volume=False)
     if args.report is not None:
-        check_output(args.report, args.overwrite)
+        check_output(args.report, overwrite=args.overwrite, volume=False)
     _check_checkpoints(args)
     recipe = recipe_from_args(args, len(info.shape))
     check_tiles(args.tiles, recipe.config, len(info.shape))
@@ -375,7 +377,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from ..segment import dice, segment_otsu
 
     io.read_info(args.input)
-    check_output(args.output, args.overwrite)
+    check_output(args.output, overwrite=args.overwrite, volume=False)
     volume = io.read(args.input, mmap=False)
     mask = segment_otsu(volume, sigma=args.sigma, foreground=args.foreground)
     io.write(args.output, mask.astype(np.float32), like=io.read_info(args.input),
@@ -417,7 +419,7 @@ def cmd_filter(args: argparse.Namespace) -> int:
     from ..filters import bm4d as _bm4d
 
     info = io.validate(args.input) if args.odd is None else check_pair(args.input, args.odd)
-    check_output(args.output, args.overwrite)
+    check_output(args.output, overwrite=args.overwrite, volume=False)
     if args.method == "bm4d" and "bm4d" not in FILTERS:
         _bm4d(np.zeros((2, 2)))  # raises: the optional package is not installed
     options = {name: getattr(args, name) for name in ("size", "sigma", "iterations", "k",
@@ -446,7 +448,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not args.overwrite:
         for name in REPORT_FILES.values():
-            check_output(args.output / name, False)
+            check_output(args.output / name, overwrite=False, volume=False)
     clean = mask = isotropic = wedge = None
     if args.simulate is not None:
         if args.even or args.odd or args.clean or args.mask or args.isotropic or args.wedge:
@@ -534,7 +536,7 @@ def cmd_split_frames(args: argparse.Namespace) -> int:
 
     name = args.name or args.tilts.stem
     for target in (f"{name}_EVN.st", f"{name}_ODD.st", f"{name}.tlt"):
-        check_output(args.output / target, args.overwrite)
+        check_output(args.output / target, overwrite=args.overwrite, volume=False)
     series = split_tilt_movies(args.movies, args.tilts, gain=args.gain, align=args.align,
                                progress=not args.quiet)
     size = args.pixel_size
@@ -560,7 +562,7 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
                for stack in args.stacks]
     for stack, target in zip(args.stacks, targets, strict=True):
         io.read_info(stack)
-        check_output(target, args.overwrite)
+        check_output(target, overwrite=args.overwrite, volume=False)
     for stack, target in zip(args.stacks, targets, strict=True):
         tilt_file = args.angles or find_tilt_file(stack)
         info = io.read_info(stack)

@@ -11,8 +11,9 @@ import argparse
 import logging
 
 from ..errors import InputError
+from ..io import check_output
 from .app import load_backend
-from .checks import check_output, check_pair, check_tiles
+from .checks import check_pair, check_tiles
 from .options import budget_from_args, fit_to_machine, prediction_options, recipe_from_args
 
 __all__ = ["denoise_star", "train_star", "predict_star"]
@@ -39,7 +40,8 @@ def _outputs(args: argparse.Namespace) -> list:
                                 overwrite=args.overwrite)
     for tomogram in pending:
         target = denoised_path(args.output, tomogram.name)
-        check_output(target, args.overwrite or target.exists())  # incomplete: redone
+        # An incomplete output is redone.
+        check_output(target, overwrite=args.overwrite or target.exists(), volume=False)
     return pending
 
 
@@ -69,7 +71,7 @@ def _train(args: argparse.Namespace, save_to, *, checked: bool = False):
     else:
         _tomograms(args, args.train_on)
     if save_to is not None:
-        check_output(save_to, args.overwrite)
+        check_output(save_to, overwrite=args.overwrite, volume=False)
     if args.resume and args.checkpoint_dir is None:
         raise InputError("--resume: expected --checkpoint-dir, the folder to resume from")
     recipe = recipe_from_args(args, 3)

@@ -13,10 +13,9 @@ import socket
 from pathlib import Path
 
 from ..errors import InputError, OutputError, OutputExistsError
+from ..halves import MRC_SUFFIXES
 
 logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
-
-_SUFFIXES = (".mrc", ".rec", ".st", ".mrcs", ".map")
 
 
 def temporary_path(path: str | os.PathLike, *, suffix: str = "") -> Path:
@@ -123,14 +122,21 @@ def _output_errors(path: Path):
                           str(path)) from None
 
 
-def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Check before any work that an MRC file can be written at ``path``.
+def check_output(path: str | os.PathLike, *, overwrite: bool = False,
+                 volume: bool = True) -> Path:
+    """Check before any work that a volume (or any output) can be written at ``path``.
 
-    The extension, the folder, an existing file (refused unless
-    ``overwrite``) and that the folder takes a new file (a read-only folder,
-    a full disk or a missing permission is found now, not after hours of
-    work): a temporary file is created and removed. Stale temporary files of
-    ``path`` (:func:`remove_stale_temporaries`) are removed.
+    For a volume (the default): the extension, the folder, an existing file
+    (refused unless ``overwrite``) and that the folder takes a new file (a
+    read-only folder, a full disk or a missing permission is found now, not
+    after hours of work): a temporary file is created and removed. Stale
+    temporary files of ``path`` (:func:`remove_stale_temporaries`) are removed.
+
+    With ``volume=False`` any output is accepted (a report, a pairs file, a
+    folder of results, a volume in a folder that the job creates): an existing
+    one is refused unless ``overwrite``, a name with an extension must not be
+    a folder, and the nearest folder that exists must be a folder; an MRC name
+    in an existing folder is checked as a volume.
 
     Returns
     -------
@@ -149,8 +155,22 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     >>> import tempfile
     >>> check_output(Path(tempfile.mkdtemp()) / "out.mrc").name
     'out.mrc'
+    >>> check_output(Path(tempfile.mkdtemp()) / "new" / "report.json", volume=False).name
+    'report.json'
     """
     path = Path(path)
+    if not volume:
+        if path.exists() and not overwrite:
+            raise _exists(path)
+        if path.is_dir() and path.suffix:
+            raise InputError(f"{path}: is a folder, expected a file name")
+        if path.suffix.lower() not in MRC_SUFFIXES or not path.parent.is_dir():
+            parent = path.parent
+            while not parent.exists():
+                parent = parent.parent
+            if not parent.is_dir():
+                raise InputError(f"{path}: cannot be created ({parent} is not a folder)")
+            return path
     _check_target(path, overwrite=overwrite)
     remove_stale_temporaries(path)
     probe = temporary_path(path)
@@ -165,9 +185,9 @@ def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
 
 
 def _check_target(path: Path, *, overwrite: bool) -> None:
-    if path.suffix.lower() not in _SUFFIXES:
+    if path.suffix.lower() not in MRC_SUFFIXES:
         raise InputError(
-            f"{path}: expected an MRC extension ({', '.join(_SUFFIXES)}), "
+            f"{path}: expected an MRC extension ({', '.join(MRC_SUFFIXES)}), "
             f"found '{path.suffix}'"
         )
     if not path.parent.is_dir():
@@ -175,7 +195,12 @@ def _check_target(path: Path, *, overwrite: bool) -> None:
     if path.is_dir():
         raise InputError(f"{path}: expected a file name, found a directory")
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: file exists; pass overwrite=True to replace it")
+        raise _exists(path)
+
+
+def _exists(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path}: exists already (use --overwrite, or overwrite=True, "
+                             "to replace it)")
 
 
 def _fsync(path: Path) -> None:

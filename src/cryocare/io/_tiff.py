@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..halves import TIFF_SUFFIXES
 from ._common import VolumeInfo, _f32, _Layout
 
 logger = logging.getLogger(__package__)  # "cryocare.io", as the public module
 
-_TIFF_SUFFIXES = (".tif", ".tiff")
 _TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # classic and BigTIFF
 # Length units of TIFF resolution tags and ImageJ metadata, in Å.
 _TIFF_UNITS = {2: 2.54e8, 3: 1e8, 4: 1e7, 5: 1e4}  # RESUNIT inch, cm, mm, µm
@@ -25,7 +25,7 @@ _IMAGEJ_UNITS = {"micron": 1e4, "microns": 1e4, "um": 1e4, "\u00b5m": 1e4, "\u03
 
 def _is_tiff(path: Path) -> bool:
     """A TIFF by its name, or by its first bytes whatever the name."""
-    if path.suffix.lower() in _TIFF_SUFFIXES:
+    if path.suffix.lower() in TIFF_SUFFIXES:
         return True
     try:
         with open(path, "rb") as f:
