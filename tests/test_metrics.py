@@ -172,13 +172,14 @@ def test_pearson_large_offset_is_accurate():
     assert pearson(x + 1e8, y - 1e8) == pytest.approx(expected, abs=1e-7)
 
 
-@pytest.mark.parametrize("which", ["a", "b"])
-def test_pearson_constant_input(which):
+@pytest.mark.parametrize("which", ["a", "b", "both"])
+def test_pearson_of_a_constant_input_is_zero(which):
+    """One behaviour for every caller: the filter tuner and halves_score need a score."""
     x = ramp((3, 3))
     c = np.full((3, 3), 0.1)
-    args = (c, x) if which == "a" else (x, c)
-    with pytest.raises(InputError, match=f"{which}: expected at least two distinct values"):
-        pearson(*args)
+    args = {"a": (c, x), "b": (x, c), "both": (c, c)}[which]
+    assert pearson(*args) == 0.0
+    assert metrics.halves_score(*args) == 0.0
 
 
 # --- chunked accumulation -------------------------------------------------------

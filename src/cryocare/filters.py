@@ -33,6 +33,7 @@ import numpy.typing as npt
 from scipy import ndimage as ndi
 
 from .errors import InputError
+from .metrics import pearson
 
 __all__ = ["FILTERS", "STRENGTH", "CANDIDATES", "Tuning", "apply_filter", "bm4d",
            "estimate_noise_sigma", "filter_halves", "gaussian", "median", "nad", "tune"]
@@ -788,7 +789,7 @@ def _scores(method: str, noisy: np.ndarray, reference: np.ndarray, values: tuple
         evaluated = ((value, function(noisy, **{**options, STRENGTH[method]: value}))
                      for value in values)
     for value, filtered in evaluated:
-        score = _pearson(filtered, reference)
+        score = pearson(filtered, reference)
         yield value, score
         if score > best:
             best, since = score, 0
@@ -811,16 +812,6 @@ def _nad_at(noisy: np.ndarray, wanted: list[int],
             goal = next(targets, None)
         if goal is None:
             return
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation of two float32 arrays, accumulated in float64."""
-    x = a.reshape(-1).astype(np.float64)
-    y = b.reshape(-1).astype(np.float64)
-    x -= x.mean()
-    y -= y.mean()
-    norm = np.sqrt(np.dot(x, x) * np.dot(y, y))
-    return float(np.dot(x, y) / norm) if norm > 0 else 0.0
 
 
 def _central_crop(shape: tuple[int, ...], max_voxels: int) -> tuple[slice, ...]:

@@ -363,13 +363,16 @@ def pearson(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     -------
     r : float
         Correlation coefficient in ``[-1, 1]``: 1 if ``b = c * a + d`` with
-        ``c > 0``, -1 if ``c < 0``.
+        ``c > 0``, -1 if ``c < 0``; 0 if either array is constant (the
+        coefficient is undefined there; a constant image carries nothing that
+        correlates, so a denoiser whose output collapsed to a constant scores
+        as uncorrelated and a filter tuned by correlation moves on).
 
     Raises
     ------
     InputError
-        If the shapes differ, an array is empty, not real-valued, holds
-        NaN or inf, or is constant (the coefficient is undefined).
+        If the shapes differ, an array is empty, not real-valued, or holds
+        NaN or inf.
 
     References
     ----------
@@ -381,16 +384,14 @@ def pearson(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
     >>> import numpy as np
     >>> pearson(np.array([1.0, 2.0, 3.0]), np.array([1.0, 3.0, 2.0]))
     0.5
+    >>> pearson(np.array([1.0, 2.0, 3.0]), np.array([4.0, 4.0, 4.0]))
+    0.0
     """
     names = ("a", "b")
     first, second = _check_pair(a, b, names=names)
     moments = _Moments(first, second, names)
-    ranges = ((moments.min_a, moments.max_a), (moments.min_b, moments.max_b))
-    for name, (low, high) in zip(names, ranges, strict=True):
-        if low == high:
-            raise InputError(
-                f"{name}: expected at least two distinct values, found a constant array"
-            )
+    if moments.min_a == moments.max_a or moments.min_b == moments.max_b:
+        return 0.0
     r = moments.sp_ab / math.sqrt(moments.ss_a * moments.ss_b)
     return min(1.0, max(-1.0, r))
 
