@@ -219,3 +219,34 @@ def test_denoise_trains_with_the_recipe_and_its_overrides(simulated, tmp_path):
     even, odd = io.read(simulated / "even.mrc"), io.read(simulated / "odd.mrc")
     np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), model.denoise(even, odd),
                                atol=1e-5)
+
+
+def test_the_command_line_starts_the_backend_that_keras_json_names(tmp_path):
+    """Regression: the CLI read only KERAS_BACKEND and prepared TensorFlow for a torch user.
+
+    A stand-in ``keras`` package (first on the path) records nothing but says which
+    backend it is; ``keras.json`` in a temporary KERAS_HOME names JAX. The command
+    line must prepare JAX (CUDA_VISIBLE_DEVICES for ``--device cpu``), not TensorFlow
+    (its log level and oneDNN variables).
+    """
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "keras_home"
+    home.mkdir()
+    (home / "keras.json").write_text(json.dumps({"backend": "jax"}))
+    fake = tmp_path / "fake" / "keras"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("class backend:\n    backend = staticmethod(lambda: 'jax')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS",
+                        "CUDA_VISIBLE_DEVICES")}
+    env.update(KERAS_HOME=str(home), HOME=str(tmp_path),
+               PYTHONPATH=os.pathsep.join([str(fake.parent), env.get("PYTHONPATH", "")]))
+    code = ("import os; from cryocare.cli.app import load_backend; "
+            "print(load_backend(device='cpu'), repr(os.environ.get('CUDA_VISIBLE_DEVICES')), "
+            "os.environ.get('TF_CPP_MIN_LOG_LEVEL'), os.environ.get('TF_ENABLE_ONEDNN_OPTS'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["jax", "''", "None", "None"]

@@ -17,11 +17,12 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import mmap
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+from .backends import cpu_count
 
 __all__ = ["copy", "empty"]
 
@@ -66,7 +67,7 @@ def copy(destination: np.ndarray, source: np.ndarray) -> None:
     """
     source = np.broadcast_to(source, destination.shape)
     axis = next((a for a, n in enumerate(destination.shape) if n > 1), None)
-    workers = 1 if axis is None else min(_cpus(), destination.shape[axis])
+    workers = 1 if axis is None else min(cpu_count(), destination.shape[axis])
     if destination.nbytes < PARALLEL_BYTES or workers < 2:
         np.copyto(destination, source)
         return
@@ -78,19 +79,12 @@ def copy(destination: np.ndarray, source: np.ndarray) -> None:
         future.result()
 
 
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 
 
 def _pool() -> concurrent.futures.ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=_cpus(),
+        _POOL = concurrent.futures.ThreadPoolExecutor(max_workers=cpu_count(),
                                                       thread_name_prefix="cryocare-copy")
     return _POOL

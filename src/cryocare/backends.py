@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["BACKENDS", "available", "current", "check", "select", "enable_cpu_kernels",
            "tensorflow_onednn", "warn_slow_cpu_kernels", "precision_runs", "computes_on_gpu",
-           "compiled_inference", "no_grad", "gpu_free_memory"]
+           "compiled_inference", "no_grad", "gpu_free_memory", "cpu_count"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,20 @@ def current() -> str:
     if keras is not None and hasattr(keras, "backend"):
         return keras.backend.backend()
     return _configured()
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask: ``taskset``, a batch system), at least 1.
+
+    Examples
+    --------
+    >>> cpu_count() >= 1
+    True
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _check_installed(name: str) -> None:

@@ -47,16 +47,15 @@ from . import __version__, backends, nets
 from . import predict as predict_engine
 from .config import CareConfig, PredictOptions
 from .errors import InputError, OutputExistsError
+from .modelformat import FORMAT, FORMAT_VERSION
+from .modelformat import WEIGHTS as _WEIGHTS
 from .normalize import Normalization
 
 __all__ = ["CAREModel", "DEFAULT_TILE", "plot_history", "read_versioned_json"]
 
 log = logging.getLogger(__name__)
 
-FORMAT = "cryocare-model"
-FORMAT_VERSION = 1
 DEFAULT_TILE = 128  # core size per axis of a prediction tile (3-D); 2-D uses 4x that
-_WEIGHTS = "weights.weights.h5"
 _WEIGHTS_LAST = "weights_last.weights.h5"
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
+from .modelformat import FORMAT, WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ __all__ = ["ModelSource", "for_wedge", "inspect_model", "load_model", "PRETRAINE
 
 #: The spec that names the shipped general model.
 PRETRAINED = "pretrained"
-_OURS = "cryocare-model"
-_OUR_WEIGHTS = "weights.weights.h5"
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,9 @@ def _inspect_folder(spec: str, path: Path, kind: str) -> ModelSource:
     meta_path = path / "config.json"
     if meta_path.is_file():
         meta = _json(meta_path, meta_path.read_text(), "model description")
-        if meta.get("format") == _OURS:
-            if not (path / _OUR_WEIGHTS).is_file():
-                raise InputError(f"{path}: incomplete cryocare model folder ({_OUR_WEIGHTS} is "
+        if meta.get("format") == FORMAT:
+            if not (path / WEIGHTS).is_file():
+                raise InputError(f"{path}: incomplete cryocare model folder ({WEIGHTS} is "
                                  f"missing)")
             config = meta.get("config") or {}
             return ModelSource(spec, path, kind, _n_dim(path, config), config)

@@ -55,13 +55,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backends import cpu_count
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
 __all__ = ["ENGINES", "PRECISIONS", "Network", "UnsupportedLayerError", "available",
-           "cache_key", "choose_engine", "compile", "export_onnx", "threads"]
+           "cache_key", "choose_engine", "compile", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +90,6 @@ def available() -> list[str]:
     has_onnx = importlib.util.find_spec("onnx") is not None
     return ["keras"] + [name for name, module in _MODULES.items()
                         if has_onnx and importlib.util.find_spec(module) is not None]
-
-
-def threads() -> int:
-    """CPUs this process may run on (its affinity mask), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def choose_engine(precision: str = "float32", engines: Sequence[str] | None = None) -> str:
@@ -222,7 +215,7 @@ def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = 
             raise
         log.info("running the network in Keras: %s", error)
         return _keras_network(keras_model, model_dim)
-    count = int(num_threads) if num_threads is not None else threads()
+    count = int(num_threads) if num_threads is not None else cpu_count()
     if engine == "onnxruntime" and precision != "float32":
         raise InputError("ONNX Runtime runs float32 only; use engine='openvino' for bfloat16")
     try:

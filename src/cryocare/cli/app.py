@@ -21,7 +21,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
-from ..backends import ONEDNN_VARIABLE, enable_cpu_kernels
+from ..backends import ONEDNN_VARIABLE, current, enable_cpu_kernels
 from ..errors import CryocareError
 
 __all__ = ["configure_logging", "load_backend", "run"]
@@ -80,7 +80,7 @@ def load_backend(*, device: str | None = None, strict: bool = True) -> str:
     it), and GPU memory is allocated as needed (memory growth), not
     all at once, so that a shared node's other GPUs and jobs are untouched.
     """
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend = current()  # KERAS_BACKEND, else keras.json, as Keras will choose
     if backend == "tensorflow" and "tensorflow" not in sys.modules:
         if enable_cpu_kernels():
             log.debug("TensorFlow's CPU convolutions run in oneDNN (%s=1)", ONEDNN_VARIABLE)
