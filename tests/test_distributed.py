@@ -70,3 +70,16 @@ def test_bad_scheduler_address_is_an_input_error():
     with pytest.raises(InputError, match="scheduler"), \
             cluster_client("tcp://127.0.0.1:9", timeout="1s"):
         pass
+
+
+def test_outputs_are_checked_before_any_work_as_every_mrc_output(setup, tmp_path):
+    """The outputs go through cryocare.io.check_output: extension, folder, existing file."""
+    folder, _ = setup
+    pair = (folder / "a_EVN.mrc", folder / "a_ODD.mrc")
+    with pytest.raises(InputError, match="expected an MRC extension"):
+        predict_chunked(folder / "model", *pair, tmp_path / "a.txt")
+    with pytest.raises(InputError, match="expected an existing folder"):
+        predict_files(folder / "model", [pair], [tmp_path / "none" / "a.mrc"])
+    (tmp_path / "a.mrc").write_bytes(b"")
+    with pytest.raises(OutputExistsError, match="exists already"):
+        predict_chunked(folder / "model", *pair, tmp_path / "a.mrc")

@@ -40,7 +40,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import io
-from .errors import InputError, OutputExistsError
+from .errors import InputError
 
 __all__ = ["cluster_client", "predict_files", "predict_chunked"]
 
@@ -111,14 +111,6 @@ def _predict_region(model_dir: str, even: str, odd: str, read: tuple[int, int],
     return result[keep[0] - read[0]:keep[1] - read[0]]
 
 
-def _check_outputs(outputs: Sequence[Path], overwrite: bool) -> None:
-    for output in outputs:
-        if output.exists() and not overwrite:
-            raise OutputExistsError(f"{output}: exists already; pass overwrite=True to replace it")
-        if not output.parent.is_dir():
-            raise InputError(f"{output}: expected an existing folder {output.parent}, found none")
-
-
 def predict_files(
     model: str | os.PathLike,
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
@@ -163,7 +155,8 @@ def predict_files(
     if len(outputs) != len(pairs):
         raise InputError(f"expected one output per pair, got {len(outputs)} outputs for "
                          f"{len(pairs)} pairs")
-    _check_outputs(outputs, overwrite)
+    for output in outputs:
+        io.check_output(output, overwrite=overwrite)
     model_dir = str(Path(model).resolve())
     with cluster_client(scheduler, n_workers=n_workers, processes=processes) as client:
         import distributed
@@ -210,25 +203,26 @@ def predict_chunked(
     """
     from . import nets
     from .normalize import compute_normalization
-    from .tiling import aligned_margin, round_up
+    from .tiling import plan_tiles
 
     output = Path(output)
-    _check_outputs([output], overwrite)
+    io.check_output(output, overwrite=overwrite)
     model_dir = str(Path(model).resolve())
     even, odd = str(Path(even).resolve()), str(Path(odd).resolve())
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     loaded = _load_model(model_dir)
     config, config_normalization = loaded.config, loaded.normalization
-    multiple = nets.multiple_of(config)
-    margin = aligned_margin(nets.halo(config), multiple)  # as every tile plan reads
-    step = round_up(max(int(chunk), 1), multiple)
     if options.get("normalize") == "image" or config_normalization is None:
         options = {**options, "normalize": compute_normalization([even_data, odd_data])}
     depth = info.shape[0]
-    regions = [((max(0, z - margin), min(depth, z + step + margin)), (z, min(depth, z + step)))
-               for z in range(0, depth, step)]
-    log.info("predicting %s in %d chunks of %d slices (+%d margin)", even, len(regions), step,
-             margin)
+    # A tile plan along Z; the worker's model pads a chunk at the far end itself, so
+    # reads stop at the last slice.
+    plan = plan_tiles((depth,), tile_shape=(max(int(chunk), 1),), halo=nets.halo(config),
+                      multiple_of=nets.multiple_of(config))
+    regions = [((t.read[0].start, min(depth, t.read[0].stop)), (t.write[0].start, t.write[0].stop))
+               for t in plan.tiles]
+    log.info("predicting %s in %d chunks of %d slices (+%d margin)", even, len(regions),
+             plan.tile_shape[0], plan.halo)
     with cluster_client(scheduler, n_workers=n_workers, processes=processes) as client, \
             io.open_writer(output, info.shape, like=info, overwrite=overwrite,
                            label=f"CARE denoised from {Path(even).name}") as writer, \

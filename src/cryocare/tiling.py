@@ -97,8 +97,8 @@ def aligned_margin(halo: int, multiple_of: int) -> int:
     """The margin read around a core: ``halo`` rounded up to the pooling grid.
 
     At least ``multiple_of``, so that reflection padding at the far end has
-    real voxels to mirror. Every tiling of cryocare (tile plans, the chunks of
-    :mod:`cryocare.distributed`) reads this much.
+    real voxels to mirror. Every tiling of cryocare (the tile plans of
+    :mod:`cryocare.predict` and of :mod:`cryocare.distributed`'s chunks) reads this much.
 
     Examples
     --------
