@@ -491,7 +491,11 @@ def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
     :meth:`cryocare.model.CAREModel.denoise` with the recipe's test-time
     augmentation; ``options`` are those of
     :meth:`~cryocare.model.CAREModel.denoise` (``memory``, ``out``, ...).
-    Use :func:`train_on_pair` to keep the model.
+    Use :func:`train_on_pair` to keep the model. Without ``out`` or ``wedge``,
+    :func:`cryocare.heldout.denoise` checks the model against Gaussian and NAD
+    filters on the validation end of the tilt axis, logs the estimated gains,
+    and returns a filter's restoration (or a blend) if it wins
+    (docs/heldout.md).
 
     Returns
     -------
@@ -503,7 +507,15 @@ def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
     model = train_on_pair(even, odd, recipe=recipe, budget=budget, init=init, seed=seed,
                           tilt_axis=tilt_axis, fit=fit, progress=progress, wedge=wedge)
     options.setdefault("tta", recipe.tta)
-    return model.denoise(even, odd, progress=progress, **options)
+    if wedge is not None or options.get("out") is not None:  # no held-out check (heldout.md)
+        return model.denoise(even, odd, progress=progress, **options)
+    from .heldout import denoise as checked
+    from .heldout import representative_region, validation_region
+
+    # The estimate's line, scored where training held its pairs out; a filter if it wins.
+    region = representative_region(np.shape(even), within=validation_region(
+        np.shape(even), tilt_axis=tilt_axis))
+    return checked(model, even, odd, region=region, progress=progress, **options)[0]
 
 
 def _wedge_setup(recipe: Recipe, config: CareConfig, smallest: tuple[int, ...], wedge: Any, *,
