@@ -238,8 +238,8 @@ def test_an_allocation_failure_of_an_engine_is_a_memory_error():
     def fails(batch):
         raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : std::bad_alloc")
 
-    network = runtime.Network(engine="onnxruntime", precision="float32", n_dim=2, threads=1,
-                              graph=None, handle=None, _run=fails)
+    network = runtime.CompiledNetwork(engine="onnxruntime", precision="float32", n_dim=2,
+                                      threads=1, graph=None, handle=None, _run=fails)
     with pytest.raises(MemoryError):
         network(np.zeros((1, 4, 4), np.float32))
 
@@ -284,9 +284,9 @@ def test_auto_falls_back_to_keras_when_the_engine_fails_to_start(built, monkeypa
 
 
 def test_an_output_of_the_wrong_shape_is_an_error():
-    network = runtime.Network(engine="openvino", precision="bfloat16", n_dim=2, threads=1,
-                              graph=None, handle=None,
-                              _run=lambda batch: np.zeros((0, 0, 0), np.float32))
+    network = runtime.CompiledNetwork(engine="openvino", precision="bfloat16", n_dim=2,
+                                      threads=1, graph=None, handle=None,
+                                      _run=lambda batch: np.zeros((0, 0, 0), np.float32))
     with pytest.raises(RuntimeError, match="returned shape"):
         network(np.zeros((1, 4, 4), np.float32))
 

@@ -50,7 +50,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import io
-from ._memory import copy, empty
+from ._pages import copy, empty
 from .config import NORMALIZE_CHOICES, PredictOptions, parse_size
 from .errors import CryocareError, InputError
 from .nets.registry import NetworkSpec
@@ -330,7 +330,7 @@ class _Engine:
 
     def _read(self, tiles: Sequence[Tile], images: Sequence[np.ndarray]) -> np.ndarray:
         """The normalised batch of ``tiles`` of ``images`` (tile by tile, image by image)."""
-        # read straight into one batch array on plain pages (see cryocare._memory)
+        # read straight into one batch array on plain pages (see cryocare._pages)
         batch = empty((len(tiles) * len(images), *tiles[0].read_shape), np.float32)
         for index, (tile, image) in enumerate((t, i) for t in tiles for i in images):
             read_tile(image, tile.read, out=batch[index])

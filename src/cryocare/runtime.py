@@ -2,8 +2,8 @@
 
 :func:`compile` turns a Keras network (one input channel, one output
 channel, channels last, as :mod:`cryocare.nets` builds them) into a
-:class:`Network`: a function from a float32 batch ``(n, *spatial)`` to the
-restored batch of the same shape, the form :mod:`cryocare.predict` calls.
+:class:`CompiledNetwork`: a function from a float32 batch ``(n, *spatial)``
+to the restored batch of the same shape, the form :mod:`cryocare.predict` calls.
 It is run by
 
 - ``"openvino"``: OpenVINO's CPU plugin (float32, or bfloat16 where the CPU
@@ -61,7 +61,7 @@ from .errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["ENGINES", "PRECISIONS", "Network", "UnsupportedLayerError", "available",
+__all__ = ["ENGINES", "PRECISIONS", "CompiledNetwork", "UnsupportedLayerError", "available",
            "cache_key", "choose_engine", "compile", "export_onnx"]
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def choose_engine(precision: str = "float32", engines: Sequence[str] | None = No
 
 # ---------------------------------------------------------------------- the network
 @dataclass
-class Network:
+class CompiledNetwork:
     """A compiled network: call it on a float32 batch ``(n, *spatial)``.
 
     Attributes
@@ -163,7 +163,7 @@ class Network:
 
 def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = "float32",
             cache_dir: str | os.PathLike | None = None, n_dim: int | None = None,
-            num_threads: int | None = None) -> Network:
+            num_threads: int | None = None) -> CompiledNetwork:
     """A fast batch function running ``keras_model`` (see the module docstring).
 
     Parameters
@@ -176,7 +176,7 @@ def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = 
     precision : {"float32", "bfloat16"}
         Arithmetic of the exported engines. ``"bfloat16"`` needs OpenVINO on
         a CPU with AVX-512 BF16 or AMX; elsewhere OpenVINO runs float32 (the
-        :attr:`Network.precision` says which). The Keras engine computes in
+        :attr:`CompiledNetwork.precision` says which). The Keras engine computes in
         the model's own dtype policy.
     cache_dir : path, optional
         Folder for the exported graph (created if missing); None exports in memory.
@@ -187,7 +187,7 @@ def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = 
 
     Returns
     -------
-    Network
+    CompiledNetwork
     """
     model_dim = _model_n_dim(keras_model)
     if n_dim is not None and n_dim != model_dim:
@@ -229,8 +229,8 @@ def compile(keras_model: keras.Model, *, engine: str = "auto", precision: str = 
         log.warning("%s cannot run the network here, running it in Keras: %s", engine, error)
         return _keras_network(keras_model, model_dim)
     log.info("network runs in %s (%s, %d threads)", engine, precision, count)
-    return Network(engine=engine, precision=precision, n_dim=model_dim, threads=count,
-                   graph=path, handle=handle, _run=run)
+    return CompiledNetwork(engine=engine, precision=precision, n_dim=model_dim, threads=count,
+                           graph=path, handle=handle, _run=run)
 
 
 def _model_n_dim(keras_model: keras.Model) -> int:
@@ -242,7 +242,7 @@ def _model_n_dim(keras_model: keras.Model) -> int:
     return len(shapes[0]) - 2
 
 
-def _keras_network(keras_model: keras.Model, n_dim: int) -> Network:
+def _keras_network(keras_model: keras.Model, n_dim: int) -> CompiledNetwork:
     import keras
 
     def run(batch: np.ndarray) -> np.ndarray:
@@ -251,8 +251,9 @@ def _keras_network(keras_model: keras.Model, n_dim: int) -> Network:
 
     policy = getattr(keras_model, "dtype_policy", None)
     compute = getattr(policy, "compute_dtype", "float32")
-    return Network(engine="keras", precision="bfloat16" if compute == "bfloat16" else "float32",
-                   n_dim=n_dim, threads=None, graph=None, handle=keras_model, _run=run)
+    precision = "bfloat16" if compute == "bfloat16" else "float32"
+    return CompiledNetwork(engine="keras", precision=precision, n_dim=n_dim, threads=None,
+                           graph=None, handle=keras_model, _run=run)
 
 
 def _onnxruntime(graph: bytes, count: int) -> tuple[Callable[[np.ndarray], np.ndarray], Any]:

@@ -17,7 +17,7 @@ try:
 except ImportError:  # NumPy < 2
     from numpy import byte_bounds
 
-from .._memory import empty
+from .._pages import empty
 from ..errors import InputError
 from ._common import VolumeInfo, _Layout
 from ._mrc import _inspect_mrc

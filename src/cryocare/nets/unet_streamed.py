@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .. import backends
-from .._memory import copy, empty
+from .._pages import copy, empty
 from .unet import layer_names
 
 if TYPE_CHECKING:  # pragma: no cover
