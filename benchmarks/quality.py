@@ -59,9 +59,9 @@ from cryocare.backends import precision_runs  # noqa: E402
 from cryocare.errors import InputError  # noqa: E402
 from cryocare.evaluate import BASELINES  # noqa: E402
 from cryocare.filters import apply_filter  # noqa: E402
-from cryocare.metrics import pearson, psnr_affine, ssim_affine  # noqa: E402
+from cryocare.metrics import dice, pearson, psnr_affine, ssim_affine  # noqa: E402
 from cryocare.recipe import DEFAULT_RECIPE, Recipe, parse_duration, train_on_pair  # noqa: E402
-from cryocare.segment import dice, segment_otsu  # noqa: E402
+from cryocare.segment import segment_otsu  # noqa: E402
 from cryocare.simulate import simulate_tomogram  # noqa: E402
 
 log = logging.getLogger("quality")

@@ -17,9 +17,9 @@ from cryocare import io
 from cryocare.config import CareConfig
 from cryocare.demo import orthoslice_figure
 from cryocare.filters import median
-from cryocare.metrics import psnr
+from cryocare.metrics import dice, psnr
 from cryocare.pairs import sample_pairs
-from cryocare.segment import dice, segment_otsu
+from cryocare.segment import segment_otsu
 from cryocare.simulate import simulate_tomogram
 from cryocare.training import train
 

@@ -1,10 +1,11 @@
-"""Tests of cryocare.segment: exact masks and scores on hand-made images."""
+"""Tests of cryocare.segment and of the mask scores of cryocare.metrics, on hand-made images."""
 
 import numpy as np
 import pytest
 
 from cryocare.errors import InputError
-from cryocare.segment import dice, iou, otsu_threshold, segment_otsu
+from cryocare.metrics import dice, iou, precision, recall
+from cryocare.segment import otsu_threshold, segment_otsu
 
 
 def readonly(array):
@@ -201,8 +202,6 @@ from cryocare.segment import (  # noqa: E402
     clean_mask,
     label_components,
     multi_otsu_thresholds,
-    precision,
-    recall,
     segment_multi_otsu,
 )
 

@@ -29,9 +29,9 @@ import numpy as np
 from . import io
 from .errors import OutputExistsError
 from .filters import filter_halves, median
-from .metrics import psnr, ssim_affine
+from .metrics import dice, psnr, ssim_affine
 from .recipe import DEFAULT_RECIPE, Recipe, train_on_pair
-from .segment import dice, segment_otsu
+from .segment import segment_otsu
 from .simulate import simulate_tomogram
 
 __all__ = ["DemoResult", "DEMO_SHAPE", "DEMO_TIME_BUDGET", "run_demo", "orthoslice_figure"]

@@ -52,16 +52,21 @@ from .errors import InputError
 from .filters import FILTERS, _check_image, apply_filter, tune
 from .metrics import (
     FSCCurve,
+    _check_mask,
+    dice,
     directional_resolution,
     fsc,
     halves_score,
+    iou,
+    precision,
     psnr_affine,
     psnr_lowpass,
+    recall,
     snr_from_halves,
     ssim_affine,
     wedge_correlation,
 )
-from .segment import _check_mask, dice, iou, precision, recall, segment_otsu
+from .segment import segment_otsu
 
 if TYPE_CHECKING:  # pragma: no cover
     from .recipe import Recipe

@@ -2,7 +2,9 @@
 
 :func:`wedge_correlation`, :func:`directional_resolution` and
 :func:`psnr_lowpass` score a volume against a wedge-free truth (section
-"the missing wedge", at the end).
+"the missing wedge", at the end). :func:`dice`, :func:`iou`,
+:func:`precision` and :func:`recall` score a mask (e.g. from
+:mod:`cryocare.segment`) against a reference mask (section "masks", last).
 
 Full-reference scores (:func:`mse`, :func:`psnr`, :func:`psnr_affine`,
 :func:`ssim_affine`) compare an image with a clean reference; Fourier
@@ -58,6 +60,11 @@ __all__ = [
     "lowpass",
     "psnr_lowpass",
     "wedge_correlation",
+    # masks
+    "dice",
+    "iou",
+    "precision",
+    "recall",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1482,3 +1489,193 @@ def psnr_lowpass(
     smooth = [_lowpassed(_finite_2d_3d(v, name), cutoff, width)
               for v, name in ((reference, "truth"), (restored, "image"))]
     return psnr_affine(smooth[0], smooth[1], data_range=data_range)
+
+
+# --- masks: overlap scores ------------------------------------------------------
+# How well a segmentation (cryocare.segment) matches a reference mask.
+
+def _check_mask(mask: npt.ArrayLike, *, name: str) -> np.ndarray:
+    """Return `mask` as a bool array; integer masks must hold only 0 and 1."""
+    array = np.asarray(mask)
+    if array.dtype != np.bool_:
+        if not np.issubdtype(array.dtype, np.integer):
+            raise InputError(f"{name}: expected a boolean mask, found dtype {array.dtype}")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise InputError(
+                f"{name}: expected a boolean mask or integers 0 and 1, "
+                f"found values from {array.min()} to {array.max()}"
+            )
+        array = array.astype(bool)
+    if array.size == 0:
+        raise InputError(f"{name}: expected a non-empty mask, found shape {array.shape}")
+    return array
+
+
+def _counts(mask: npt.ArrayLike, reference: npt.ArrayLike) -> tuple[int, int, int]:
+    """Sizes of `mask`, `reference` and their intersection, after validation."""
+    a = _check_mask(mask, name="mask")
+    b = _check_mask(reference, name="reference")
+    if a.shape != b.shape:
+        raise InputError(
+            f"reference: expected the shape of mask {a.shape}, found shape {b.shape}"
+        )
+    both = int(np.count_nonzero(np.logical_and(a, b)))
+    return int(np.count_nonzero(a)), int(np.count_nonzero(b)), both
+
+
+def dice(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Dice similarity coefficient of two masks.
+
+    ``2 |A ∩ B| / (|A| + |B|)``: 1 for identical masks, 0 for disjoint ones.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape (any number of dimensions). Integer arrays
+        holding only 0 and 1 are accepted as masks. They are not modified.
+
+    Returns
+    -------
+    score : float
+        Dice coefficient in ``[0, 1]``. Two empty masks (no ``True``
+        anywhere) agree perfectly and score 1.0.
+
+    Raises
+    ------
+    InputError
+        If the shapes differ (both are named), an array is empty, or a
+        value is not boolean (nor an integer 0 or 1).
+
+    See Also
+    --------
+    iou : Jaccard index; ``iou = dice / (2 - dice)``.
+
+    References
+    ----------
+    .. [1] L. R. Dice, "Measures of the amount of ecologic association
+           between species", Ecology 26(3):297-302, 1945.
+           :DOI:`10.2307/1932409`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 1, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> dice(a, b)  # 2 * 2 / (3 + 3)
+    0.6666666666666666
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    if size_a + size_b == 0:
+        return 1.0
+    return 2.0 * both / (size_a + size_b)
+
+
+def iou(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Intersection over union (Jaccard index) of two masks.
+
+    ``|A ∩ B| / |A ∪ B|``: 1 for identical masks, 0 for disjoint ones.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape (any number of dimensions). Integer arrays
+        holding only 0 and 1 are accepted as masks. They are not modified.
+
+    Returns
+    -------
+    score : float
+        Jaccard index in ``[0, 1]``. Two empty masks score 1.0, as in
+        :func:`dice`.
+
+    Raises
+    ------
+    InputError
+        If the shapes differ (both are named), an array is empty, or a
+        value is not boolean (nor an integer 0 or 1).
+
+    References
+    ----------
+    .. [1] P. Jaccard, "The distribution of the flora in the alpine zone",
+           New Phytologist 11(2):37-50, 1912.
+           :DOI:`10.1111/j.1469-8137.1912.tb05611.x`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 1, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> iou(a, b)  # 2 / 4
+    0.5
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    union = size_a + size_b - both
+    if union == 0:
+        return 1.0
+    return both / union
+
+
+def precision(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Fraction of the mask that lies in the reference: ``|A ∩ B| / |A|``.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape, as for :func:`dice`. Not modified.
+
+    Returns
+    -------
+    score : float
+        Precision in ``[0, 1]`` (1 - false discovery rate). An empty mask
+        scores 1.0 if the reference is empty too, else 0.0 (nothing
+        found).
+
+    Raises
+    ------
+    InputError
+        As for :func:`dice`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 1, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> precision(a, b), precision(a[:, :2], b[:, :2])
+    (0.6666666666666666, 0.5)
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    if size_a == 0:
+        return 1.0 if size_b == 0 else 0.0
+    return both / size_a
+
+
+def recall(mask: npt.ArrayLike, reference: npt.ArrayLike) -> float:
+    """Fraction of the reference found by the mask: ``|A ∩ B| / |B|``.
+
+    Parameters
+    ----------
+    mask, reference : array_like of bool
+        Masks of the same shape, as for :func:`dice`. Not modified.
+
+    Returns
+    -------
+    score : float
+        Recall (sensitivity) in ``[0, 1]``. An empty reference scores 1.0
+        if the mask is empty too, else 0.0.
+
+    Raises
+    ------
+    InputError
+        As for :func:`dice`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.array([[1, 1, 0, 0]], dtype=bool)
+    >>> b = np.array([[0, 1, 1, 1]], dtype=bool)
+    >>> recall(a, b)
+    0.3333333333333333
+    """
+    size_a, size_b, both = _counts(mask, reference)
+    if size_b == 0:
+        return 1.0 if size_a == 0 else 0.0
+    return both / size_b

@@ -374,7 +374,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import io
-    from ..segment import dice, segment_otsu
+    from ..metrics import dice
+    from ..segment import segment_otsu
 
     io.read_info(args.input)
     check_output(args.output, overwrite=args.overwrite, volume=False)
