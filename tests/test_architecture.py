@@ -2,6 +2,8 @@
 
 import argparse
 import ast
+import importlib
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 
 import cryocare
 from cryocare.cli import build_parser
+from cryocare.cli.options import HelpFormatter
 
 SOURCE = Path(cryocare.__file__).parent
 
@@ -108,8 +111,21 @@ def test_the_public_face_lists_what_a_notebook_needs():
     names = set(dir(cryocare))
     assert {"read", "write", "read_pair", "sample_pairs", "CareConfig", "Recipe", "CAREModel",
             "train", "denoise", "load_model", "segment_otsu", "simulate_tomogram"} <= names
-    for name in cryocare.__all__:
-        assert getattr(cryocare, name) is not None
+
+
+@pytest.mark.parametrize("name", sorted(cryocare._LAZY))
+def test_every_lazy_name_is_the_attribute_of_the_module_it_names(name):
+    module, attribute = cryocare._LAZY[name]
+    assert getattr(cryocare, name) is getattr(importlib.import_module(f"cryocare.{module}"),
+                                              attribute)
+    assert name in dir(cryocare) and name in cryocare.__all__
+
+
+def test_an_unknown_public_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'predict_tiled'"):
+        cryocare.predict_tiled  # noqa: B018
+    assert not hasattr(cryocare, "Denoise")
+    assert "predict_tiled" not in dir(cryocare)
 
 
 def _subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -118,19 +134,53 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(action.choices)
 
 
+def _shown_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """An option's help as ``--help`` prints it (before line wrapping)."""
+    return parser._get_formatter()._expand_help(action)
+
+
+def test_the_help_formatter_appends_the_real_default_once():
+    parser = argparse.ArgumentParser(formatter_class=HelpFormatter)
+    parser.add_argument("--size", type=int, default=64, help="tile size")
+    parser.add_argument("--mode", default="fast", choices=("fast", "slow"), help="how")
+    parser.add_argument("--mask", help="mask file")
+    parser.add_argument("--budget", help="time budget (default: the recipe's)")
+    parser.add_argument("--flag", action="store_true", help="switch it on")
+    parser.add_argument("--need", required=True, help="needed")
+    parser.add_argument("input", help="the input")
+    shown = {a.dest: _shown_help(parser, a) for a in parser._actions}
+    assert shown["size"] == "tile size (default: 64)"
+    assert shown["mode"] == "how (default: fast)"
+    assert shown["mask"] == "mask file (default: none)"
+    assert shown["budget"] == "time budget (default: the recipe's)"  # not a second one
+    assert shown["flag"] == "switch it on"
+    assert shown["need"] == "needed" and shown["input"] == "the input"
+
+
 @pytest.mark.parametrize("command", sorted(_subcommands()))
-def test_every_option_has_help_and_shows_its_default(command):
+def test_every_option_has_help_that_states_its_default_once_and_truly(command):
     parser = _subcommands()[command]
     text = parser.format_help()
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        assert action.help, f"{command} {action.option_strings or action.dest}: no help"
-        flag = isinstance(action, argparse._StoreTrueAction | argparse._StoreConstAction)
-        positional_or_required = not action.option_strings or action.required
-        if not flag and not positional_or_required:
-            assert "default" in parser._get_formatter()._get_help_string(action), \
-                f"{command} {action.option_strings}: no default shown"
+        where = f"{command} {action.option_strings or action.dest}"
+        assert action.help, f"{where}: no help"
+        shown = _shown_help(parser, action)
+        flag = isinstance(action, argparse._StoreConstAction | argparse.BooleanOptionalAction)
+        if flag or not action.option_strings or action.required:
+            continue
+        written = argparse.HelpFormatter(parser.prog)._expand_help(action)  # as written
+        # "default" as a word ("default_pipeline.star" is a file name, not a default).
+        assert re.search(r"\bdefault\b", shown), f"{where}: no default shown: {shown!r}"
+        if not re.search(r"\bdefault\b", written):  # the formatter adds the parser's own
+            value = "none" if action.default is None else str(action.default)
+            assert shown == f"{written} (default: {value})", f"{where}: {shown!r}"
+            continue
+        assert shown == written, f"{where}: a second default added: {shown!r}"
+        if action.default not in (None, False):  # written by hand: it names the real one
+            assert re.search(rf"\bdefault:? {re.escape(str(action.default))}\b", shown), \
+                f"{where}: the help names another default than {action.default!r}"
     assert "-o OUTPUT, --output OUTPUT" in text or command == "demo" or "--output" not in text
 
 
