@@ -134,6 +134,9 @@ def test_denoise_without_halves_says_it_predicts_zero_shot(volume, reuse_model, 
     (["T1.mrc", "--even", "T2.mrc", "--odd", "T1.mrc", "-o", "out.mrc"], "found both"),
     (["T1.mrc", "-o", "out.tif"], "expected an MRC file name"),
     (["missing.mrc", "-o", "out.mrc"], "missing.mrc: no such file or folder"),
+    # Regression (issue 29): one volume given as --even was answered with the list of options.
+    (["--even", "T1.mrc", "-o", "out.mrc"], "--even without --odd: give both halves, or a "
+                                            "tomogram without halves without either"),
 ])
 def test_bad_single_tomogram_input_is_one_line(volume, tmp_path, monkeypatch, capsys, args,
                                                message):

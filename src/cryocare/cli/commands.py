@@ -191,6 +191,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.tomograms:
         return predict_single(args, args.model if args.wedge is None else
                               _wedge_source(args.model, args.wedge).spec)
+    if bool(args.even) != bool(args.odd):
+        given, missing = ("--even", "--odd") if args.even else ("--odd", "--even")
+        raise InputError(f"{given} without {missing}: give both halves, or a tomogram without "
+                         f"halves without either (cryocare predict --model M TOMO -o OUT)")
     from ..modelfiles import inspect_model
 
     if args.model is None or not args.even or not args.odd or args.output is None:
