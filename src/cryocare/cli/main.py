@@ -120,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_precision_option(p)
     add_common(p)
 
-    p = _sub(sub, "predict", "denoise even/odd tomograms with a model in any format "
-                             "(cryocare folder, cryoCARE .tar.gz, 'pretrained')", cmd_predict)
+    p = _sub(sub, "predict", "denoise even/odd tomograms, or tomograms without halves "
+                             "(zero-shot), with a model in any format (cryocare folder, "
+                             "cryoCARE .tar.gz, 'pretrained')", cmd_predict)
     p.add_argument("--model",
                    help="cryocare model folder, cryoCARE 0.3.0 .tar.gz archive or folder, or "
                         "'pretrained' (the shipped general model, normalising per tomogram)")
