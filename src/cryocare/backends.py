@@ -281,9 +281,12 @@ def compiled_inference(model: keras.Model) -> Any:
             array = array.view(np.uint16)
         return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
 
+    several = len(model.outputs) > 1
+
     def call(inputs: list[np.ndarray]) -> Any:
         out = traced([shared(a) for a in inputs])
-        return [np.asarray(t) for t in out] if isinstance(out, (list, tuple)) else np.asarray(out)
+        # a model of several outputs gives a list, or TensorFlow's own wrapper of one
+        return [np.asarray(t) for t in tf.nest.flatten(out)] if several else np.asarray(out)
     return call
 
 

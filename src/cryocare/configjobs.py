@@ -123,6 +123,7 @@ def train(config: TrainConfig, *, progress: bool = False, init: Any = "pretraine
     """
     from .compat import write_archive
     from .pairs import PairSet
+    from .recipe import DEFAULT_RECIPE, plan_run
     from .training import train as train_pairs
 
     data = Path(config.train_data)
@@ -138,7 +139,11 @@ def train(config: TrainConfig, *, progress: bool = False, init: Any = "pretraine
             f"{archive}: model archive exists already (set \"overwrite\": true in the config)"
         )
     pairs = PairSet.load(pair_file)
-    model = train_pairs(pairs, care_config(config), budget=None, init=init, progress=progress)
+    # planned as every face plans: a start from a model trains at the fine-tuning rate
+    run = plan_run(DEFAULT_RECIPE.replace(config=care_config(config),
+                                          patch_shape=tuple(pairs.patch_shape)),
+                   init=init, fit=False, keep_patches=True)
+    model = train_pairs(pairs, run.config, budget=None, init=run.start, progress=progress)
     Path(config.path).mkdir(parents=True, exist_ok=True)
     return write_archive(model, archive, model_name=config.model_name,
                          overwrite=config.overwrite)

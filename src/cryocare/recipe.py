@@ -52,8 +52,9 @@ from .pairs import sample_pairs
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Fit", "Recipe", "candidates",
-           "cpu_has_bfloat16", "denoise", "fit_recipe", "parse_duration", "train_on_pair"]
+__all__ = ["DEFAULT_RECIPE", "DEFAULT_TIME_BUDGET", "Fit", "Recipe", "RunPlan", "candidates",
+           "cpu_has_bfloat16", "denoise", "fit_recipe", "parse_duration", "plan_run",
+           "train_on_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,7 @@ def candidates(recipe: Recipe, *, finetuning: bool) -> list[Recipe]:
 
 
 def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], Any],
-               finetuning: bool) -> Fit:
+               finetuning: bool, keep_patches: bool = False) -> Fit:
     """Choose the setting that buys enough training steps in ``budget`` on this machine.
 
     Tries :func:`candidates` in order, measuring each (``step_time(recipe)``
@@ -303,6 +304,8 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
         ``step_time(recipe) -> (setup seconds, seconds per step)``.
     finetuning : bool
         Whether training starts from a model (its network is kept).
+    keep_patches : bool
+        Keep the recipe's patch shape (the pairs were sampled already).
 
     Examples
     --------
@@ -328,6 +331,8 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
     best: Fit | None = None
     cost = 0.0
     for candidate in candidates(recipe, finetuning=finetuning):
+        if keep_patches and candidate.patch_shape != recipe.patch_shape:
+            continue
         if tried and cost > MEASURE_SHARE * (budget - spent):
             break
         setup, step = step_time(candidate)
@@ -351,6 +356,93 @@ def fit_recipe(recipe: Recipe, *, budget: float, step_time: Callable[[Recipe], A
         reason = (f"{_setting(best.recipe)}: about {best.steps} steps in the budget, fewer than "
                   f"the {need} wanted (measured: {measured})")
     return dataclasses.replace(best, reason=reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPlan:
+    """What a training run will do, decided before it samples pairs or trains.
+
+    Attributes
+    ----------
+    recipe : Recipe
+        The recipe as fitted (its fine-tuning form when the run starts from a model).
+    config : CareConfig
+        The network and training settings of the run.
+    patch_shape : tuple of int
+        The patches to train on.
+    start : CAREModel or None
+        The model the run starts from, loaded once; None: random weights.
+    fit : Fit or None
+        What fitting to this machine chose and why (None: not fitted).
+    """
+
+    recipe: Recipe
+    config: CareConfig
+    patch_shape: tuple[int, ...]
+    start: Any
+    fit: Fit | None
+
+
+def plan_run(recipe: Recipe, *, init: Any = "pretrained", budget: Any = None,
+             fit: bool = True, keep_patches: bool = False) -> RunPlan:
+    """The one training plan of every face: the start, its learning rate and the fit.
+
+    ``cryocare denoise``, ``cryocare train PAIRS``, ``--star``, ``evaluate``,
+    the demo and the cryoCARE scripts all decide here: the starting model is
+    loaded once (:func:`cryocare.training.finetune.initial_model`); a run
+    that starts from a model trains at the recipe's fine-tuning rate and
+    warm-up; with a time budget and ``fit``, :func:`fit_recipe` measures this
+    machine and adapts batch, patches (not with ``keep_patches``: pairs
+    already sampled) and, from scratch, width — and the log says what it chose.
+
+    Parameters
+    ----------
+    recipe : Recipe
+        What to train, its ``config.n_dim`` and ``patch_shape`` those of the data.
+    init : "pretrained", "none", None, path or CAREModel
+        Starting weights.
+    budget : float, Budget or None
+        Seconds (a :class:`cryocare.training.Budget` started by the caller,
+        so that planning counts); None or 0: no fitting.
+    fit : bool
+        Fit the recipe to the machine's measured speed (with a budget).
+    keep_patches : bool
+        The patch shape is fixed (the pairs exist).
+
+    Returns
+    -------
+    RunPlan
+    """
+    from .training import Budget, finetune, precision
+    from .training.speed import step_seconds
+
+    clock = budget if isinstance(budget, Budget) else Budget.start(budget or 0.0)
+    config, patch_shape = recipe.config, tuple(recipe.patch_shape)
+    start = finetune.initial_model(init, config)
+    if start is not None:
+        recipe = recipe.finetuning()
+        config = config.replace(train_learning_rate=recipe.finetune_learning_rate,
+                                train_warmup=recipe.finetune_warmup)
+    chosen = None
+    if fit and clock:
+        config = config.replace(train_precision=precision.resolve(config.train_precision))
+        chosen = fit_recipe(recipe.replace(config=config, patch_shape=patch_shape),
+                            budget=clock.left(),
+                            step_time=lambda r: step_seconds(r.config, r.patch_shape),
+                            finetuning=start is not None, keep_patches=keep_patches)
+        config, patch_shape = chosen.recipe.config, chosen.recipe.patch_shape
+        log.info("fitted to this machine: %s", chosen.reason)
+        mode = "finetune" if start is not None else "scratch"
+        if chosen.steps < TOO_FEW_STEPS[mode]:
+            need = ENOUGH_STEPS[mode]
+            log.warning(
+                "a budget of %.0f s buys about %d training step(s) on this machine (%.2f s "
+                "each, %s): expect %s. About %.0f s would buy the %d steps wanted.",
+                clock.seconds, chosen.steps, chosen.step, _setting(chosen.recipe),
+                _EXPECT[mode], need * chosen.step * STEP_OVERHEAD
+                + (clock.seconds - clock.left()), need)
+    return RunPlan(recipe=recipe.replace(config=config, patch_shape=patch_shape), config=config,
+                   patch_shape=tuple(patch_shape), start=start, fit=chosen)
 
 
 # ------------------------------------------------------------------------ training
@@ -421,9 +513,8 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         the precision the run had.
     """
     from . import training  # imports Keras
-    from .training import finetune, objectives, precision
+    from .training import objectives
     from .training.checkpoints import Checkpoints
-    from .training.speed import step_seconds
 
     recipe = DEFAULT_RECIPE if recipe is None else recipe
     clock = training.Budget.start(recipe.config.train_time_budget if budget is None else budget)
@@ -446,28 +537,9 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
         config = CareConfig.from_dict(meta["config"])
         patch_shape = tuple(meta.get("patch_shape") or patch_shape)  # as the pairs were sampled
     elif not resume:
-        start = finetune.initial_model(init, config)
-        if start is not None:
-            recipe = recipe.finetuning()
-            config = config.replace(train_learning_rate=recipe.finetune_learning_rate,
-                                    train_warmup=recipe.finetune_warmup)
-        if fit and clock:
-            config = config.replace(train_precision=precision.resolve(config.train_precision))
-            chosen = fit_recipe(
-                recipe.replace(config=config, patch_shape=patch_shape), budget=clock.left(),
-                step_time=lambda r: step_seconds(r.config, r.patch_shape),
-                finetuning=start is not None)
-            config, patch_shape = chosen.recipe.config, chosen.recipe.patch_shape
-            log.info("fitted to this machine: %s", chosen.reason)
-            mode = "finetune" if start is not None else "scratch"
-            if chosen.steps < TOO_FEW_STEPS[mode]:
-                need = ENOUGH_STEPS[mode]
-                log.warning(
-                    "a budget of %.0f s buys about %d training step(s) on this machine (%.2f s "
-                    "each, %s): expect %s. About %.0f s would buy the %d steps wanted.",
-                    clock.seconds, chosen.steps, chosen.step, _setting(chosen.recipe),
-                    _EXPECT[mode], need * chosen.step * STEP_OVERHEAD
-                    + (clock.seconds - clock.left()), need)
+        run = plan_run(recipe.replace(config=config, patch_shape=patch_shape), init=init,
+                       budget=clock, fit=fit)
+        recipe, config, patch_shape, start = run.recipe, run.config, run.patch_shape, run.start
     if not resumed:  # the pairs of the wedge objective are cubes large enough to turn
         patch_shape = objectives.get(config).sample_shape(patch_shape)
     pairs = sample_pairs(evens, odds, patch_shape=patch_shape, n_patches=recipe.n_patches,
@@ -475,10 +547,8 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
     if clock and clock.left() <= 0:
         raise InputError(f"budget: {clock.seconds:g} s were used up before training started "
                          f"(measuring and sampling the pairs)")
-    # ``init`` itself (not ``start``), so that the log names it; loading it again is cheap.
-    return training.train(pairs, config, budget=clock, init=None if start is None else init,
-                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
-                          callbacks=callbacks)
+    return training.train(pairs, config, budget=clock, init=start, progress=progress,
+                          checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
 
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,

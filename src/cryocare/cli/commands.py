@@ -118,19 +118,27 @@ def _masks(args: argparse.Namespace):
 
 
 def train_model(pairs, recipe, args: argparse.Namespace):
-    """The one training call of the command line (``cryocare.training.train``).
+    """The one training call of the command line (``cryocare.training.train``), planned by
+    :func:`cryocare.recipe.plan_run` as every face plans: the starting model loaded once,
+    its fine-tuning rate, and (with a budget) batch and width fitted to this machine."""
+    from ..recipe import plan_run
+    from ..training import Budget, train
 
-    A run that starts from a model (the pretrained one by default, when its
-    network is the recipe's) trains at the recipe's fine-tuning rate.
-    """
-    from ..training import train
-    from ..training.finetune import initial_model
+    clock = Budget.start(budget_from_args(args) or 0.0)
+    if args.resume:  # the checkpoint's config as fitted then; the options may change a few keys
+        from ..config import CareConfig
+        from ..training.checkpoints import RESUMABLE_CHANGES, Checkpoints
 
-    start = initial_model(args.init, recipe.config)  # the same choice when resuming
-    config = (recipe.finetuning() if start is not None else recipe).config
-    return train(pairs, config, budget=budget_from_args(args), init=start,
-                 progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
-                 resume=args.resume)
+        saved = Checkpoints(args.checkpoint_dir).meta()["config"]
+        run_config = CareConfig.from_dict({**saved, **{
+            key: getattr(recipe.config, key) for key in RESUMABLE_CHANGES}})
+        start = None
+    else:
+        run = plan_run(recipe.replace(patch_shape=tuple(pairs.patch_shape)), init=args.init,
+                       budget=clock, fit=fit_to_machine(args), keep_patches=True)
+        run_config, start = run.config, run.start
+    return train(pairs, run_config, budget=clock, init=start, progress=not args.quiet,
+                 checkpoint_dir=args.checkpoint_dir, resume=args.resume)
 
 
 def _check_checkpoints(args: argparse.Namespace) -> None:

@@ -68,9 +68,9 @@ def load_init(init: Any) -> CAREModel | None:
 
 
 def describe(init: Any) -> str:
-    """A short name of ``init`` for messages."""
+    """A short name of ``init`` for messages (a loaded model: the folder it came from)."""
     if isinstance(init, CAREModel):
-        return "(the given model)"
+        return "(the given model)" if init.source is None else f"{str(init.source)!r}"
     return f"{str(init)!r}"
 
 
