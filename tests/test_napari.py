@@ -269,8 +269,9 @@ viewer = napari.Viewer(show=False)
 halves = np.random.default_rng(0).normal(size=(2, 24, 32, 32)).astype(np.float32)
 viewer.add_image(halves[0], name="even")
 viewer.add_image(halves[1], name="odd")
+assert "tensorflow" not in sys.modules  # the canvas (Mesa) first, as in a user's session
 _, widget = viewer.window.add_plugin_dock_widget("cryocare-ng", "Denoise (cryocare)")
-assert "tensorflow" not in sys.modules
+assert "tensorflow" in sys.modules  # loaded by the widget, beside Mesa
 done = []
 widget.preview().finished.connect(lambda: done.append(True))
 start = time.monotonic()
@@ -293,3 +294,11 @@ def test_the_widget_runs_beside_naparis_opengl_canvas(qt_app):
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "['even', 'even zero-shot', 'odd']" in result.stdout, result.stdout
+
+
+def test_an_error_in_the_worker_goes_to_the_status_line(widget):
+    widget.model_edit.setText("no-such-model-folder")
+    worker = widget.preview()
+    run_until(finished(worker), timeout=60)
+    assert "no-such-model-folder" in widget.status.text()
+    assert widget.preview_button.isEnabled()

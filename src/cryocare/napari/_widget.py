@@ -148,6 +148,9 @@ class CryocareWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self._refresh_layers()
+        # In this (the main) thread, which lives as long as the viewer: TensorFlow loaded in
+        # a worker's thread crashed later runs beside napari's OpenGL (docs/napari.md).
+        load_tensorflow()
 
     # ------------------------------------------------------------------ layers
     def _images(self) -> list[Image]:
@@ -247,7 +250,6 @@ class CryocareWidget(QWidget):
         even_data, odd_data = even.data, None if odd is None else odd.data
 
         def run():
-            load_tensorflow()
             model = self._load_model()
             halves = [even_data] if odd_data is None else [even_data, odd_data]
             return preview_slab(model, even_data, odd_data, z=z, half_width=half_width,
@@ -377,7 +379,9 @@ class CryocareWidget(QWidget):
     def _start(self, function: Any, on_result: Any) -> Any:
         for button in (self.preview_button, self.train_button):
             button.setEnabled(False)
-        worker = create_worker(function, _start_thread=False)
+        # Errors go to the status line (_fail); napari would re-raise them in Qt's event loop,
+        # which PyQt6 ends with an abort.
+        worker = create_worker(function, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(on_result)
         worker.errored.connect(self._fail)
         worker.finished.connect(self._finished)
