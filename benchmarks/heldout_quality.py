@@ -78,6 +78,22 @@ def one(model, shape, target: float | None, voxel: float | None, seed: int,
     return row
 
 
+def markdown(rows: list[dict]) -> list[str]:
+    """The results as a Markdown table (gains in dB over the raw average)."""
+    lines = ["| r(even, odd) | voxel Å | seed | zero-shot | Gaussian σ1 | NAD (halves) | "
+             "NAD (average) | **predict now** | written | est. model / Gaussian / NAD |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for row in rows:
+        t, e = row["true_gain"], row.get("estimate", {})
+        estimate = " / ".join(f"{e[k]:.2f}" for k in ("model", "gaussian", "nad")) if e else "–"
+        halves = f"{t['nad_halves']:.2f}" if "nad_halves" in t else "–"
+        lines.append(f"| {row['r']:.3f} | {row['voxel_size']:g} | {row['seed']} | "
+                     f"{t['zero_shot']:.2f} | {t['gaussian']:.2f} | {halves} "
+                     f"| {t['nad_average']:.2f} | **{t['written']:.2f}** | {row['choice']} | "
+                     f"{estimate} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="64,128,128")
@@ -112,16 +128,7 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     (args.output / "heldout_quality.json").write_text(json.dumps(rows, indent=1))
-    lines = ["| r(even, odd) | voxel Å | seed | zero-shot | Gaussian σ1 | NAD (halves) | "
-             "NAD (average) | **predict now** | written | est. model / Gaussian / NAD |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for row in rows:
-        t, e = row["true_gain"], row.get("estimate", {})
-        estimate = " / ".join(f"{e[k]:.2f}" for k in ("model", "gaussian", "nad")) if e else "–"
-        lines.append(f"| {row['r']:.3f} | {row['voxel_size']:g} | {row['seed']} | "
-                     f"{t['zero_shot']:.2f} | {t['gaussian']:.2f} | {t.get('nad_halves', 0):.2f} "
-                     f"| {t['nad_average']:.2f} | **{t['written']:.2f}** | {row['choice']} | "
-                     f"{estimate} |")
+    lines = markdown(rows)
     (args.output / "heldout_quality.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

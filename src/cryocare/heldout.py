@@ -130,7 +130,7 @@ class Assessment:
             "best_filter": best,
             "best_filter_minus_model_db": [number(difference), number(uncertainty)],
             "choice": self.choice,
-            "written": self.scores[self.choice].weights,
+            "written": {k: round(v, 4) for k, v in self.scores[self.choice].weights.items()},
             "forced": self.forced,
             "warning": self.warning,
         }
