@@ -10,13 +10,18 @@ halves, and can denoise zero-shot with per-image normalisation::
     model = pretrained.load()
     denoised = model.denoise(even, odd, normalize="image")
 
+``"wedge"`` is the same network trained to restore the missing wedge as
+well (supervised on the simulator's wedge-free truth, from the general
+weights; ``benchmarks/pretrain_wedge.py``): what ``load_model("pretrained",
+wedge=...)`` and ``wedge=`` fine-tuning start from.
+
 Importing this module is cheap: Keras is imported by :func:`load` only.
 
 Examples
 --------
 >>> from cryocare import pretrained
 >>> pretrained.names()
-('general',)
+('general', 'wedge')
 >>> (pretrained.model_path() / "config.json").is_file()
 True
 """
