@@ -178,7 +178,7 @@ def test_every_option_has_help_that_states_its_default_once_and_truly(command):
             assert shown == f"{written} (default: {value})", f"{where}: {shown!r}"
             continue
         assert shown == written, f"{where}: a second default added: {shown!r}"
-        if action.default not in (None, False):  # written by hand: it names the real one
+        if action.default is not None and action.default is not False:  # by hand: the real one
             assert re.search(rf"\bdefault:? {re.escape(str(action.default))}\b", shown), \
                 f"{where}: the help names another default than {action.default!r}"
     assert "-o OUTPUT, --output OUTPUT" in text or command == "demo" or "--output" not in text
