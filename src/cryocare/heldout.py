@@ -39,6 +39,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ DEFAULT_VOXELS = 2**20
 #: the network and filters on the cut stay outside the scored voxels.
 MARGIN = 8
 #: The filters compared with the model, as named in scores and reports.
-FILTER_NAMES = {"gaussian": "Gaussian", "nad": "NAD"}
+FILTER_NAMES = MappingProxyType({"gaussian": "Gaussian", "nad": "NAD"})
 _SIGMA = 1.0  # the Gaussian filter's sigma in voxels
 
 
