@@ -13,15 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryocare import io
-from cryocare.config import CareConfig
-from cryocare.demo import orthoslice_figure
-from cryocare.filters import median
-from cryocare.metrics import dice, psnr
-from cryocare.pairs import sample_pairs
-from cryocare.segment import segment_otsu
-from cryocare.simulate import simulate_tomogram
-from cryocare.training import train
+import cryocare
+from cryocare.demo import orthoslice_figure  # the figure of `cryocare demo`
 
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 out = Path("walkthrough_output")
@@ -32,60 +25,72 @@ out.mkdir(exist_ok=True)
 # A crowded cell-like phantom (vesicles, filaments, macromolecules) imaged as a
 # ±60° tilt series with a weak-phase CTF and Poisson noise; even and odd frames
 # are reconstructed separately. With real data, read your own halves instead:
-# `even, odd, info = io.read_pair("tomo_even.mrc", "tomo_odd.mrc", mmap=True)`.
+# `even, odd, info = cryocare.read_pair("tomo_even.mrc", "tomo_odd.mrc", mmap=True)`.
 
 # %%
-data = simulate_tomogram((48, 128, 128), seed=7)
+data = cryocare.simulate_tomogram((48, 128, 128), seed=7)
 even, odd = data.even, data.odd
 for name in ("even", "odd", "clean"):
-    io.write(out / f"{name}.mrc", getattr(data, name), voxel_size=data.voxel_size,
-             overwrite=True)
+    cryocare.write(out / f"{name}.mrc", getattr(data, name), voxel_size=data.voxel_size,
+                   overwrite=True)
 print("even/odd correlation:", np.corrcoef(even.ravel(), odd.ravel())[0, 1].round(3))
 
 # %% [markdown]
-# ## 2. Training pairs
+# ## 2. Zero-shot: the shipped model, no training
+# A model restores the halves in two lines: load it (the shipped general
+# model, a folder of your own or a cryoCARE 0.3.0 archive), then `denoise`
+# (or `predict` for one volume without halves). How it runs — tiles, memory,
+# test-time flips, precision — is one `cryocare.PredictOptions`.
+
+# %%
+pretrained = cryocare.load_model("pretrained")
+zero_shot = pretrained.denoise(even, odd, cryocare.PredictOptions(memory="2G"))
+
+# %% [markdown]
+# ## 3. Training pairs
 # Patches at the same place in both halves; validation patches come from the
 # last 10 % of the tilt axis, never overlapping a training patch.
 
 # %%
-pairs = sample_pairs([even], [odd], patch_shape=16, n_patches=600, seed=0)
+pairs = cryocare.sample_pairs([even], [odd], patch_shape=16, n_patches=600, seed=0)
 print(pairs.x_train.shape, pairs.x_val.shape, pairs.normalization)
 
 # %% [markdown]
-# ## 3. Train Noise2Noise
+# ## 4. Train Noise2Noise
 # A small U-Net for a short CPU budget; `CareConfig` validates every value.
-# `cryocare.training.train` is the training entry every face of cryocare uses;
+# `cryocare.train` is the training entry every face of cryocare uses;
 # `budget=` (seconds) would bound the run, `init="pretrained"` start it from
 # the shipped general model (whose network is the recipe's: 16 filters).
 
 # %%
-config = CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=8,
+config = cryocare.CareConfig(unet_n_depth=2, unet_n_first=8, train_epochs=8,
                     train_steps_per_epoch=30, train_batch_size=16,
                     train_learning_rate=2e-3, seed=0)
-model = train(pairs, config, progress=True)
+model = cryocare.train(pairs, config, progress=True)
 model.save(out / "model", overwrite=True)
 print("validation loss per epoch:", np.round(model.history["val_loss"], 4))
 
 # %% [markdown]
-# ## 4. Denoise both halves and average them (tiled, seam-free)
+# ## 5. Denoise both halves and average them (tiled, seam-free)
 
 # %%
 denoised = model.denoise(even, odd, progress=True)
-io.write(out / "denoised.mrc", denoised, voxel_size=data.voxel_size, overwrite=True)
+cryocare.write(out / "denoised.mrc", denoised, voxel_size=data.voxel_size, overwrite=True)
 
 # %% [markdown]
-# ## 5. Compare with the raw average and a median filter, then segment
+# ## 6. Compare with the raw average and a median filter, then segment
 
 # %%
 raw = (even + odd) / 2
-filtered = median(raw, size=3)
-for name, volume in (("raw", raw), ("median 3x3x3", filtered), ("CARE", denoised)):
-    mask = segment_otsu(volume, sigma=1.0)
-    print(f"{name:>14}: PSNR {psnr(data.clean, volume):6.2f} dB, "
-          f"Otsu Dice {dice(mask, data.mask):.3f}")
+filtered = cryocare.median(raw, size=3)
+for name, volume in (("raw", raw), ("median 3x3x3", filtered), ("zero-shot", zero_shot),
+                     ("CARE", denoised)):
+    mask = cryocare.segment_otsu(volume, sigma=1.0)
+    print(f"{name:>14}: PSNR {cryocare.psnr(data.clean, volume):6.2f} dB, "
+          f"Otsu Dice {cryocare.dice(mask, data.mask):.3f}")
 
 # %%
 orthoslice_figure({"raw": raw, "median": filtered, "CARE": denoised, "noiseless": data.clean},
                   out / "walkthrough.png",
-                  masks={"Otsu on CARE": segment_otsu(denoised, sigma=1.0)})
+                  masks={"Otsu on CARE": cryocare.segment_otsu(denoised, sigma=1.0)})
 print("figure:", out / "walkthrough.png")

@@ -13,6 +13,16 @@ The names a notebook needs are here, loaded when first used — importing
 >>> mask.shape, mask.dtype
 ((16, 32, 32), dtype('bool'))
 
+A model restores a pair of halves, or one volume, in two lines (the
+shipped general model here; a folder of your own, or a cryoCARE 0.3.0
+archive, alike)::
+
+    model = cryocare.load_model("pretrained")
+    denoised = model.denoise(even, odd)        # or model.predict(volume)
+
+:func:`denoise` is different: it *trains* a model on your halves first (for
+the recipe's time budget, 12 minutes by default), then predicts.
+
 Names that are also modules (``cryocare.simulate``, ``cryocare.segment``,
 ``cryocare.evaluate``) stay modules; their functions are exported under
 their own names.
@@ -47,6 +57,11 @@ _LAZY = {
     "denoise": ("recipe", "denoise"),
     "load_model": ("modelfiles", "load_model"),
     "denoise_file": ("predict", "denoise_file"),
+    "PredictOptions": ("config", "PredictOptions"),
+    "median": ("filters", "median"),
+    "gaussian": ("filters", "gaussian"),
+    "psnr": ("metrics", "psnr"),
+    "dice": ("metrics", "dice"),
     "denoise_tomogram": ("single", "denoise_tomogram"),
     "segment_otsu": ("segment", "segment_otsu"),
     "nad": ("filters", "nad"),

@@ -555,7 +555,11 @@ def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
             budget: float | None = DEFAULT_TIME_BUDGET, init: Any = "pretrained", seed: int = 0,
             tilt_axis: str = "Y", fit: bool = True, progress: bool = False, wedge: Any = None,
             **options: Any) -> np.ndarray | None:
-    """Train on the halves with the recipe and restore them: ``cryocare denoise`` in one call.
+    """**Train** a model on the halves with the recipe, then restore them: ``cryocare denoise``.
+
+    This trains (fine-tunes the shipped model) for ``budget`` seconds — 12
+    minutes by default — before it predicts. To predict with a model you
+    have, without training: ``cryocare.load_model(...).denoise(even, odd)``.
 
     :func:`train_on_pair` (same arguments), then
     :meth:`cryocare.model.CAREModel.denoise` with the recipe's test-time
@@ -574,6 +578,10 @@ def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,
         slab writer).
     """
     recipe = DEFAULT_RECIPE if recipe is None else recipe
+    seconds = recipe.config.train_time_budget if budget is None else budget
+    log.info("cryocare.denoise trains a model on the halves first (%s), then predicts; "
+             "load_model(...).denoise(even, odd) predicts with a model without training",
+             f"for {seconds:.0f} s" if seconds else "for the recipe's steps")
     model = train_on_pair(even, odd, recipe=recipe, budget=budget, init=init, seed=seed,
                           tilt_axis=tilt_axis, fit=fit, progress=progress, wedge=wedge)
     options.setdefault("tta", recipe.tta)

@@ -33,6 +33,7 @@ from .registry import (
     DEFAULT_BYTES_PER_VOXEL,
     NetworkEntry,
     NetworkSpec,
+    add_streamed,
     build,
     bytes_per_voxel,
     get,
@@ -69,3 +70,21 @@ def _diffusion(name: str):
 # lazily, so that importing the registry never imports Keras.
 register("diffusion", halo=_diffusion("diffusion_halo"),
          bytes_per_voxel=_diffusion("diffusion_bytes"))(_diffusion("diffusion"))
+
+
+def _unet_streamed(name: str):
+    """A function of the U-Net's level-by-level runner (:mod:`cryocare.nets.unet_streamed`),
+    imported when first used."""
+
+    def call(*args, **kwargs):
+        from . import unet_streamed
+
+        return getattr(unet_streamed, name)(*args, **kwargs)
+
+    return call
+
+
+# The U-Net also runs level by level on a CPU, in a fraction of the memory.
+add_streamed("unet", streamed=_unet_streamed("runner"),
+             streamed_bytes_per_voxel=_unet_streamed("config_bytes_per_voxel"),
+             streamable=_unet_streamed("streamable"))

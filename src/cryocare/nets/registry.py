@@ -7,6 +7,7 @@ deep-learning framework loads.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,9 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["NetworkEntry", "NetworkSpec", "register", "get", "build", "halo", "multiple_of",
-           "bytes_per_voxel", "spec", "streamed_runner", "streamable", "names", "layer_dtype",
-           "DEFAULT_BYTES_PER_VOXEL"]
+__all__ = ["NetworkEntry", "NetworkSpec", "register", "add_streamed", "get", "build", "halo",
+           "multiple_of", "bytes_per_voxel", "spec", "streamed_runner", "streamable", "names",
+           "layer_dtype", "DEFAULT_BYTES_PER_VOXEL"]
 
 #: ``runner(keras_model, config, chunk_bytes)``: the network run level by level on a CPU.
 StreamedRunner = Callable[["keras.Model", "CareConfig", int], Callable]
@@ -100,6 +101,14 @@ def register(name: str, *, halo: Callable[[CareConfig], int],
         return build
 
     return decorate
+
+
+def add_streamed(name: str, *, streamed: StreamedRunner,
+                 streamed_bytes_per_voxel: Callable[[CareConfig], int],
+                 streamable: Callable[[keras.Model, CareConfig], bool] | None = None) -> None:
+    """Give the registered network ``name`` a level-by-level runner (see :func:`register`)."""
+    _REGISTRY[name] = dataclasses.replace(get(name), streamed=streamed, streamable=streamable,
+                                          streamed_bytes_per_voxel=streamed_bytes_per_voxel)
 
 
 def names() -> list[str]:

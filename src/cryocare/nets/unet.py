@@ -94,29 +94,8 @@ def unet_bytes(config: CareConfig) -> int:
                                 depth=config.unet_n_depth, n_conv=config.unet_n_conv_per_depth)
 
 
-def _streamed_bytes(config: CareConfig) -> int:
-    from .unet_streamed import streamed_bytes_per_voxel
-
-    return streamed_bytes_per_voxel(n_dim=config.n_dim, n_first=config.unet_n_first,
-                                    depth=config.unet_n_depth)
-
-
-def _streamed(model: keras.Model, config: CareConfig, chunk_bytes: int):
-    """The U-Net run level by level (:mod:`cryocare.nets.unet_streamed`)."""
-    from .unet_streamed import StreamedUNet
-
-    return StreamedUNet(model, config, chunk_bytes=chunk_bytes)
-
-
-def _streamable(model: keras.Model, config: CareConfig) -> bool:
-    from .unet_streamed import streamable
-
-    return streamable(model, config)
-
-
 @register("unet", halo=unet_halo, multiple_of=lambda config: 2**config.unet_n_depth,
-          bytes_per_voxel=unet_bytes, streamed_bytes_per_voxel=_streamed_bytes,
-          streamed=_streamed, streamable=_streamable)
+          bytes_per_voxel=unet_bytes)
 def unet(config: CareConfig) -> keras.Model:
     """Build the U-Net that ``config`` describes (input and output: one channel)."""
     import keras

@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..config import CareConfig
 
-__all__ = ["StreamedUNet", "streamable", "streamed_bytes_per_voxel", "CHUNK_BYTES",
+__all__ = ["StreamedUNet", "streamable", "streamed_bytes_per_voxel", "config_bytes_per_voxel",
+           "runner", "CHUNK_BYTES",
            "WORKING_BYTES_PER_VOXEL"]
 
 #: Bytes of the working set of one chunk (its convolutions' inputs and outputs): a chunk
@@ -325,3 +326,14 @@ class StreamedUNet:
 
 def _half(box: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
     return tuple((a // 2, b // 2) for a, b in box)
+
+
+def config_bytes_per_voxel(config: CareConfig) -> int:
+    """:func:`streamed_bytes_per_voxel` of the U-Net that ``config`` describes."""
+    return streamed_bytes_per_voxel(n_dim=config.n_dim, n_first=config.unet_n_first,
+                                    depth=config.unet_n_depth)
+
+
+def runner(model: keras.Model, config: CareConfig, chunk_bytes: int) -> StreamedUNet:
+    """The registry's runner: ``model`` level by level in chunks of ``chunk_bytes``."""
+    return StreamedUNet(model, config, chunk_bytes=chunk_bytes)
