@@ -272,12 +272,25 @@ viewer.add_image(halves[1], name="odd")
 assert "tensorflow" not in sys.modules  # the canvas (Mesa) first, as in a user's session
 _, widget = viewer.window.add_plugin_dock_widget("cryocare-ng", "Denoise (cryocare)")
 assert "tensorflow" in sys.modules  # loaded by the widget, beside Mesa
-done = []
-widget.preview().finished.connect(lambda: done.append(True))
-start = time.monotonic()
-while not done and time.monotonic() - start < 120:
-    QApplication.processEvents()
-    time.sleep(0.02)
+
+
+def wait(worker):
+    done, start = [], time.monotonic()
+    worker.finished.connect(lambda: done.append(True))
+    while not done and time.monotonic() - start < 120:
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+wait(widget.preview())
+# Training builds TensorFlow graphs beside Mesa too (it crashed when TensorFlow had been
+# loaded in a worker's thread): a few seconds of it, with the tests' small recipe.
+from cryocare.recipe import DEFAULT_RECIPE
+widget.recipe, widget.fit = DEFAULT_RECIPE.override(
+    config=DEFAULT_RECIPE.config.replace(train_batch_size=4, train_steps_per_epoch=20),
+    patch_shape=16, n_patches=64, tta=False), False
+widget.budget_box.setValue(4)
+wait(widget.fine_tune())
 print(sorted(layer.name for layer in viewer.layers), widget.status.text(), flush=True)
 viewer.close()
 """
@@ -293,7 +306,8 @@ def test_the_widget_runs_beside_naparis_opengl_canvas(qt_app):
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "['even', 'even zero-shot', 'odd']" in result.stdout, result.stdout
+    assert "['even', 'even cryocare', 'even zero-shot', 'odd']" in result.stdout, result.stdout
+    assert "fine-tuned for" in result.stdout, result.stdout
 
 
 def test_an_error_in_the_worker_goes_to_the_status_line(widget):
