@@ -138,7 +138,7 @@ def test_backend_start_up_lines_stay_off_stderr(tiny_model, pair, tmp_path):
     code = ("from cryocare.cli import main; "
             f"main(['predict', '--model', {str(tiny_model)!r}, '--even', "
             f"{str(pair / 'TS_01_EVN.mrc')!r}, '--odd', {str(pair / 'TS_01_ODD.mrc')!r}, "
-            f"'-o', {str(tmp_path / 'o.mrc')!r}, '-q'])")
+            f"'-o', {str(tmp_path / 'o.mrc')!r}, '--force-model', '-q'])")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={k: v for k, v in __import__("os").environ.items()
                                if k != "TF_CPP_MIN_LOG_LEVEL"})

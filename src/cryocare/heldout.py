@@ -87,7 +87,8 @@ class Assessment:
         The key of `scores` whose restoration to output.
     warning : str or None
         Set when a filter beats the model by more than the standard error of the difference:
-        what was written instead (or that the model was kept, when `forced`).
+        what was written instead (logged as a warning), or that the model was kept, when
+        `forced` (logged as an info line: the user asked for it).
     forced : bool
         The model's output was kept although a filter beat it.
     """
@@ -399,12 +400,13 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
         what = (f"{FILTER_NAMES[best]} alone" if better == best else
                 f"a blend of {weights['model']:.0%} model and {weights[best]:.0%} "
                 f"{FILTER_NAMES[best]} ({scores[better].gain_db:.2f} dB)")
-        if force_model:
+        if force_model:  # asked for: an info line, not a warning on every run
             warning = f"{ahead}: keeping the model's output as asked"
+            logger.info("%s", warning)
         else:
             choice = better
             warning = f"{ahead}: writing {what} instead; force the model to keep its output"
-        logger.warning("%s", warning)
+            logger.warning("%s", warning)
     elif difference > 0:
         logger.info("%s, within the uncertainty: keeping the model's output", ahead)
     result = Assessment(scores=scores, region=region, nad_iterations=int(iterations),
