@@ -40,6 +40,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from . import io
+from .config import PredictOptions
 from .errors import InputError
 
 __all__ = ["cluster_client", "predict_files", "predict_chunked"]
@@ -89,6 +90,12 @@ def _cached_model(directory: str, stamp: float):
     return load_model(directory)
 
 
+def _options(options: PredictOptions | None, settings: dict[str, Any]) -> PredictOptions:
+    options = PredictOptions() if options is None else options
+    # the workers show no progress bars: the client has one over the work
+    return options.replace(**{**settings, "progress": False})
+
+
 def _load_model(directory: str):
     """The model in ``directory``, loaded once per worker (reloaded if it changes)."""
     with _LOAD_LOCK:
@@ -96,18 +103,18 @@ def _load_model(directory: str):
 
 
 def _predict_file(model_dir: str, even: str, odd: str, output: str, overwrite: bool,
-                  options: dict) -> str:
+                  options: PredictOptions) -> str:
     from .predict import denoise_file
 
-    return str(denoise_file(_load_model(model_dir), even, odd, output, overwrite=overwrite,
-                            **options))
+    return str(denoise_file(_load_model(model_dir), even, odd, output, options,
+                            overwrite=overwrite))
 
 
 def _predict_region(model_dir: str, even: str, odd: str, read: tuple[int, int],
-                    keep: tuple[int, int], options: dict):
+                    keep: tuple[int, int], options: PredictOptions):
     even_data, odd_data, _ = io.read_pair(even, odd, mmap=True)
     model = _load_model(model_dir)
-    result = model.denoise(even_data[read[0]:read[1]], odd_data[read[0]:read[1]], **options)
+    result = model.denoise(even_data[read[0]:read[1]], odd_data[read[0]:read[1]], options)
     return result[keep[0] - read[0]:keep[1] - read[0]]
 
 
@@ -121,7 +128,8 @@ def predict_files(
     processes: bool = True,
     overwrite: bool = False,
     progress: bool = False,
-    **options: Any,
+    options: PredictOptions | None = None,
+    **settings: Any,
 ) -> list[Path]:
     """Denoise many even/odd pairs on a Dask cluster, one task per tomogram.
 
@@ -141,16 +149,16 @@ def predict_files(
         Replace existing outputs.
     progress : bool
         Progress bar over tomograms.
-    **options
-        Prediction options of :meth:`cryocare.model.CAREModel.predict`
-        (``tile_shape``, ``memory``, ``batch_size``, ``normalize``); ``memory``
-        is per worker.
+    options : PredictOptions, optional
+        How each worker predicts (:class:`cryocare.config.PredictOptions`;
+        ``memory`` is per worker); ``settings`` change single options.
 
     Returns
     -------
     list of Path
         The outputs, in the order of ``pairs``.
     """
+    options = _options(options, settings)
     outputs = [Path(o) for o in outputs]
     if len(outputs) != len(pairs):
         raise InputError(f"expected one output per pair, got {len(outputs)} outputs for "
@@ -185,7 +193,8 @@ def predict_chunked(
     processes: bool = True,
     overwrite: bool = False,
     progress: bool = False,
-    **options: Any,
+    options: PredictOptions | None = None,
+    **settings: Any,
 ) -> Path:
     """Denoise one tomogram in overlapping chunks of ``chunk`` slices on a Dask cluster.
 
@@ -205,6 +214,7 @@ def predict_chunked(
     from .normalize import compute_normalization
     from .tiling import plan_tiles
 
+    options = _options(options, settings)
     output = Path(output)
     io.check_output(output, overwrite=overwrite)
     model_dir = str(Path(model).resolve())
@@ -212,8 +222,8 @@ def predict_chunked(
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     loaded = _load_model(model_dir)
     config, config_normalization = loaded.config, loaded.normalization
-    if options.get("normalize") == "image" or config_normalization is None:
-        options = {**options, "normalize": compute_normalization([even_data, odd_data])}
+    if options.normalize == "image" or config_normalization is None:
+        options = options.replace(normalize=compute_normalization([even_data, odd_data]))
     depth = info.shape[0]
     # A tile plan along Z; the worker's model pads a chunk at the far end itself, so
     # reads stop at the last slice.

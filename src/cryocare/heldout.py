@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .config import PredictOptions
 from .errors import InputError, OutputExistsError
 from .filters import _central_crop, _check_image, gaussian, nad, tune
 from .metrics import HeldOutScore, heldout_scores
@@ -415,26 +416,28 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     return result
 
 
-def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model: bool = False,
+def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike,
+            options: PredictOptions | None = None, *, force_model: bool = False,
             region: tuple[slice, ...] | None = None, max_voxels: int = DEFAULT_VOXELS,
-            **options: Any) -> tuple[np.ndarray, Assessment | None]:
+            **settings: Any) -> tuple[np.ndarray, Assessment | None]:
     """``model.denoise(even, odd)``, unless a filter is estimated better on these halves.
 
-    :func:`assess` with ``model.predict(half, **options)``, then the chosen restoration of
-    the whole pair: the model's (``model.denoise(even, odd, **options)``), a filter's, or a
+    :func:`assess` with ``model.predict(half, options)``, then the chosen restoration of
+    the whole pair: the model's (``model.denoise(even, odd, options)``), a filter's, or a
     measured blend of both.
 
     Parameters
     ----------
     model : CAREModel
-        Anything with ``predict(half, **options)`` and ``denoise(even, odd, **options)``.
+        Anything with ``predict(half, options)`` and ``denoise(even, odd, options)``.
     even, odd : array_like
         The two halves.
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`); ``settings`` change
+        single options (``tta``, ``memory``, ...). The predictions of the sub-volume show
+        no progress bar.
     force_model, region, max_voxels
         As in :func:`assess`.
-    **options
-        Options of :meth:`cryocare.model.CAREModel.denoise` (``tta``, ``memory``, ...);
-        ``progress`` is not passed to the predictions of the sub-volume.
 
     Returns
     -------
@@ -453,20 +456,26 @@ def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike, *, force_model:
         restored, assessment = cryocare.heldout.denoise(model, even, odd)
         print(assessment.line())
     """
+    options = _options(options, settings)
     assessment = _checked(model, even, odd, region=region, max_voxels=max_voxels,
                           force_model=force_model, options=options)
     if assessment is None or assessment.choice == "model":
-        return np.asarray(model.denoise(even, odd, **options), dtype=np.float32), assessment
-    output = model.denoise(even, odd, **options) if assessment.needs_model else None
+        return np.asarray(model.denoise(even, odd, options), dtype=np.float32), assessment
+    output = model.denoise(even, odd, options) if assessment.needs_model else None
     return assessment.restore(even, odd, model_output=output), assessment
 
 
+def _options(options: PredictOptions | None, settings: dict[str, Any]) -> PredictOptions:
+    options = PredictOptions() if options is None else options
+    return options.replace(**settings) if settings else options
+
+
 def _checked(model: Any, even: Any, odd: Any, *, region: tuple[slice, ...] | None,
-             max_voxels: int, force_model: bool, options: dict[str, Any]) -> Assessment | None:
+             max_voxels: int, force_model: bool, options: PredictOptions) -> Assessment | None:
     """:func:`assess` with ``model.predict``; None (and a warning) without signal."""
-    quiet = {k: v for k, v in options.items() if k not in ("progress", "out")}
+    quiet = options.replace(progress=False)
     try:
-        return assess(even, odd, lambda half: model.predict(half, **quiet), region=region,
+        return assess(even, odd, lambda half: model.predict(half, quiet), region=region,
                       max_voxels=max_voxels, force_model=force_model)
     except NoSignalError as error:
         logger.warning("no quality estimate from the halves, the model's output is kept: %s",
@@ -515,10 +524,10 @@ def write_report(path: str | os.PathLike, report: Any, *, overwrite: bool = Fals
 
 
 def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
-                 output: str | os.PathLike, *, overwrite: bool = False,
-                 force_model: bool = False, region: tuple[slice, ...] | None = None,
-                 max_voxels: int = DEFAULT_VOXELS, check: bool = True,
-                 **options: Any) -> tuple[Path, Assessment | None]:
+                 output: str | os.PathLike, options: PredictOptions | None = None, *,
+                 overwrite: bool = False, force_model: bool = False,
+                 region: tuple[slice, ...] | None = None, max_voxels: int = DEFAULT_VOXELS,
+                 check: bool = True, **settings: Any) -> tuple[Path, Assessment | None]:
     """:func:`cryocare.predict.denoise_file`, unless a filter is estimated better: the files' face.
 
     The halves are memory-mapped and :func:`assess` reads only its sub-volume. When the
@@ -539,8 +548,9 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
     check : bool
         False: no estimate, the model's output (for a model that restores what the halves
         do not hold, such as the missing wedge, the halves are no reference).
-    **options
-        Options of :meth:`cryocare.model.CAREModel.denoise`.
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`); ``settings`` change
+        single options.
 
     Returns
     -------
@@ -553,15 +563,16 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
     from . import io
     from .predict import denoise_file as model_denoise_file
 
+    options = _options(options, settings)
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     if Path(output).exists() and not overwrite:
         raise OutputExistsError(f"{output}: exists already (pass overwrite to replace it)")
     assessment = _checked(model, even_data, odd_data, region=region, max_voxels=max_voxels,
                           force_model=force_model, options=options) if check else None
     if assessment is None or assessment.choice == "model":
-        return model_denoise_file(model, even, odd, output, overwrite=overwrite,
-                                  **options), assessment
-    restored_by_model = (model.denoise(even_data, odd_data, **options)
+        return model_denoise_file(model, even, odd, output, options,
+                                  overwrite=overwrite), assessment
+    restored_by_model = (model.denoise(even_data, odd_data, options)
                          if assessment.needs_model else None)
     restored = assessment.restore(even_data, odd_data, model_output=restored_by_model)
     weights = ", ".join(f"{w:.2f} {name}" for name, w in

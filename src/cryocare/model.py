@@ -130,6 +130,8 @@ class CAREModel:
         #: The folder the model was loaded from (None: built here); exported graphs of
         #: :mod:`cryocare.runtime` are cached in it when it is writable.
         self.source: Path | None = None
+        #: Forward passes over the model's own layers, by pass and chunk size.
+        self._forwards: dict[tuple, Callable[[np.ndarray], np.ndarray]] = {}
 
     # ---------------------------------------------------------------- prediction
     def spec(self, engine: str = "keras") -> nets.NetworkSpec:
@@ -155,14 +157,28 @@ class CAREModel:
                  ) -> Callable[[np.ndarray], np.ndarray]:
         """The network on a normalised float32 batch, run as ``plan`` says.
 
-        With ``engine="keras"``, when the network was built for another
-        precision than the plan's, a twin with the same weights is built once
-        per prediction; a streamed plan runs the network's level-by-level
+        A pass over the model's own layers is built once per kind of plan
+        and reused (it computes with the weights as they are). With
+        ``engine="keras"``, when the network was built for another precision
+        than the plan's, a twin with a copy of the weights is built per
+        prediction; a streamed plan runs the network's level-by-level
         runner (:func:`cryocare.nets.streamed_runner`). Other engines
         (``"auto"``, ``"onnxruntime"``, ``"openvino"``) run the exported graph
         (:func:`cryocare.runtime.compile`), cached in the model folder the
         model was loaded from.
         """
+        wanted = "float32" if plan.precision == "float32" else "mixed_bfloat16"
+        if engine != "keras" or self.config.train_precision != wanted:
+            return self._build_forward(plan, engine)  # a copy of the weights: built anew
+        # The model's own layers, so its weights as they are now: built once per kind of
+        # plan (tracing the level-by-level parts costs seconds per prediction otherwise).
+        key = (plan.streamed, plan.chunk_bytes)
+        if key not in self._forwards:
+            self._forwards[key] = self._build_forward(plan, engine)
+        return self._forwards[key]
+
+    def _build_forward(self, plan: predict_engine.PredictionPlan, engine: str,
+                       ) -> Callable[[np.ndarray], np.ndarray]:
         precision = plan.precision
         if engine != "keras":
             from . import runtime

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .config import PredictOptions
 from .errors import InputError, OutputExistsError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -292,19 +293,23 @@ def train_star(star: str | os.PathLike, *, names: Sequence[str] | None = None,
                          progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
 
 
-def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.PathLike, *,
+def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.PathLike,
+                 options: PredictOptions | None = None, *,
                  project: str | os.PathLike | None = None, names: Sequence[str] | None = None,
-                 overwrite: bool = False, **options: Any) -> Path:
+                 overwrite: bool = False, **settings: Any) -> Path:
     """Denoise the tomograms of ``star`` with ``model``; returns ``<output>/tomograms.star``.
 
     Each tomogram streams from its memory-mapped halves to its output file
     (:func:`cryocare.predict.denoise_file`), so memory does not grow with the
     number or the size of the tomograms. A tomogram whose output is complete
     already is skipped unless ``overwrite`` (:func:`pending_tomograms`): a
-    second run continues the first. ``options`` are those of
-    :meth:`cryocare.model.CAREModel.denoise` (``memory``, ``tta``, ...).
+    second run continues the first. ``options`` say how to predict
+    (:class:`cryocare.config.PredictOptions`; ``settings`` change single ones).
     """
     from .predict import denoise_file
+
+    options = PredictOptions.from_dict(settings) if options is None \
+        else options.replace(**settings)
 
     output = Path(output)
     tomograms = read_tomograms(star, project=project, names=names)
@@ -315,8 +320,8 @@ def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.Pat
                                       overwrite=overwrite):
         target = targets[tomogram.name]
         # An incomplete output left by an earlier run is replaced.
-        denoise_file(model, tomogram.half1, tomogram.half2, target,
-                     overwrite=overwrite or target.exists(), **options)
+        denoise_file(model, tomogram.half1, tomogram.half2, target, options,
+                     overwrite=overwrite or target.exists())
         log.info("wrote %s", target)
     return write_denoised_star(star, output / "tomograms.star", targets, project=project,
                                overwrite=overwrite)
@@ -327,7 +332,8 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
                  project: str | os.PathLike | None = None, overwrite: bool = False,
                  progress: bool = False, recipe: Recipe | None = None,
                  budget: float | None = None, init: Any = "pretrained", seed: int = 0,
-                 tilt_axis: str = "Y", fit: bool = True, **options: Any) -> Path:
+                 tilt_axis: str = "Y", fit: bool = True, options: PredictOptions | None = None,
+                 **settings: Any) -> Path:
     """Train on (a subset of) the tomograms of ``star``, then denoise all of them.
 
     Parameters
@@ -340,8 +346,8 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
         ``rlnTomoName`` values to train on (default: all).
     recipe, budget, init, seed, tilt_axis, fit
         As for :func:`train_star`.
-    **options
-        Prediction options of :func:`predict_star`; ``tta`` defaults to the recipe's.
+    options, **settings
+        Prediction options of :func:`predict_star`; without them, ``tta`` is the recipe's.
 
     Returns
     -------
@@ -368,6 +374,7 @@ def denoise_star(star: str | os.PathLike, output: str | os.PathLike, *,
             overwrite=overwrite)
     model = train_star(star, names=train_names, project=project, recipe=recipe, budget=budget,
                        init=init, seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress)
-    options.setdefault("tta", recipe.tta)
-    return predict_star(star, model, output, project=project, overwrite=overwrite,
-                        progress=progress, **options)
+    if options is None:
+        options = PredictOptions(tta=recipe.tta, progress=progress)
+    return predict_star(star, model, output, options, project=project, overwrite=overwrite,
+                        **settings)

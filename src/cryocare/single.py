@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import io
+from .config import PredictOptions
 from .errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +62,8 @@ def denoise_tomogram(
     model: Any = "pretrained",
     output: str | os.PathLike | None = None,
     overwrite: bool = False,
-    **options: Any,
+    options: PredictOptions | None = None,
+    **settings: Any,
 ) -> np.ndarray | Path:
     """Denoise one tomogram without halves, zero-shot.
 
@@ -81,9 +83,10 @@ def denoise_tomogram(
         Default: return the array.
     overwrite : bool
         Replace an existing ``output``.
-    **options
-        Those of :meth:`cryocare.model.CAREModel.predict` (``memory``,
-        ``tta``, ``precision``, ``normalize``, ``progress``, ...).
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`); ``settings``
+        change single options (``memory``, ``tta``, ``precision``,
+        ``normalize``, ``progress``, ...).
 
     Returns
     -------
@@ -101,8 +104,8 @@ def denoise_tomogram(
     """
     if isinstance(tomogram, (str, os.PathLike)):
         if output is not None:
-            return denoise_tomogram_file(_model(model), tomogram, output, overwrite=overwrite,
-                                         **options)
+            return denoise_tomogram_file(_model(model), tomogram, output, options,
+                                         overwrite=overwrite, **settings)
         volume = io.read(tomogram, mmap=True)
     else:
         volume = np.asarray(tomogram)
@@ -113,14 +116,14 @@ def denoise_tomogram(
         _check_suffix(output)
         with io.open_writer(output, volume.shape, overwrite=overwrite,
                             label="CARE denoised, zero-shot") as writer:
-            _model(model).predict(volume, out=writer, **options)
+            _model(model).predict(volume, options, out=writer, **settings)
         return output
-    return _model(model).predict(volume, **options)
+    return _model(model).predict(volume, options, **settings)
 
 
 def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
-                          output: str | os.PathLike, settings: Any = None, *,
-                          overwrite: bool = False, **options: Any) -> Path:
+                          output: str | os.PathLike, options: PredictOptions | None = None, *,
+                          overwrite: bool = False, **settings: Any) -> Path:
     """Denoise one tomogram file into ``output``, streaming slab by slab.
 
     The input (MRC or TIFF) is memory-mapped; the output is an MRC file
@@ -136,13 +139,12 @@ def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
         As for :func:`denoise_tomogram`.
     tomogram, output : path
         Input and output files.
-    settings : optional
-        A prediction-options object, passed on to the model's ``predict`` as
-        its second argument (where the model takes one); default: none.
+    options : PredictOptions, optional
+        How to predict (:class:`cryocare.config.PredictOptions`).
     overwrite : bool
         Replace an existing output.
-    **options
-        Those of :meth:`cryocare.model.CAREModel.predict`.
+    **settings
+        Single options changed (``memory="2G"``, ``tta=4``, ...).
 
     Returns
     -------
@@ -156,10 +158,7 @@ def denoise_tomogram_file(model: Any, tomogram: str | os.PathLike,
     network = _model(model)
     with io.open_writer(output, info.shape, like=info, overwrite=overwrite,
                         label=f"CARE denoised zero-shot from {Path(tomogram).name}"[:80]) as writer:
-        if settings is None:
-            network.predict(volume, out=writer, **options)
-        else:
-            network.predict(volume, settings, out=writer, **options)
+        network.predict(volume, options, out=writer, **settings)
     logger.info("wrote %s (zero-shot, from %s)", output, tomogram)
     return output
 

@@ -20,7 +20,7 @@ from .checks import check_pair, check_tiles, prediction_jobs
 from .options import (
     budget_from_args,
     fit_to_machine,
-    prediction_options,
+    predict_options,
     read_config_file,
     recipe_from_args,
 )
@@ -225,7 +225,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          f"{n_dim}-D")
     if len(jobs) > 1 or jobs[0][2].parent == args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-    options = prediction_options(args)
+    options = predict_options(args)
     if args.scheduler is not None:
         return _predict_on_cluster(args, source, jobs, options)
     load_backend(device=args.device)
@@ -236,9 +236,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = load_model(source)
     reports, check = [], args.wedge is None  # the halves are no reference for the wedge
     for even, odd, target in jobs:
-        path, assessment = checked_denoise_file(model, even, odd, target,
+        path, assessment = checked_denoise_file(model, even, odd, target, options,
                                                 overwrite=args.overwrite, check=check,
-                                                force_model=args.force_model, **options)
+                                                force_model=args.force_model)
         reports.append(report_entry(even, odd, path, assessment, reason=_NO_CHECK[check]))
         print(path)
     if args.report is not None:
@@ -279,14 +279,14 @@ def predict_single(args: argparse.Namespace, model) -> int:
                          + ", ".join(wrong))
     if len(jobs) > 1 or jobs[0][1].parent == args.output:
         args.output.mkdir(parents=True, exist_ok=True)
-    options = prediction_options(args)
+    options = predict_options(args)
     load_backend(device=args.device)
     from ..modelfiles import load_model
     from ..single import denoise_tomogram_file
 
     network = load_model(source)
     for path, target in jobs:
-        print(denoise_tomogram_file(network, path, target, overwrite=args.overwrite, **options))
+        print(denoise_tomogram_file(network, path, target, options, overwrite=args.overwrite))
     return 0
 
 
@@ -296,17 +296,18 @@ def _predict_on_cluster(args, source, jobs, options) -> int:
     if source.kind == "cryoCARE-0.3.0":
         raise InputError(f"{source.path}: --scheduler needs a cryocare model folder (convert "
                          f"the archive first: cryocare.compat.load_archive(...).save(...))")
-    options = {k: v for k, v in options.items() if k != "progress"}
-    cluster = {"scheduler": None if args.scheduler == "local" else args.scheduler,
-               "n_workers": args.workers, "overwrite": args.overwrite,
-               "progress": not args.quiet}
+    scheduler = None if args.scheduler == "local" else args.scheduler
     if len(jobs) == 1:
         even, odd, target = jobs[0]
         print(distributed.predict_chunked(source.path, even, odd, target, chunk=args.chunk,
-                                          **cluster, **options))
+                                          scheduler=scheduler, n_workers=args.workers,
+                                          overwrite=args.overwrite, progress=not args.quiet,
+                                          options=options))
         return 0
     for path in distributed.predict_files(source.path, [(e, o) for e, o, _ in jobs],
-                                          [t for _, _, t in jobs], **cluster, **options):
+                                          [t for _, _, t in jobs], scheduler=scheduler,
+                                          n_workers=args.workers, overwrite=args.overwrite,
+                                          progress=not args.quiet, options=options):
         print(path)
     return 0
 
@@ -370,10 +371,11 @@ def cmd_denoise(args: argparse.Namespace) -> int:
     region = representative_region(info.shape, within=validation_region(
         info.shape, tilt_axis=args.tilt_axis))
     check = args.wedge is None  # the halves are no reference for the wedge
+    options = predict_options(args, budget=budget_from_args(args),
+                              default_tta="auto" if recipe.tta else False)
     path, assessment = checked_denoise_file(
-        model, even_path, odd_path, args.output, overwrite=args.overwrite, region=region,
-        force_model=args.force_model, check=check, **prediction_options(
-            args, budget=budget_from_args(args), default_tta="auto" if recipe.tta else False))
+        model, even_path, odd_path, args.output, options, overwrite=args.overwrite,
+        region=region, force_model=args.force_model, check=check)
     if args.report is not None:
         write_report(args.report, {"tomograms": [report_entry(
             even_path, odd_path, path, assessment, reason=_NO_CHECK[check])]},

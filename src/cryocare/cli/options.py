@@ -3,7 +3,7 @@
 Every command that trains, predicts or samples pairs adds the same option
 groups (same names, same choices, same defaults) and turns them into
 library settings with the same functions: :func:`recipe_from_args`,
-:func:`budget_from_args` and :func:`prediction_options`. The defaults are
+:func:`budget_from_args` and :func:`predict_options`. The defaults are
 those of the training recipe (:data:`cryocare.recipe.DEFAULT_RECIPE`); a
 ``--config`` JSON file of :class:`~cryocare.config.CareConfig` keys changes
 them, and explicit options change them again.
@@ -22,7 +22,7 @@ from ..errors import InputError
 __all__ = [
     "HelpFormatter", "add_common", "add_output", "add_sampling_options", "add_training_options",
     "add_prediction_options", "add_star_options", "recipe_from_args", "budget_from_args",
-    "prediction_options", "predict_options", "PRECISIONS",
+    "predict_options", "PRECISIONS",
 ]
 
 #: Arithmetic choices, the same for every command.
@@ -355,14 +355,6 @@ def predict_options(args: argparse.Namespace, *, budget: float | None = None,
         precision="bfloat16" if precision == "bfloat16" else "float32",
         engine=getattr(args, "engine", "keras"), device=getattr(args, "device", None),
         progress=not getattr(args, "quiet", False))
-
-
-def prediction_options(args: argparse.Namespace, *, budget: float | None = None,
-                       default_tta: bool | int | str = False) -> dict[str, Any]:
-    """:func:`predict_options` as keyword arguments (for faces not yet passing the object)."""
-    options = predict_options(args, budget=budget, default_tta=default_tta).to_dict()
-    del options["device"]  # the command chose the device when it loaded the backend
-    return options
 
 
 def add_heldout_options(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..io import check_output
 from .app import load_backend
 from .checks import check_pair, check_tiles
-from .options import budget_from_args, fit_to_machine, prediction_options, recipe_from_args
+from .options import budget_from_args, fit_to_machine, predict_options, recipe_from_args
 
 __all__ = ["denoise_star", "train_star", "predict_star"]
 
@@ -110,10 +110,10 @@ def denoise_star(args: argparse.Namespace) -> int:
     if args.save_model is not None:
         args.save_model.parent.mkdir(parents=True, exist_ok=True)
         print(model.save(args.save_model, overwrite=args.overwrite))
-    print(predict(args.star, model, args.output, project=args.project,
-                  overwrite=args.overwrite,
-                  **prediction_options(args, budget=budget_from_args(args),
-                                       default_tta="auto" if recipe.tta else False)))
+    print(predict(args.star, model, args.output,
+                  predict_options(args, budget=budget_from_args(args),
+                                  default_tta="auto" if recipe.tta else False),
+                  project=args.project, overwrite=args.overwrite))
     return 0
 
 
@@ -131,6 +131,6 @@ def predict_star(args: argparse.Namespace) -> int:
     load_backend(device=args.device)
     from ..modelfiles import load_model
 
-    print(predict(args.star, load_model(source), args.output, project=args.project,
-                  overwrite=args.overwrite, **prediction_options(args)))
+    print(predict(args.star, load_model(source), args.output, predict_options(args),
+                  project=args.project, overwrite=args.overwrite))
     return 0
