@@ -292,3 +292,22 @@ def test_cli_predict_with_a_wedge_uses_the_wedge_model(tmp_path, caplog):
     np.testing.assert_allclose(restored, expected, atol=1e-4 * np.abs(expected).max())
     assert "trained on ranges" in caplog.text   # ±30° lies outside its training family
     assert main(args[:-2] + ["--wedge", "60", "--overwrite"]) == 2
+
+
+def test_cli_denoise_with_a_wedge_fine_tunes_the_wedge_objective(tmp_path):
+    from cryocare import io
+    from cryocare.cli.main import main
+    from cryocare.model import CAREModel
+    from cryocare.simulate import simulate_tomogram
+
+    data = simulate_tomogram((40, 96, 96), seed=10_103, tilt_range=(-55, 50))
+    io.write(tmp_path / "even.mrc", data.even)
+    io.write(tmp_path / "odd.mrc", data.odd)
+    assert main(["denoise", "--even", str(tmp_path / "even.mrc"), "--odd",
+                 str(tmp_path / "odd.mrc"), "--output", str(tmp_path / "out.mrc"),
+                 "--wedge", "-55,50", "--time-budget", "none", "--epochs", "1", "--steps", "2",
+                 "--batch-size", "2", "--n-patches", "12", "--save-model",
+                 str(tmp_path / "model"), "--no-tta"]) == 0
+    config = CAREModel.load(tmp_path / "model").config
+    assert config.train_objective == "wedge" and config.train_tilt_range == (-55.0, 50.0)
+    assert io.read(tmp_path / "out.mrc").shape == data.even.shape

@@ -101,8 +101,9 @@ class Recipe:
     finetune_warmup : float
         Warm-up share of the run when fine-tuning.
     wedge_n_patches : int
-        Number of training pairs with ``wedge=`` (missing-wedge restoration
-        samples cubes √3 times the patch, 5.4 times the voxels, so fewer).
+        Most training pairs with ``wedge=`` (missing-wedge restoration
+        samples cubes √3 times the patch, 5.4 times the voxels, so fewer);
+        a smaller ``n_patches`` wins.
     """
 
     config: CareConfig
@@ -608,7 +609,7 @@ def _wedge_setup(recipe: Recipe, config: CareConfig, smallest: tuple[int, ...], 
     config = config.replace(train_objective="wedge", train_tilt_axis=wedge.tilt_axis,
                             train_tilt_range=(wedge.min_angle, wedge.max_angle))
     side = int(min(smallest) / np.sqrt(3))  # a turned patch needs a cube √3 times its side
-    recipe = recipe.replace(n_patches=recipe.wedge_n_patches)
+    recipe = recipe.replace(n_patches=min(recipe.n_patches, recipe.wedge_n_patches))
     if isinstance(init, str) and init == "pretrained":
         init = "pretrained:wedge"
     return recipe, config, (side,) * 3, init
