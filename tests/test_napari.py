@@ -211,8 +211,10 @@ def test_fine_tuning_runs_in_a_worker_adds_a_layer_and_saves_it_once(widget, hal
     seconds = run_until(finished(worker), timeout=60)
     timer.stop()
     # The viewer's event loop kept running while the model trained (no freeze): the
-    # 50 ms timer fired with no gap of more than a second.
-    assert len(ticks) > seconds / 0.05 / 4 and max(np.diff(ticks)) < 1.0
+    # 50 ms timer fired with no gap of more than two seconds (a frozen viewer would not fire
+    # at all until training ends; 2 s, not 1: a loaded 2-core machine stretched one gap
+    # to 1.05 s while TensorFlow held both cores).
+    assert len(ticks) > seconds / 0.05 / 4 and max(np.diff(ticks)) < 2.0
     assert widget.job.phase == "done" and widget.job.steps > 0
     assert widget.progress.value() == widget.progress.maximum()
     layer = widget.viewer.layers["even cryocare"]

@@ -125,14 +125,19 @@ def train_model(pairs, recipe, args: argparse.Namespace):
     from ..training import Budget, train
 
     clock = Budget.start(budget_from_args(args) or 0.0)
-    if args.resume:  # the checkpoint's config as fitted then; the options may change a few keys
-        from ..config import CareConfig
-        from ..training.checkpoints import RESUMABLE_CHANGES, Checkpoints
+    from ..training.checkpoints import RESUMABLE_CHANGES, Checkpoints
 
-        saved = Checkpoints(args.checkpoint_dir).meta()["config"]
+    checkpoints = None if args.checkpoint_dir is None else Checkpoints(args.checkpoint_dir)
+    if args.resume and checkpoints is not None and checkpoints.exists():
+        # the checkpoint's config as fitted then; the options may change a few keys
+        from ..config import CareConfig
+
+        saved = checkpoints.meta()["config"]
         run_config = CareConfig.from_dict({**saved, **{
             key: getattr(recipe.config, key) for key in RESUMABLE_CHANGES}})
         start = None
+    elif args.resume:  # nothing to resume: training says so
+        run_config, start = recipe.config, None
     else:
         run = plan_run(recipe.replace(patch_shape=tuple(pairs.patch_shape)), init=args.init,
                        budget=clock, fit=fit_to_machine(args), keep_patches=True)

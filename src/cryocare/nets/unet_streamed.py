@@ -31,6 +31,7 @@ Examples
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -178,6 +179,7 @@ class StreamedUNet:
         self.parts = self._build()
         self._calls: dict[str, Any] = {}
         self._buffers: dict[int, np.ndarray] = {}  # a part's inputs, kept from call to call
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ the parts
     def _build(self) -> dict[str, Any]:
@@ -260,7 +262,9 @@ class StreamedUNet:
         if len(spatial) != self.n_dim or any(n % 2**self.depth for n in spatial):
             raise ValueError(f"expected a batch (n, *spatial) of {self.n_dim}-D images with "
                              f"sides that are multiples of {2**self.depth}, got {batch.shape}")
-        with backends.no_grad():
+        # one pass at a time: the staging buffers are this object's (a model shared by
+        # threads, e.g. the workers of a Dask cluster, runs its passes in turn)
+        with self._lock, backends.no_grad():
             out = self._level([batch[..., None]], 0)
         return np.asarray(out[..., 0], dtype=np.float32)
 
