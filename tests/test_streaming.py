@@ -151,15 +151,19 @@ def test_model_prediction_equals_the_whole_graph_on_the_whole_image(caplog):
         assert np.abs(restored - whole).max() <= 1e-5 * np.ptp(whole)
 
 
-def test_the_plan_streams_on_a_cpu_and_runs_one_graph_on_a_gpu():
+def test_the_plan_streams_large_tiles_on_a_cpu_and_runs_one_graph_on_a_gpu():
     spec = CAREModel(CareConfig(unet_n_depth=3, unet_n_first=16),
                      Normalization(mean=0.0, std=1.0)).spec()
     cpu, gpu = Device("cpu", free_memory=64 * 2**30), Device("gpu", free_memory=64 * 2**30)
-    for shape in ((256, 512, 512), (64, 128, 128)):
-        # level by level is the faster pass per voxel on every CPU measured, and needs less
-        assert plan_prediction(shape, spec, PredictOptions(), device=cpu).streamed
+    # level by level costs the same per voxel at any size; one graph less on small passes,
+    # more on large ones (predict.PASS_COST, measured): a large tomogram streams, a small one
+    # does not
+    assert plan_prediction((256, 512, 512), spec, PredictOptions(), device=cpu).streamed
+    assert not plan_prediction((32, 64, 64), spec, PredictOptions(), device=cpu).streamed
+    for shape in ((256, 512, 512), (32, 64, 64)):
         assert not plan_prediction(shape, spec, PredictOptions(streaming=False),
                                    device=cpu).streamed
+        assert plan_prediction(shape, spec, PredictOptions(streaming=True), device=cpu).streamed
         # a GPU runs the graph whole (the level-by-level runner is for CPUs)
         assert not plan_prediction(shape, spec, PredictOptions(streaming=True),
                                    device=gpu).streamed

@@ -85,11 +85,24 @@ PROBE_VOXELS = 2**21
 #: relative to 1 GiB: smaller chunks compute more context twice (256 MiB: +8 % CPU time on a
 #: 128×384×384 pair, docs/predict.md) but save the difference in memory.
 CHUNK_CHOICES = ((2**30, 1.0), (2**28, 1.08))
-#: Cost per voxel read of a pass, relative to the level-by-level pass with 1 GiB chunks, on a
-#: CPU. One graph was slower on every CPU measured (1.23x on a Xeon with AMX, 1.6x on a
-#: Zen 5 without, 128×384×384 pair; docs/predict.md): its activations of hundreds of bytes
-#: per voxel leave the caches and fault pages in. On a GPU only one graph runs.
-PASS_COST = {"one graph": 1.25}
+#: Cost per voxel read of a pass as one graph on a CPU, relative to the level-by-level pass
+#: with 1 GiB chunks, which costs the same per voxel at any tile size: (voxels of the pass,
+#: relative cost) measured on one core of a Zen 5 (cryoCARE's network, 2 x 128^3 voxels:
+#: 507 against 634 ns per voxel; 2 x 128x384x384: 1019 against 597). One graph is cheaper
+#: on small passes and dearer on large ones: its activations of hundreds of bytes per voxel
+#: leave the caches and fault pages in. Interpolated in log(voxels) between the two points.
+PASS_COST = ((2 * 128**3, 0.80), (2 * 128 * 384 * 384, 1.71))
+
+
+def _one_graph_cost(pass_voxels: int) -> float:
+    """Relative cost per voxel of one graph on a CPU for passes of ``pass_voxels`` (PASS_COST).
+
+    >>> round(_one_graph_cost(2 * 128**3), 2), round(_one_graph_cost(2 * 128 * 384**2), 2)
+    (0.8, 1.71)
+    """
+    (v0, c0), (v1, c1) = PASS_COST
+    t = math.log(max(pass_voxels, 1) / v0) / math.log(v1 / v0)
+    return max(0.7, c0 + t * (c1 - c0))
 #: What memory is worth in time: the plan that minimises ``cost × memory**MEMORY_WEIGHT`` wins,
 #: so a plan may take 2 % longer for 10 % less memory, not for less. On a 256×512×512 pair
 #: the 256 MiB chunks save 17 % of the memory for 8 % more time (not taken); on a
@@ -486,7 +499,8 @@ def plan_prediction(shape: Sequence[int], spec: NetworkSpec, options: PredictOpt
     for each, the tiles and batch of :func:`plan_for_memory` in the memory
     budget (``options.memory``, else :meth:`Device.budget`). Each is costed
     as the voxels it reads times its pass's cost per voxel
-    (:data:`PASS_COST`, measured), and the plan that minimises cost times
+    (:data:`PASS_COST`, measured: one graph is cheaper than the level-by-level
+    pass on small passes and dearer on large ones), and the plan that minimises cost times
     memory to the power :data:`MEMORY_WEIGHT` wins (10 % less memory is
     worth 2 % more time) — so the default budget is an upper bound, and the
     plan takes what the fastest plans need, not the whole budget.
@@ -528,8 +542,7 @@ def plan_prediction(shape: Sequence[int], spec: NetworkSpec, options: PredictOpt
         for chunk, cost in chunks.items():  # a working set of at most a quarter of the budget
             modes.append((True, chunk, spec.streamed_bytes_per_voxel, cost))
     if not modes or options.streaming is not True:
-        whole_cost = PASS_COST["one graph"] if device.kind == "cpu" else 1.0
-        modes.append((False, 0, spec.bytes_per_voxel, whole_cost))
+        modes.append((False, 0, spec.bytes_per_voxel, None))  # costed by its pass size
     candidates, refusal = [], None
     for streamed, chunk, per_voxel, per_read in modes:
         if options.precision == "bfloat16":  # activations in 2 bytes; input and output float32
@@ -554,6 +567,9 @@ def plan_prediction(shape: Sequence[int], spec: NetworkSpec, options: PredictOpt
             largest = max(math.prod(t.read_shape) for t in tiles.tiles)
             memory = chunk + int(_plan_bytes(shape, tiles.tile_shape[0], largest, halves=halves,
                                              bytes_per_voxel=per_voxel, batch=batch))
+            if per_read is None:  # one graph: on a CPU its cost per voxel grows with the pass
+                per_read = 1.0 if device.kind == "gpu" else _one_graph_cost(
+                    batch * halves * largest)
             candidates.append(PredictionPlan(
                 tiles=tiles, batch_size=batch, separate=halves < images, streamed=streamed,
                 chunk_bytes=chunk, precision=options.precision, memory=memory,
