@@ -41,10 +41,12 @@ __all__ = ["FILTERS", "STRENGTH", "CANDIDATES", "Tuning", "apply_filter", "bm4d"
 logger = logging.getLogger(__name__)
 
 
-def _check_image(image: npt.ArrayLike, *, name: str = "image") -> np.ndarray:
+def _check_image(image: npt.ArrayLike, *, name: str = "image", finite: bool = True) -> np.ndarray:
     """Return `image` as an array after checking it is a 2-D/3-D finite real image.
 
-    The array is not copied when `image` is already an ndarray (or memmap).
+    The array is not copied when `image` is already an ndarray (or memmap). With
+    ``finite=False`` the values are not scanned (the caller checks the part it reads:
+    scanning a memory map brings all of it into memory).
     """
     array = np.asarray(image)
     if array.dtype == np.bool_ or not (
@@ -57,7 +59,7 @@ def _check_image(image: npt.ArrayLike, *, name: str = "image") -> np.ndarray:
         )
     if array.size == 0:
         raise InputError(f"{name}: expected a non-empty array, found shape {array.shape}")
-    if np.issubdtype(array.dtype, np.floating) and not _all_finite(array):
+    if finite and np.issubdtype(array.dtype, np.floating) and not _all_finite(array):
         raise InputError(f"{name}: expected finite values, found NaN or inf")
     return array
 
