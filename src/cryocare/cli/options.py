@@ -75,7 +75,7 @@ def tiles_type(text: str) -> str | tuple[int, ...] | None:
 
 
 def memory_type(text: str) -> str | None:
-    """A memory budget such as ``4G``, checked now; ``auto``: half the free memory."""
+    """A memory budget such as ``4G``, checked now; ``auto``: the plan's choice (None)."""
     if text == "auto":
         return None
     from ..predict import parse_memory
@@ -221,7 +221,8 @@ def add_prediction_options(parser: argparse.ArgumentParser, *, tta_default: bool
                        help="tile core SIZE in voxels (not cryoCARE's n_tiles count): 'auto' "
                             "the largest that fit --memory, 'none' the whole volume at once")
     group.add_argument("--memory", type=memory_type, default="auto",
-                       help="memory budget, e.g. 4G; 'auto': half the free memory")
+                       help="memory budget, e.g. 4G; 'auto': what the fastest plan needs, "
+                            "within half the free memory (3/4 of a GPU's)")
     group.add_argument("--batch", dest="predict_batch", type=int,
                        help="tiles per forward pass (default: as many as fit, at most 8)")
     group.add_argument("--normalize", choices=("training", "image"), default="training",
