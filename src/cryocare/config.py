@@ -509,6 +509,21 @@ class PredictOptions:
         """A copy with some options changed (validated again; unknown keys refused)."""
         return self.from_dict({**self.to_dict(), **changes})
 
+    @classmethod
+    def merged(cls, options: PredictOptions | None = None, **settings: Any) -> PredictOptions:
+        """``options`` (the defaults if None) with single ``settings`` changed by name.
+
+        The one way every face turns its ``options`` argument and keyword settings
+        into the object it passes on.
+
+        >>> PredictOptions.merged(PredictOptions(tta=4), memory="1G").memory
+        1073741824
+        >>> PredictOptions.merged() == PredictOptions()
+        True
+        """
+        options = cls() if options is None else options
+        return options.replace(**settings) if settings else options
+
     def to_dict(self) -> dict[str, Any]:
         """The options as a mapping (field name to value)."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

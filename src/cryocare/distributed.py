@@ -90,12 +90,6 @@ def _cached_model(directory: str, stamp: float):
     return load_model(directory)
 
 
-def _options(options: PredictOptions | None, settings: dict[str, Any]) -> PredictOptions:
-    options = PredictOptions() if options is None else options
-    # the workers show no progress bars: the client has one over the work
-    return options.replace(**{**settings, "progress": False})
-
-
 def _load_model(directory: str):
     """The model in ``directory``, loaded once per worker (reloaded if it changes)."""
     with _LOAD_LOCK:
@@ -158,7 +152,8 @@ def predict_files(
     list of Path
         The outputs, in the order of ``pairs``.
     """
-    options = _options(options, settings)
+    # the workers show no progress bars: the client has one over the work
+    options = PredictOptions.merged(options, **settings, progress=False)
     outputs = [Path(o) for o in outputs]
     if len(outputs) != len(pairs):
         raise InputError(f"expected one output per pair, got {len(outputs)} outputs for "
@@ -214,7 +209,8 @@ def predict_chunked(
     from .normalize import compute_normalization
     from .tiling import plan_tiles
 
-    options = _options(options, settings)
+    # the workers show no progress bars: the client has one over the work
+    options = PredictOptions.merged(options, **settings, progress=False)
     output = Path(output)
     io.check_output(output, overwrite=overwrite)
     model_dir = str(Path(model).resolve())

@@ -462,18 +462,13 @@ def denoise(model: Any, even: npt.ArrayLike, odd: npt.ArrayLike,
         restored, assessment = cryocare.heldout.denoise(model, even, odd)
         print(assessment.line())
     """
-    options = _options(options, settings)
+    options = PredictOptions.merged(options, **settings)
     assessment = _checked(model, even, odd, region=region, max_voxels=max_voxels,
                           force_model=force_model, options=options)
     if assessment is None or assessment.choice == "model":
         return np.asarray(model.denoise(even, odd, options), dtype=np.float32), assessment
     output = model.denoise(even, odd, options) if assessment.needs_model else None
     return assessment.restore(even, odd, model_output=output), assessment
-
-
-def _options(options: PredictOptions | None, settings: dict[str, Any]) -> PredictOptions:
-    options = PredictOptions() if options is None else options
-    return options.replace(**settings) if settings else options
 
 
 def _checked(model: Any, even: Any, odd: Any, *, region: tuple[slice, ...] | None,
@@ -573,7 +568,7 @@ def denoise_file(model: Any, even: str | os.PathLike, odd: str | os.PathLike,
     from . import io
     from .predict import denoise_file as model_denoise_file
 
-    options = _options(options, settings)
+    options = PredictOptions.merged(options, **settings)
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     if Path(output).exists() and not overwrite:
         raise OutputExistsError(f"{output}: exists already (pass overwrite to replace it)")

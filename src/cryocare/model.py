@@ -203,9 +203,7 @@ class CAREModel:
 
     def _restore(self, images: Sequence[np.ndarray], options: PredictOptions | None,
                  settings: dict[str, Any], out: Any) -> np.ndarray | None:
-        options = PredictOptions() if options is None else options
-        if settings:
-            options = options.replace(**settings)
+        options = PredictOptions.merged(options, **settings)
         shape = np.shape(images[0])
         if any(np.shape(image) != shape for image in images):
             raise InputError(f"even and odd halves differ in shape: {np.shape(images[0])} "

@@ -636,9 +636,7 @@ def predict_volume(
     ndarray or None
         float32 array of ``image.shape``, or None when writing to a slab writer.
     """
-    options = PredictOptions() if options is None else options
-    if settings:
-        options = options.replace(**settings)
+    options = PredictOptions.merged(options, **settings)
     if spec is None:
         if halo is None or bytes_per_voxel is None:
             raise InputError("predict_volume: expected spec, or halo and bytes_per_voxel")
@@ -903,9 +901,7 @@ def denoise_file(
         denoise_file(model, "TS_01_EVN.mrc", "TS_01_ODD.mrc", "TS_01_denoised.mrc",
                      memory="2G")
     """
-    options = PredictOptions() if options is None else options
-    if settings:
-        options = options.replace(**settings)
+    options = PredictOptions.merged(options, **settings)
     even_data, odd_data, info = io.read_pair(even, odd, mmap=True)
     with io.open_writer(output, info.shape, like=info, overwrite=overwrite,
                         label=f"CARE denoised from {Path(even).name}") as writer:

@@ -308,8 +308,7 @@ def predict_star(star: str | os.PathLike, model: CAREModel, output: str | os.Pat
     """
     from .predict import denoise_file
 
-    options = PredictOptions.from_dict(settings) if options is None \
-        else options.replace(**settings)
+    options = PredictOptions.merged(options, **settings)
 
     output = Path(output)
     tomograms = read_tomograms(star, project=project, names=names)
