@@ -103,7 +103,8 @@ def machine() -> dict:
 
 
 def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
-                   val_fraction: float = 0.05) -> tuple[PairSet, list[dict]]:
+                   val_fraction: float = 0.05,
+                   first_seed: int = TOMOGRAM_SEED) -> tuple[PairSet, list[dict]]:
     """Simulate the training tomograms one by one and sample normalised pairs from each."""
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
@@ -111,14 +112,14 @@ def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_option
     start = time.perf_counter()
     for i in range(n_tomograms):
         settings = random_settings(rng, **settings_options)
-        tomo = simulate_tomogram(**settings, seed=TOMOGRAM_SEED + i)
+        tomo = simulate_tomogram(**settings, seed=first_seed + i)
         pairs = sample_pairs([tomo.even], [tomo.odd], patch_shape=PATCH, n_patches=patches,
                              val_fraction=val_fraction, tilt_axis=settings["tilt_axis"],
                              normalize="per_dataset", seed=seed + i)
         for key, values in parts.items():
             values.append(getattr(pairs, key))
         r_eo = float(np.corrcoef(tomo.even[::2].ravel(), tomo.odd[::2].ravel())[0, 1])
-        drawn.append({"seed": TOMOGRAM_SEED + i, **settings, "even_odd_r": round(r_eo, 4)})
+        drawn.append({"seed": first_seed + i, **settings, "even_odd_r": round(r_eo, 4)})
         log.info("tomogram %d/%d %s, %.1f Å, axis %s, r(even, odd) %.3f (%.0f s)", i + 1,
                  n_tomograms, "x".join(map(str, settings["shape"])), settings["voxel_size"],
                  settings["tilt_axis"], r_eo, time.perf_counter() - start)
@@ -146,18 +147,25 @@ def augment(x: np.ndarray, y: np.ndarray, *, rng: np.random.Generator,
     return x, y
 
 
-def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool):
-    """Train the recipe's network on ``pairs`` for ``budget`` seconds with the training entry."""
-    config = DEFAULT_RECIPE.config.replace(
+def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool,
+          init: Path | None = None):
+    """Train the recipe's network on ``pairs`` for ``budget`` seconds with the training entry.
+
+    From random weights, or, with ``init``, from that model at the recipe's fine-tuning rate
+    (a second stage on a wider family keeps what the first learned).
+    """
+    recipe = DEFAULT_RECIPE if init is None else DEFAULT_RECIPE.finetuning()
+    config = recipe.config.replace(
         seed=seed, train_epochs=100_000, train_steps_per_epoch=steps_per_epoch)
     if tiny:
         config = config.replace(train_batch_size=4)
     from cryocare.training import train as train_entry
 
     steps = _StepCounter()
-    # random weights, never the model being regenerated; "auto" precision, resolved and
-    # recorded by the training entry (the weights are saved float32 either way)
-    model = train_entry(pairs, config, budget=budget, init=None, progress=not tiny,
+    # random weights unless a start is named; "auto" precision, resolved and recorded by
+    # the training entry (the weights are saved float32 either way)
+    model = train_entry(pairs, config, budget=budget,
+                        init=None if init is None else str(init), progress=not tiny,
                         augment=augment, callbacks=[steps.callback()])
     return model, config, {"entry": "cryocare.training.train", "steps": steps.count}
 
@@ -316,6 +324,14 @@ def main(argv=None) -> int:
                         help="comma-separated datasets to score (default all)")
     parser.add_argument("--no-tta", action="store_true", help="score without the 8-flip TTA too")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="start from this model folder at the recipe's fine-tuning rate "
+                             "(a second stage) instead of random weights")
+    parser.add_argument("--total-dose", default=None,
+                        help="total dose range LOW,HIGH in e/A^2 of the drawn series "
+                             "(default the family's, 60,180)")
+    parser.add_argument("--first-seed", type=int, default=TOMOGRAM_SEED,
+                        help="seed of the first simulated tomogram (the i-th gets this + i)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -329,16 +345,23 @@ def main(argv=None) -> int:
     patches = args.patches or (24 if args.tiny else 40)
     budget = args.budget or (5.0 if args.tiny else 45 * 60.0)
     options = {"depth": (32, 32), "lateral": (64, 64)} if args.tiny else {}
+    if args.total_dose:
+        options["total_dose"] = tuple(float(v) for v in args.total_dose.split(","))
+    start_from = None
+    if args.init is not None:  # read before the output (perhaps the same folder) is replaced
+        start_from = json.loads((args.init / "provenance.json").read_text()) \
+            if (args.init / "provenance.json").is_file() else {"model": str(args.init)}
     steps_per_epoch = 5 if args.tiny else args.steps_per_epoch
     started = time.perf_counter()
     pairs, drawn = simulate_pairs(n_tomograms, seed=args.seed, patches=patches,
-                                  settings_options=options)
+                                  settings_options=options, first_seed=args.first_seed)
     simulated = time.perf_counter() - started
     log.info("%d training and %d validation pairs from %d tomograms in %.0f s",
              len(pairs.x_train), len(pairs.x_val), n_tomograms, simulated)
     started = time.perf_counter()
     model, config, info = train(pairs, budget=budget, seed=args.seed,
-                                steps_per_epoch=steps_per_epoch, tiny=args.tiny)
+                                steps_per_epoch=steps_per_epoch, tiny=args.tiny,
+                                init=args.init)
     trained = time.perf_counter() - started
     history = model.history
     import keras
@@ -347,7 +370,7 @@ def main(argv=None) -> int:
         "format": "cryocare-pretraining", "format_version": 1,
         "command": "python benchmarks/pretrain.py " + " ".join(argv or sys.argv[1:]),
         "training": {
-            "tomograms": n_tomograms, "tomogram_seeds": [TOMOGRAM_SEED, TOMOGRAM_SEED +
+            "tomograms": n_tomograms, "tomogram_seeds": [args.first_seed, args.first_seed +
                                                          n_tomograms - 1],
             "settings_seed": args.seed, "settings_options": options,
             "pairs_train": int(len(pairs.x_train)), "pairs_val": int(len(pairs.x_val)),
@@ -362,6 +385,10 @@ def main(argv=None) -> int:
             "learning_rate": config.train_learning_rate, "schedule": config.train_schedule,
         },
         "machine": machine(),
+        # the earlier stage this one continued (its own provenance, settings left out)
+        "init": None if start_from is None else {
+            **{k: v for k, v in start_from.items() if k != "settings"},
+            "settings": f"{len(start_from.get('settings', []))} tomograms, see that stage"},
         "versions": {"keras": keras.__version__, "backend": keras.backend.backend(),
                      "numpy": np.__version__},
         "settings": drawn,
