@@ -191,11 +191,20 @@ _NO_CHECK = {True: "no measurable signal in the halves",
              False: "--wedge: the model restores the missing wedge, which the halves lack"}
 
 
+def _check_wedge_star(args: argparse.Namespace) -> None:
+    """``--wedge star`` reads each tomogram's tilt range from the STAR files: only with --star."""
+    from ..relion import FROM_STAR
+
+    if args.star is None and isinstance(args.wedge, str) and \
+            args.wedge.strip().lower() == FROM_STAR:
+        raise InputError("--wedge star: reads each tomogram's tilt range from its RELION "
+                         "tilt-series STAR file; give --star tomograms.star, or the range "
+                         "(e.g. --wedge=-60,60)")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
+    _check_wedge_star(args)
     if args.star is not None:
-        if args.wedge is not None:
-            raise InputError("--wedge with --star: not supported yet (the tilt range is not "
-                             "read from the STAR file); give --even and --odd")
         from .star import predict_star
 
         return predict_star(args)
@@ -318,10 +327,8 @@ def _predict_on_cluster(args, source, jobs, options) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
+    _check_wedge_star(args)
     if args.star is not None:
-        if args.wedge is not None:
-            raise InputError("--wedge with --star: not supported yet (the tilt range is not "
-                             "read from the STAR file); give --even and --odd")
         from .star import denoise_star
 
         return denoise_star(args)
@@ -416,13 +423,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     result = run_demo(args.output, overwrite=args.overwrite, progress=not args.quiet)
     print(f"cryocare demo: files in {result.output}/ (figure: {result.files['figure'].name})")
-    print(f"{'method':<10}{'PSNR [dB]':>12}{'SSIM':>8}{'Otsu Dice':>12}{'Dice/mask':>12}")
+    print(f"{'method':<12}{'PSNR [dB]':>10}{'SSIM':>8}{'Otsu Dice':>11}{'Dice/mask':>11}"
+          f"{'in-cone r':>11}{'Z/X':>7}")
     for name, score in result.scores.items():
-        print(f"{name:<10}{score['psnr']:>12.2f}{score['ssim']:>8.3f}{score['dice']:>12.3f}"
-              f"{score['dice_mask']:>12.3f}")
+        wedge = (f"{score['cone_r']:>11.3f}{score['z_ratio']:>7.1f}" if "cone_r" in score
+                 else f"{'-':>11}{'-':>7}")
+        print(f"{name:<12}{score['psnr']:>10.2f}{score['ssim']:>8.3f}{score['dice']:>11.3f}"
+              f"{score['dice_mask']:>11.3f}{wedge}")
     print("PSNR/SSIM against the noiseless tomogram (SSIM after an affine fit); Otsu Dice "
           "against the Otsu segmentation of the noiseless tomogram, Dice/mask against the "
-          "simulator's object mask")
+          "simulator's object mask; in-cone r (Fourier correlation inside the missing wedge) "
+          "and Z/X (resolution along the beam over that across the tilt axis, FSC 0.5; a "
+          "lower bound when Z is the box's depth) against the wedge-free truth. CARE wedge: "
+          "the shipped wedge-restoring model, zero-shot (no training)")
     for name, settings in result.settings.items():
         print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in settings.items())
               + " (tuned on the even and odd halves)")

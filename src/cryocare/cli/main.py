@@ -126,10 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model",
                    help="cryocare model folder, cryoCARE 0.3.0 .tar.gz archive or folder, or "
                         "'pretrained' (the shipped general model, normalising per tomogram)")
-    p.add_argument("--wedge", metavar="MIN,MAX|FILE",
+    p.add_argument("--wedge", metavar="MIN,MAX|FILE|star",
                    help="tilt range of the data in degrees (e.g. --wedge=-60,60) or an IMOD "
                         ".tlt/.rawtlt file: restore the missing wedge too; with --model "
-                        "pretrained the shipped wedge-restoring model (default: denoise only)")
+                        "pretrained the shipped wedge-restoring model; with --star, 'star' "
+                        "reads each tomogram's own range from its tilt-series STAR file "
+                        "(default: denoise only)")
     p.add_argument("tomograms", nargs="*", metavar="TOMO",
                    help="tomograms without halves (MRC or TIFF files, folders or globs), "
                         "denoised zero-shot; or give --even and --odd")
@@ -163,10 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_output(p, "denoised MRC file (with --star: the job folder)", required=False)
     p.add_argument("--save-model", type=Path, help="also keep the model in this folder "
                                                    "(default: not kept)")
-    p.add_argument("--wedge", metavar="MIN,MAX|FILE",
+    p.add_argument("--wedge", metavar="MIN,MAX|FILE|star",
                    help="tilt range of the halves in degrees (e.g. --wedge=-60,60) or an IMOD "
                         ".tlt/.rawtlt file: restore the missing wedge too, fine-tuning the "
-                        "shipped wedge-restoring model self-supervised (default: denoise only)")
+                        "shipped wedge-restoring model self-supervised; with --star, 'star' "
+                        "reads each tomogram's own range from its tilt-series STAR file "
+                        "(default: denoise only)")
     add_star_options(p, train=True)
     add_sampling_options(p, recipe_defaults=True)
     add_training_options(p)

@@ -30,6 +30,18 @@ def _tomograms(args: argparse.Namespace, names=None):
     return tomograms
 
 
+def _wedges(args: argparse.Namespace):
+    """``--wedge``: every tomogram's tilt range (``star``: from its tilt-series STAR file),
+    read and checked before anything heavy; None without it."""
+    if args.wedge is None:
+        return None
+    from ..relion import tomogram_wedges
+
+    axis = getattr(args, "tilt_axis", "Y")  # --tilt-axis Z holds out along Z; tilts about Y
+    return tomogram_wedges(args.star, args.wedge, project=args.project,
+                           tilt_axis=axis if axis in ("Y", "X") else "Y")
+
+
 def _outputs(args: argparse.Namespace) -> list:
     """The tomograms still to denoise (a complete output is skipped unless --overwrite, an
     incomplete one redone); their outputs and the job's tomograms.star may be written."""
@@ -57,7 +69,7 @@ def _finished(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace, save_to, *, checked: bool = False):
+def _train(args: argparse.Namespace, save_to, *, checked: bool = False, wedges=None):
     """Check what training needs; returns (recipe, start).
 
     ``checked``: every tomogram's halves were checked already; only the names
@@ -80,7 +92,7 @@ def _train(args: argparse.Namespace, save_to, *, checked: bool = False):
         args.star, names=args.train_on, project=args.project, recipe=recipe,
         budget=budget_from_args(args), init=args.init, seed=args.seed,
         tilt_axis=args.tilt_axis, fit=fit_to_machine(args), progress=not args.quiet,
-        checkpoint_dir=args.checkpoint_dir, resume=args.resume)
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume, wedge=wedges)
 
 
 def train_star(args: argparse.Namespace) -> int:
@@ -102,9 +114,10 @@ def denoise_star(args: argparse.Namespace) -> int:
     if args.output is None:
         raise InputError("--output: expected the job folder")
     _tomograms(args)  # every tomogram, those trained on among them
+    wedges = _wedges(args)
     if not _outputs(args):
         return _finished(args)
-    recipe, start = _train(args, args.save_model, checked=True)
+    recipe, start = _train(args, args.save_model, checked=True, wedges=wedges)
     load_backend(device=args.device)
     model = start()
     if args.save_model is not None:
@@ -113,7 +126,7 @@ def denoise_star(args: argparse.Namespace) -> int:
     print(predict(args.star, model, args.output,
                   predict_options(args, budget=budget_from_args(args),
                                   default_tta="auto" if recipe.tta else False),
-                  project=args.project, overwrite=args.overwrite))
+                  project=args.project, overwrite=args.overwrite, wedge=wedges))
     return 0
 
 
@@ -125,12 +138,12 @@ def predict_star(args: argparse.Namespace) -> int:
     if args.model is None or args.output is None:
         raise InputError("expected --model and --output (the job folder) with --star")
     _tomograms(args)
+    wedges = _wedges(args)
     source = inspect_model(args.model)
     if not _outputs(args):
         return _finished(args)
     load_backend(device=args.device)
-    from ..modelfiles import load_model
-
-    print(predict(args.star, load_model(source), args.output, predict_options(args),
-                  project=args.project, overwrite=args.overwrite))
+    # loaded there ('pretrained' with --wedge: the wedge-restoring model)
+    print(predict(args.star, source, args.output, predict_options(args),
+                  project=args.project, overwrite=args.overwrite, wedge=wedges))
     return 0
