@@ -379,7 +379,7 @@ def main(argv=None) -> int:
             "budget_seconds": budget, "train_seconds": round(trained, 1),
             "simulate_seconds": round(simulated, 1), "steps": info["steps"],
             "epochs": len(history.get("loss", [])), "entry": info["entry"],
-            "precision": config.train_precision,
+            "precision": model.config.train_precision,  # "auto" resolved
             "best_val_loss": min(history.get("val_loss", [float("nan")])),
             "batch_size": config.train_batch_size,
             "learning_rate": config.train_learning_rate, "schedule": config.train_schedule,

@@ -28,7 +28,10 @@ from cryocare.simulate import simulate_tomogram
 # Doses per tilt that give an even/odd correlation of about 0.02, 0.05 and 0.1 at the
 # simulator's defaults on this shape (measured: 0.022, 0.048, 0.094 at seed 1).
 DOSES = {0.02: 0.5, 0.05: 1.25, 0.1: 2.5}
-SHAPE = (48, 128, 128)
+#: The estimate's standard error grows as the correlation falls and shrinks with the voxels
+#: scored (docs/heldout.md): the lowest dose gets 3 times the voxels (0.40 dB there, against
+#: 0.48 dB on 48 x 128 x 128, where this seed's estimate missed by 0.59 dB).
+SHAPES = {0.02: (64, 192, 192), 0.05: (48, 128, 128), 0.1: (48, 128, 128)}
 #: Largest allowed distance between estimated and true gain (the issue's bar). Measured on
 #: these volumes: at most 0.37 dB.
 TOLERANCE_DB = 0.5
@@ -44,7 +47,8 @@ def pretrained():
 @pytest.fixture(scope="module", params=sorted(DOSES))
 def case(request, pretrained):
     """A simulated tomogram at one noise level, the assessment and the true gains."""
-    tomo = simulate_tomogram(SHAPE, seed=1, dose_per_tilt=DOSES[request.param])
+    shape = SHAPES[request.param]
+    tomo = simulate_tomogram(shape, seed=1, dose_per_tilt=DOSES[request.param])
     even, odd, clean = tomo.even, tomo.odd, tomo.clean
     r = pearson(even, odd)
     assert abs(r - request.param) < 0.4 * request.param  # the noise level asked for
@@ -56,7 +60,7 @@ def case(request, pretrained):
 
     # The whole volume is the region: the truth is scored on the same voxels.
     result = assess(even, odd, predict_half, max_voxels=even.size)
-    assert result.region == tuple(slice(0, n) for n in SHAPE)
+    assert result.region == tuple(slice(0, n) for n in shape)
     outputs = {"model": (predicted[0] + predicted[1]) / 2}
     for name in ("gaussian", "nad"):  # each filter's output on the pair, as written
         outputs[name] = dataclasses.replace(result, choice=name).restore(even, odd)
@@ -257,3 +261,32 @@ def test_denoise_scores_its_model_on_the_validation_slab_and_writes_the_report(
     assert entry["choice"] == "model" and entry["methods"]["model"]["gain_db"] > 1
     np.testing.assert_allclose(io.read(tmp_path / "d.mrc"), pretrained.denoise(
         tomo.even, tomo.odd), atol=1e-5 * float(np.ptp(tomo.clean)))
+
+
+@pytest.mark.parametrize("amplitude", [0.03, 0.1])
+def test_halves_without_a_measurable_signal_per_voxel_are_still_ranked(amplitude):
+    """A faint smooth signal: at 0.03 the halves' covariance is not measurable (r = -0.003),
+    at 0.1 it is (r = 0.006) but NAD's estimated error falls to zero (an infinite gain). In
+    both, a restoration that leaves the noise (the identity as the model) is ranked below the
+    filters by the signal each explains, and a filter is written instead."""
+    rng = np.random.default_rng(3)
+    base = ndi.gaussian_filter(rng.normal(size=(64, 64, 64)), 4)
+    clean = base / base.std() * amplitude
+    even = (clean + rng.normal(size=clean.shape)).astype(np.float32)
+    odd = (clean + rng.normal(size=clean.shape)).astype(np.float32)
+    result = assess(even, odd, lambda half: half)
+    assert result.signal_measured is (amplitude == 0.1)
+    assert not result.in_db
+    ranking = sorted(("model", "gaussian", "nad"), key=lambda k: -result.scores[k].explained)
+    assert ranking[-1] == "model"
+    assert result.choice != "model" and result.warning is not None
+    raw = psnr_affine(clean, (even + odd) / 2)
+    written = psnr_affine(clean, result.restore(even, odd, (even + odd) / 2)) - raw
+    assert written > 1.5  # the identity gains nothing
+    report = result.to_dict()
+    assert report["signal_measured"] is result.signal_measured
+    difference, uncertainty = report["best_filter_minus_model_explained"]
+    assert difference > uncertainty > 0
+    if not result.signal_measured:
+        assert "not measurable" in result.line()
+        assert all(v["gain_db"] is None for v in report["methods"].values())

@@ -96,3 +96,27 @@ def test_the_regeneration_script_runs_at_a_tiny_size(tmp_path):
     assert provenance["training"]["tomograms"] == 3 and provenance["training"]["steps"] > 0
     volume = np.random.default_rng(0).standard_normal((16, 32, 32)).astype(np.float32)
     assert np.isfinite(model.predict(volume, normalize="image")).all()
+
+    # the second stage (how the shipped model was made): continued from the first, at the
+    # recipe's fine-tuning rate, on the widened dose range; the first stage's provenance kept
+    second = tmp_path / "stage2"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "pretrain.py"), "--tiny", "--output",
+         str(second), "--init", str(output), "--total-dose", "10,40", "--first-seed", "200000",
+         "--seed", "1"],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    provenance2 = json.loads((second / "provenance.json").read_text())
+    training = provenance2["training"]
+    assert training["learning_rate"] == DEFAULT_RECIPE.finetune_learning_rate
+    assert training["settings_options"]["total_dose"] == [10.0, 40.0]
+    assert training["tomogram_seeds"] == [200000, 200002]
+    assert provenance2["init"]["training"]["steps"] == provenance["training"]["steps"]
+    from cryocare.simulate import _tilt_angles
+
+    totals = [s["dose_per_tilt"] * _tilt_angles(tuple(s["tilt_range"]), s["tilt_step"]).size
+              for s in provenance2["settings"]]
+    assert all(10.0 - 0.1 <= total <= 40.0 + 0.1 for total in totals), totals
+    stage2 = CAREModel.load(second)
+    weights1, weights2 = model.keras_model.get_weights(), stage2.keras_model.get_weights()
+    assert any(not np.array_equal(a, b) for a, b in zip(weights1, weights2, strict=True))

@@ -779,6 +779,16 @@ class HeldOutScore:
         of the restoration and of the raw average.
     replicates : tuple of float
         The gains with each block left out in turn, for paired comparisons (:meth:`compare`).
+    explained : float
+        Estimated ``cov(m, s)**2 / var(m)``: the signal variance that the restoration ``m``
+        explains after the best affine fit (its error is ``var(s)`` minus this). Needs no
+        estimate of ``var(s)``, so it ranks restorations even where the halves hold no
+        measurable signal (:meth:`compare_explained`).
+    explained_replicates : tuple of float
+        `explained` with each block left out in turn.
+    signal_measured : bool
+        Whether the halves' covariance was above twice its standard error; if not,
+        `gain_db`, `uncertainty_db` and `replicates` are NaN and only `explained` ranks.
     """
 
     weights: dict[str, float]
@@ -787,6 +797,9 @@ class HeldOutScore:
     error: float
     raw_error: float
     replicates: tuple[float, ...]
+    explained: float = math.nan
+    explained_replicates: tuple[float, ...] = ()
+    signal_measured: bool = True
 
     def compare(self, other: HeldOutScore) -> tuple[float, float]:
         """Gain of this restoration over `other` in dB, and its standard error.
@@ -815,6 +828,43 @@ class HeldOutScore:
                              f"blocks, found {len(other.replicates)}")
         paired = np.subtract(self.replicates, other.replicates)
         return self.gain_db - other.gain_db, _jackknife_error(paired)
+
+    @property
+    def explained_uncertainty(self) -> float:
+        """Jackknife standard error of `explained` (NaN without replicates)."""
+        return _jackknife_error(self.explained_replicates)
+
+    def compare_explained(self, other: HeldOutScore) -> tuple[float, float]:
+        """How much more of the signal this restoration explains than `other`, in z units.
+
+        ``explained`` minus ``other.explained``, divided by the jackknife standard error of
+        that difference: above 1, this restoration is ahead by more than one standard error.
+        It is also their error difference (``other.error - self.error``), so it ranks as
+        :meth:`compare` does, but it needs no estimate of the signal's variance: it ranks
+        restorations of halves without a measurable signal per voxel.
+
+        Parameters
+        ----------
+        other : HeldOutScore
+            A score from the same call of :func:`heldout_scores`.
+
+        Returns
+        -------
+        difference, uncertainty : float
+            ``self.explained - other.explained`` and its jackknife standard error (in the
+            data's squared units).
+
+        Raises
+        ------
+        InputError
+            If `other` was estimated over another number of blocks.
+        """
+        if len(other.explained_replicates) != len(self.explained_replicates):
+            raise InputError(f"other: expected a score over the same "
+                             f"{len(self.explained_replicates)} blocks, found "
+                             f"{len(other.explained_replicates)}")
+        paired = np.subtract(self.explained_replicates, other.explained_replicates)
+        return self.explained - other.explained, _jackknife_error(paired)
 
 
 def _jackknife_error(replicates: npt.ArrayLike) -> float:
@@ -887,6 +937,14 @@ def _row_slabs(region: tuple[slice, ...], shape: tuple[int, ...]) -> Iterator[tu
         yield (slice(start, min(first.stop, start + step)), *region[1:])
 
 
+def _explained(cov: np.ndarray, weights: np.ndarray) -> float:
+    """Estimated ``cov(m, s)**2 / var(m)`` of ``m = weights @ x`` (see :func:`_affine_errors`)."""
+    held_out = np.array([cov[0, 1], cov[1, 0]]
+                        + [cov[i, 1 - (i % 2)] for i in range(2, cov.shape[0])])
+    variance = float(weights @ cov @ weights)
+    return 0.0 if variance <= 0 else float(weights @ held_out) ** 2 / variance
+
+
 def _affine_errors(cov: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Estimated affine-fit MSE against the signal of the raw average and of ``weights @ x``.
 
@@ -894,17 +952,10 @@ def _affine_errors(cov: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     on the odd half. The signal's variance is ``cov(even, odd)``; each vector's covariance with
     the signal is its covariance with the half it never saw.
     """
-    signal = cov[0, 1]
-    held_out = np.array([cov[0, 1], cov[1, 0]]
-                        + [cov[i, 1 - (i % 2)] for i in range(2, cov.shape[0])])
     raw = np.zeros(cov.shape[0])
     raw[:2] = 0.5
-
-    def error(a: np.ndarray) -> float:
-        variance = float(a @ cov @ a)
-        return signal if variance <= 0 else signal - float(a @ held_out) ** 2 / variance
-
-    return error(raw), error(weights)
+    signal = cov[0, 1]
+    return signal - _explained(cov, raw), signal - _explained(cov, weights)
 
 
 def _gain_db(raw_error: float, error: float) -> float:
@@ -922,6 +973,7 @@ def heldout_scores(
     *,
     blends: Sequence[tuple[str, str]] = (),
     blocks: int = 3,
+    require_signal: bool = True,
 ) -> dict[str, HeldOutScore]:
     """Estimate, from the two halves alone, how much each restoration gains on the raw average.
 
@@ -948,6 +1000,11 @@ def heldout_scores(
     blocks : int, optional
         Parts per axis of the sub-volumes of the jackknife (fewer on axes shorter than
         ``4 * blocks``); default 3, i.e. 27 blocks in 3-D.
+    require_signal : bool, optional
+        True (default): halves without a measurable signal are an error. False: score them
+        anyway, with ``signal_measured`` False and NaN gains; ``explained`` (and
+        :meth:`HeldOutScore.compare_explained`) still ranks the restorations, since it needs
+        no estimate of the signal's variance, and blends take the weight that explains most.
 
     Returns
     -------
@@ -958,8 +1015,9 @@ def heldout_scores(
     ------
     InputError
         If shapes differ, values are not finite, a blend names an unknown method, `blocks`
-        is not a positive integer, or the halves hold no measurable signal (their covariance
-        is not above twice its jackknife standard error; with one block, not positive).
+        is not a positive integer, or (with `require_signal`) the halves hold no measurable
+        signal (their covariance is not above twice its jackknife standard error; with one
+        block, not positive).
 
     See Also
     --------
@@ -1013,7 +1071,8 @@ def heldout_scores(
     replicated = [gram.covariances(leave_out=b) for b in range(len(gram.count))]
     # The signal's variance must be measurable: above twice its own standard error.
     spread = _jackknife_error([cov[0, 1] for cov in replicated])
-    if not total[0, 1] > (2 * spread if math.isfinite(spread) else 0.0):
+    measured = bool(total[0, 1] > (2 * spread if math.isfinite(spread) else 0.0))
+    if not measured and require_signal:
         r = total[0, 1] / math.sqrt(max(total[0, 0] * total[1, 1], 1e-300))
         raise InputError(f"even/odd: no measurable signal: the halves' covariance "
                          f"{total[0, 1]:.3g} (r = {r:.4f}) is not above twice its standard "
@@ -1030,15 +1089,23 @@ def heldout_scores(
     def score(weights: dict[str, float]) -> HeldOutScore:
         a = vector(weights)
         raw_error, error = _affine_errors(total, a)
+        explained = tuple(_explained(cov, a) for cov in replicated)
+        if not measured:
+            nan = math.nan
+            return HeldOutScore(weights=weights, gain_db=nan, uncertainty_db=nan, error=error,
+                                raw_error=raw_error, replicates=(nan,) * len(replicated),
+                                explained=_explained(total, a), explained_replicates=explained,
+                                signal_measured=False)
         gains = tuple(_gain_db(*_affine_errors(cov, a)) for cov in replicated)
         return HeldOutScore(weights=weights, gain_db=_gain_db(raw_error, error),
                             uncertainty_db=_jackknife_error(gains), error=error,
-                            raw_error=raw_error, replicates=gains)
+                            raw_error=raw_error, replicates=gains,
+                            explained=_explained(total, a), explained_replicates=explained)
 
     scores = {method: score({method: 1.0}) for method in methods}
     for a, b in blends:
-        best = max(_BLEND_WEIGHTS, key=lambda w: _gain_db(
-            *_affine_errors(total, vector({a: w, b: 1.0 - w}))))
+        # the least error is the most signal explained, with or without a measurable var(s)
+        best = max(_BLEND_WEIGHTS, key=lambda w: _explained(total, vector({a: w, b: 1.0 - w})))
         scores[f"{a}+{b}"] = score({a: best, b: 1.0 - best} if a != b else {a: 1.0})
     logger.debug("held-out gains: %s", ", ".join(
         f"{k} {v.gain_db:.2f} ± {v.uncertainty_db:.2f} dB" for k, v in scores.items()))
