@@ -491,12 +491,44 @@ def assess(even: npt.ArrayLike, odd: npt.ArrayLike,
     elif ahead_enough:
         logger.info("%s, but on %d voxels only (%d to decide): keeping the model's output",
                     ahead, voxels, MIN_DECISION_VOXELS)
-    elif difference > 0:
-        logger.info("%s, within the uncertainty: keeping the model's output", ahead)
+    else:
+        if difference > 0:
+            logger.info("%s, within the uncertainty: keeping the model", ahead)
+        if not force_model and voxels >= MIN_DECISION_VOXELS:
+            choice = _better_blend(result)
     result = dataclasses.replace(result, choice=choice, warning=warning,
                                  forced=force_model and beaten)
     logger.info("%s", result.line())
     return result
+
+
+def _better_blend(result: Assessment) -> str:
+    """The best blend of the model with a filter, if it leads the model alone, else "model".
+
+    Where no filter beats the model, a measured blend of the two often beats both (their
+    errors differ): it is written when its lead over the model alone is more than
+    :data:`SWITCH_STANDARD_ERRORS` standard errors of the difference (an info line says so).
+    """
+    scores = result.scores
+    blends = [f"model+{name}" for name in FILTER_NAMES]
+    if result.in_db:
+        name = max(blends, key=lambda k: scores[k].gain_db)
+        difference, uncertainty = scores[name].compare(scores["model"])
+        lead = f"{difference:.2f} dB (± {uncertainty:.2f})"
+    else:
+        name = max(blends, key=lambda k: scores[k].explained)
+        difference, uncertainty = scores[name].compare_explained(scores["model"])
+        lead = (f"{difference / uncertainty:.1f} standard errors of the signal explained"
+                if uncertainty > 0 else "")
+    weights = scores[name].weights
+    if not (weights.get("model", 0.0) < 1.0 and math.isfinite(uncertainty)
+            and difference > SWITCH_STANDARD_ERRORS * uncertainty):
+        return "model"
+    other = next(k for k in weights if k != "model")
+    logger.info("a blend of %.0f%% model and %.0f%% %s is estimated ahead of the model alone "
+                "by %s: writing it", 100 * weights["model"], 100 * weights[other],
+                FILTER_NAMES[other], lead)
+    return name
 
 
 def _check_explained(scores: dict[str, HeldOutScore], reason: str) -> None:
