@@ -68,7 +68,11 @@ def one(model, shape, target: float | None, voxel: float | None, seed: int,
         row["estimate"] = {k: v["gain_db"] for k, v in assessment.to_dict()["methods"].items()}
         row["uncertainty"] = {k: v["uncertainty_db"]
                               for k, v in assessment.to_dict()["methods"].items()}
-        row["best_filter_minus_model_db"] = assessment.to_dict()["best_filter_minus_model_db"]
+        report = assessment.to_dict()
+        row["signal_measured"] = report["signal_measured"]
+        for key in ("best_filter_minus_model_db", "best_filter_minus_model_explained"):
+            if key in report:  # in dB, or in the signal explained (no gain in dB)
+                row[key] = report[key]
         row["choice"] = assessment.choice
         row["weights"] = assessment.scores[assessment.choice].weights
         # the same weights with NAD on the average (tuned for the average) in place of the
@@ -101,7 +105,10 @@ def markdown(rows: list[dict]) -> list[str]:
              "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|"]
     for row in rows:
         t, e = row["true_gain"], row.get("estimate", {})
-        estimate = " / ".join(f"{e[k]:.2f}" for k in ("model", "gaussian", "nad")) if e else "–"
+        estimate = " / ".join("–" if e[k] is None else f"{e[k]:.2f}"
+                              for k in ("model", "gaussian", "nad")) if e else "–"
+        if e and not row.get("signal_measured", True):
+            estimate = "not measurable: ranked by the signal explained"
         halves = f"{t['nad_halves']:.2f}" if "nad_halves" in t else "–"
         lines.append(f"| {row['r']:.3f} | {row['voxel_size']:g} | {row['seed']} | "
                      f"{t['zero_shot']:.2f} | {t['gaussian']:.2f} | {halves} "
