@@ -823,11 +823,7 @@ class HeldOutScore:
         InputError
             If `other` was estimated over another number of blocks.
         """
-        if len(other.replicates) != len(self.replicates):
-            raise InputError(f"other: expected a score over the same {len(self.replicates)} "
-                             f"blocks, found {len(other.replicates)}")
-        paired = np.subtract(self.replicates, other.replicates)
-        return self.gain_db - other.gain_db, _jackknife_error(paired)
+        return _paired(self.gain_db, other.gain_db, self.replicates, other.replicates)
 
     @property
     def explained_uncertainty(self) -> float:
@@ -835,11 +831,11 @@ class HeldOutScore:
         return _jackknife_error(self.explained_replicates)
 
     def compare_explained(self, other: HeldOutScore) -> tuple[float, float]:
-        """How much more of the signal this restoration explains than `other`, in z units.
+        """How much more of the signal this restoration explains than `other`, and its error.
 
-        ``explained`` minus ``other.explained``, divided by the jackknife standard error of
-        that difference: above 1, this restoration is ahead by more than one standard error.
-        It is also their error difference (``other.error - self.error``), so it ranks as
+        ``explained`` minus ``other.explained``, with the jackknife standard error of that
+        difference (their ratio above 1: ahead by more than one standard error). It is also
+        their error difference (``other.error - self.error``), so it ranks as
         :meth:`compare` does, but it needs no estimate of the signal's variance: it ranks
         restorations of halves without a measurable signal per voxel.
 
@@ -859,12 +855,17 @@ class HeldOutScore:
         InputError
             If `other` was estimated over another number of blocks.
         """
-        if len(other.explained_replicates) != len(self.explained_replicates):
-            raise InputError(f"other: expected a score over the same "
-                             f"{len(self.explained_replicates)} blocks, found "
-                             f"{len(other.explained_replicates)}")
-        paired = np.subtract(self.explained_replicates, other.explained_replicates)
-        return self.explained - other.explained, _jackknife_error(paired)
+        return _paired(self.explained, other.explained, self.explained_replicates,
+                       other.explained_replicates)
+
+
+def _paired(value: float, other: float, replicates: tuple[float, ...],
+            other_replicates: tuple[float, ...]) -> tuple[float, float]:
+    """``value - other`` and the jackknife standard error of that paired difference."""
+    if len(other_replicates) != len(replicates):
+        raise InputError(f"other: expected a score over the same {len(replicates)} blocks, "
+                         f"found {len(other_replicates)}")
+    return value - other, _jackknife_error(np.subtract(replicates, other_replicates))
 
 
 def _jackknife_error(replicates: npt.ArrayLike) -> float:
