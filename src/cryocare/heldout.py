@@ -146,9 +146,15 @@ class Assessment:
         below zero makes a gain infinite, and its difference meaningless).
         """
         best = max(FILTER_NAMES, key=lambda name: self.scores[name].explained)
-        if self.in_db:
-            return best, *self.scores[best].compare(self.scores["model"])
-        return best, *self.scores[best].compare_explained(self.scores["model"])
+        return best, *self.versus_model(best)
+
+    def versus_model(self, name: str) -> tuple[float, float]:
+        """The lead of restoration `name` over the model alone, and its standard error.
+
+        In dB where :attr:`in_db`, else in the signal explained (the data's squared units).
+        """
+        score, model = self.scores[name], self.scores["model"]
+        return score.compare(model) if self.in_db else score.compare_explained(model)
 
     @property
     def in_db(self) -> bool:
@@ -510,20 +516,18 @@ def _better_blend(result: Assessment) -> str:
     :data:`SWITCH_STANDARD_ERRORS` standard errors of the difference (an info line says so).
     """
     scores = result.scores
-    blends = [f"model+{name}" for name in FILTER_NAMES]
-    if result.in_db:
-        name = max(blends, key=lambda k: scores[k].gain_db)
-        difference, uncertainty = scores[name].compare(scores["model"])
-        lead = f"{difference:.2f} dB (± {uncertainty:.2f})"
-    else:
-        name = max(blends, key=lambda k: scores[k].explained)
-        difference, uncertainty = scores[name].compare_explained(scores["model"])
-        lead = (f"{difference / uncertainty:.1f} standard errors of the signal explained"
-                if uncertainty > 0 else "")
+    # most signal explained = least error: the same order as by gain where gains exist
+    name = max((f"model+{f}" for f in FILTER_NAMES), key=lambda k: scores[k].explained)
+    difference, uncertainty = result.versus_model(name)
     weights = scores[name].weights
     if not (weights.get("model", 0.0) < 1.0 and math.isfinite(uncertainty)
             and difference > SWITCH_STANDARD_ERRORS * uncertainty):
         return "model"
+    if result.in_db:
+        lead = f"{difference:.2f} dB (± {uncertainty:.2f})"
+    else:
+        lead = (f"{difference / uncertainty:.1f} standard errors of the signal explained"
+                if uncertainty > 0 else "a signal explained without spread")
     other = next(k for k in weights if k != "model")
     logger.info("a blend of %.0f%% model and %.0f%% %s is estimated ahead of the model alone "
                 "by %s: writing it", 100 * weights["model"], 100 * weights[other],

@@ -1090,18 +1090,20 @@ def heldout_scores(
     def score(weights: dict[str, float]) -> HeldOutScore:
         a = vector(weights)
         raw_error, error = _affine_errors(total, a)
-        explained = tuple(_explained(cov, a) for cov in replicated)
-        if not measured:
-            nan = math.nan
-            return HeldOutScore(weights=weights, gain_db=nan, uncertainty_db=nan, error=error,
-                                raw_error=raw_error, replicates=(nan,) * len(replicated),
-                                explained=_explained(total, a), explained_replicates=explained,
-                                signal_measured=False)
-        gains = tuple(_gain_db(*_affine_errors(cov, a)) for cov in replicated)
-        return HeldOutScore(weights=weights, gain_db=_gain_db(raw_error, error),
-                            uncertainty_db=_jackknife_error(gains), error=error,
+        per_block = [_affine_errors(cov, a) for cov in replicated]
+        if measured:
+            gains = tuple(_gain_db(*errors) for errors in per_block)
+            gain, spread = _gain_db(raw_error, error), _jackknife_error(gains)
+        else:  # no var(s) to compare with: only `explained` ranks
+            gains, gain, spread = (math.nan,) * len(per_block), math.nan, math.nan
+        # the error is var(s) minus the signal explained: var(s) is cov(even, odd)
+        return HeldOutScore(weights=weights, gain_db=gain, uncertainty_db=spread, error=error,
                             raw_error=raw_error, replicates=gains,
-                            explained=_explained(total, a), explained_replicates=explained)
+                            explained=total[0, 1] - error,
+                            explained_replicates=tuple(cov[0, 1] - e for cov, (_, e)
+                                                       in zip(replicated, per_block,
+                                                              strict=True)),
+                            signal_measured=measured)
 
     scores = {method: score({method: 1.0}) for method in methods}
     for a, b in blends:
