@@ -1,16 +1,20 @@
-"""Pretrain the shipped wedge-restoring ("isotropic") 3-D model on simulated tomograms.
+"""Pretrain the shipped wedge restorer (``pretrained:wedge``) on simulated tomograms.
 
 Regenerates ``src/cryocare/pretrained/wedge`` from seeds:
 
 1. draws ``--n-tomograms`` settings with :func:`cryocare.simulate.random_settings`
-   (seeded by ``--seed``; the general model's family: tilt ranges from
-   ±40° to ±70°, asymmetric, tilt about Y or X, 4-20 Å voxels, ...) and
-   simulates each tomogram (seed ``TOMOGRAM_SEED + i``) with its wedge-free
-   truth ``isotropic`` (the same phantom imaged noise-free over ±90°);
-2. samples 32³ patches at the same places from a noisy half (the even
-   one for half of the patches, the odd one for the other half) and from
-   the truth, both normalised by the statistics of that tomogram's two
-   noisy halves, validation pairs from the last 5 % of its tilt axis;
+   (seeded by ``--seed``; the general model's family — tilt ranges from
+   ±40° to ±70°, asymmetric, tilt about Y or X, 4-20 Å voxels, ... — in
+   tomograms of 64-128 × 128-256 × 128-256 voxels) and simulates each
+   (seed ``--tomogram-seed + i``) with its wedge-free truth ``isotropic``
+   (the same phantom imaged noise-free over ±90°);
+2. bins the noisy halves and the truth by ``--binning`` (2: the restorer
+   sees what :class:`cryocare.isotropic.WedgeRestorer` gives it, and a 32³
+   patch spans 64³ voxels of the tomogram) and samples 32³ patches at the
+   same places from a noisy half (the even one for half of the patches,
+   the odd one for the other half) and from the truth, both normalised by
+   the statistics of that tomogram's two binned noisy halves, validation
+   pairs from the last 5 % of its tilt axis;
 3. trains the recipe's network (the general model's architecture)
    *supervised* (``train_objective="supervised"``: noisy wedged half in,
    wedge-free truth out, mean squared error), starting from the shipped
@@ -18,8 +22,9 @@ Regenerates ``src/cryocare/pretrained/wedge`` from seeds:
    every batch flipped along random axes and its Y and X axes swapped at
    random (flips keep a wedge where it is; the swap turns a tilt about Y
    into one about X);
-4. saves the model with float32 weights, per-image normalisation and a
-   ``provenance.json`` (settings, seeds, steps, time, machine).
+4. saves the model with float32 weights, per-image normalisation,
+   ``wedge_binning`` in its config and a ``provenance.json`` (settings,
+   seeds, steps, time, machine).
 
 Its scores on held-out seeds are written by ``benchmarks/wedge_restore.py``.
 
@@ -50,6 +55,7 @@ from cryocare.normalize import Normalization, compute_normalization  # noqa: E40
 from cryocare.pairs import PairSet, sample_pairs  # noqa: E402
 from cryocare.recipe import DEFAULT_RECIPE  # noqa: E402
 from cryocare.simulate import random_settings, simulate_tomogram  # noqa: E402
+from cryocare.wedge import bin_volume  # noqa: E402
 
 log = logging.getLogger("pretrain_wedge")
 
@@ -61,39 +67,47 @@ PATCH = 32
 
 
 def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
-                   val_fraction: float = 0.05) -> tuple[PairSet, list[dict]]:
-    """Simulate the tomograms one by one; pairs (noisy half, wedge-free truth) from each."""
+                   val_fraction: float = 0.05, binning: int = 1,
+                   first_seed: int = TOMOGRAM_SEED, patch: int = PATCH
+                   ) -> tuple[PairSet, list[dict]]:
+    """Simulate the tomograms one by one; pairs (noisy half, wedge-free truth) from each.
+
+    With ``binning`` > 1 the halves and the truth are first binned by that factor
+    (:func:`cryocare.wedge.bin_volume`), as the two-scale restoration does before the
+    wedge network sees the data.
+    """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
     drawn = []
     start = time.perf_counter()
     for i in range(n_tomograms):
         settings = random_settings(rng, **settings_options)
-        tomo = simulate_tomogram(**settings, seed=TOMOGRAM_SEED + i)
-        norm = compute_normalization([tomo.even, tomo.odd])  # what prediction sees: the noisy data
-        for j, half in enumerate((tomo.even, tomo.odd)):
-            pairs = sample_pairs([half], [tomo.isotropic], patch_shape=PATCH,
+        tomo = simulate_tomogram(**settings, seed=first_seed + i)
+        even, odd, truth = (bin_volume(v, binning) for v in (tomo.even, tomo.odd, tomo.isotropic))
+        norm = compute_normalization([even, odd])  # what prediction sees: the noisy data
+        for j, half in enumerate((even, odd)):
+            pairs = sample_pairs([half], [truth], patch_shape=patch,
                                  n_patches=max(2, patches // 2), val_fraction=val_fraction,
                                  tilt_axis=settings["tilt_axis"], normalization=norm,
                                  seed=seed + 2 * i + j)
             for key, values in parts.items():
                 values.append(getattr(pairs, key))
-        drawn.append({"seed": TOMOGRAM_SEED + i, **settings})
+        drawn.append({"seed": first_seed + i, **settings})
         log.info("tomogram %d/%d %s, %.1f Å, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
                  "x".join(map(str, settings["shape"])), settings["voxel_size"],
                  settings["tilt_range"], settings["tilt_axis"], time.perf_counter() - start)
     pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
-                    normalization=Normalization(0.0, 1.0), patch_shape=(PATCH,) * 3,
+                    normalization=Normalization(0.0, 1.0), patch_shape=(patch,) * 3,
                     tilt_axis="Y", normalize="per_dataset")
     return pairs, drawn
 
 
 def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool,
-          learning_rate: float, init: str):
+          learning_rate: float, init: str, binning: int = 1):
     """Fine-tune the general model supervised on ``pairs`` for ``budget`` seconds."""
     config = DEFAULT_RECIPE.config.replace(
         seed=seed, train_epochs=100_000, train_steps_per_epoch=steps_per_epoch,
-        train_objective="supervised", train_learning_rate=learning_rate)
+        train_objective="supervised", train_learning_rate=learning_rate, wedge_binning=binning)
     if tiny:
         config = config.replace(train_batch_size=4)
     from cryocare.training import train as train_entry
@@ -107,12 +121,12 @@ def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tin
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=_duration, default=None,
-                        help="training time (default 35m; --tiny: 5s)")
+                        help="training time (default 40m; --tiny: 5s)")
     parser.add_argument("--output", type=Path, default=SHIPPED, help="model folder to write")
     parser.add_argument("--n-tomograms", type=int, default=None,
-                        help="simulated tomograms (default 128; --tiny: 3)")
+                        help="simulated tomograms (default 160; --tiny: 3)")
     parser.add_argument("--patches", type=int, default=None,
-                        help="patch pairs per tomogram (default 40; --tiny: 12)")
+                        help="patch pairs per tomogram (default 48; --tiny: 12)")
     parser.add_argument("--steps-per-epoch", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3,
                         help="peak learning rate of the cosine schedule")
@@ -121,25 +135,43 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="seed of settings, sampling, training")
     parser.add_argument("--tiny", action="store_true",
                         help="a seconds-long run on a few small tomograms (CI)")
+    parser.add_argument("--binning", type=int, default=2,
+                        help="bin the simulated halves and truth by this factor first (the "
+                             "two-scale restoration's wedge network sees binned data)")
+    parser.add_argument("--depth", default=None,
+                        help="Z range of the simulated tomograms, LOW,HIGH voxels (before "
+                             "binning; default 64,128)")
+    parser.add_argument("--lateral", default=None,
+                        help="Y and X range, LOW,HIGH voxels (default 128,256)")
+    parser.add_argument("--tomogram-seed", type=int, default=TOMOGRAM_SEED,
+                        help="seed of the first simulated tomogram")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    n_tomograms = args.n_tomograms or (3 if args.tiny else 128)
-    patches = args.patches or (12 if args.tiny else 40)
-    budget = args.budget or (5.0 if args.tiny else 35 * 60.0)
-    options = {"depth": (32, 32), "lateral": (64, 64)} if args.tiny else {}
+    n_tomograms = args.n_tomograms or (3 if args.tiny else 160)
+    patches = args.patches or (12 if args.tiny else 48)
+    budget = args.budget or (5.0 if args.tiny else 40 * 60.0)
+    options = ({"depth": (32, 32), "lateral": (64, 64)} if args.tiny else
+               {"depth": (64, 128), "lateral": (128, 256)})
+    for key in ("depth", "lateral"):
+        if getattr(args, key):
+            low, high = (int(v) for v in getattr(args, key).split(","))
+            options[key] = (low, high)
     steps_per_epoch = 5 if args.tiny else args.steps_per_epoch
     started = time.perf_counter()
     pairs, drawn = simulate_pairs(n_tomograms, seed=args.seed, patches=patches,
-                                  settings_options=options)
+                                  settings_options=options, binning=args.binning,
+                                  first_seed=args.tomogram_seed,
+                                  patch=16 if args.tiny else PATCH)
     simulated = time.perf_counter() - started
     log.info("%d training and %d validation pairs from %d tomograms in %.0f s",
              len(pairs.x_train), len(pairs.x_val), n_tomograms, simulated)
     started = time.perf_counter()
     model, config, info = train(pairs, budget=budget, seed=args.seed,
                                 steps_per_epoch=steps_per_epoch, tiny=args.tiny,
-                                learning_rate=args.learning_rate, init=args.init)
+                                learning_rate=args.learning_rate, init=args.init,
+                                binning=args.binning)
     trained = time.perf_counter() - started
     history = model.history
     import keras
@@ -150,8 +182,9 @@ def main(argv=None) -> int:
         "training": {
             "objective": "supervised: noisy wedged half -> wedge-free truth (isotropic), MSE",
             "init": args.init,
-            "tomograms": n_tomograms, "tomogram_seeds": [TOMOGRAM_SEED, TOMOGRAM_SEED +
-                                                         n_tomograms - 1],
+            "tomograms": n_tomograms, "tomogram_seeds": [args.tomogram_seed,
+                                                         args.tomogram_seed + n_tomograms - 1],
+            "binning": args.binning,
             "settings_seed": args.seed, "settings_options": options,
             "pairs_train": int(len(pairs.x_train)), "pairs_val": int(len(pairs.x_val)),
             "patch_shape": list(pairs.patch_shape),

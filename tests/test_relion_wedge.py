@@ -30,12 +30,16 @@ TINY = ["--epochs", "1", "--steps", "2", "--batch-size", "2", "--depth", "1", "-
 class CountingModel:
     """Writes the average of the halves; its config says what it was trained for."""
 
-    def __init__(self, objective="wedge"):
-        self.calls = []
+    def __init__(self, objective="wedge", wedge=None, calls=None):
+        self.calls = [] if calls is None else calls
+        self.wedge = wedge
         self.config = types.SimpleNamespace(train_objective=objective)
 
+    def with_wedge(self, wedge):  # as cryocare.isotropic.WedgeRestorer: the same calls
+        return CountingModel(self.config.train_objective, wedge, self.calls)
+
     def denoise(self, even, odd, *settings, out=None, **options):
-        self.calls.append(np.shape(even))
+        self.calls.append((np.shape(even), self.wedge))
         out.write((np.asarray(even) + np.asarray(odd)) / 2)
 
 
@@ -151,7 +155,8 @@ def test_predict_star_chooses_the_model_with_each_tomograms_range(project, monke
     star = relion.predict_star(project / STAR, "pretrained", project / "Denoise/job010",
                                wedge="star")
     assert chosen == [("pretrained", TS_01), ("pretrained", TS_02)]
-    assert loaded == ["pretrained:wedge"] and len(model.calls) == 2
+    assert loaded == ["pretrained:wedge"]
+    assert model.calls == [(SHAPE, TS_01), (SHAPE, TS_02)]  # each with its own range
     table = starfile.read(star, always_dict=True)["global"]
     assert list(table["rlnTomoReconstructedTomogramDenoised"]) == [
         f"Denoise/job010/tomograms/rec_{n}.mrc" for n in ("TS_01", "TS_02")]
@@ -172,16 +177,27 @@ def test_predict_star_chooses_the_model_with_each_tomograms_range(project, monke
                             wedge="star")
 
 
-def test_a_noise2noise_model_is_warned_about(project, caplog):
-    with caplog.at_level(logging.WARNING, logger="cryocare.relion"):
-        relion.predict_star(project / STAR, CountingModel("n2n"), project / "a", wedge="star")
-    assert "trained Noise2Noise" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="cryocare.relion"):
-        relion.predict_star(project / STAR, CountingModel("wedge"), project / "b",
-                            wedge="star")
-        relion.predict_star(project / STAR, CountingModel("n2n"), project / "c")  # no wedge
-    assert "Noise2Noise" not in caplog.text
+@pytest.mark.slow
+def test_a_noise2noise_model_restores_with_the_shipped_restorer(project):
+    """A Noise2Noise model given with wedges denoises; the shipped restorer fills each
+    tomogram's own cone; the measured directions are that model's alone."""
+    from cryocare.config import CareConfig
+    from cryocare.model import CAREModel
+    from cryocare.wedge import measured_mask
+
+    n2n = CAREModel(CareConfig(unet_n_depth=1, unet_n_first=2, seed=1), None)
+    relion.predict_star(project / STAR, n2n, project / "a", wedge="star")
+    relion.predict_star(project / STAR, n2n, project / "b")  # no wedge: the model alone
+    folder = project / "Tomograms/job007/tomograms"
+    for name, wedge in (("TS_01", TS_01), ("TS_02", TS_02)):
+        restored, alone = (io.read(project / f"{job}/tomograms/rec_{name}.mrc")
+                           for job in ("a", "b"))
+        halves = [io.read(folder / f"rec_{name}_{h}.mrc") for h in ("half1", "half2")]
+        np.testing.assert_allclose(alone, n2n.denoise(*halves), atol=1e-5)
+        change = np.fft.fftn(restored - alone)
+        measured = measured_mask(SHAPE, wedge)
+        assert np.abs(change[measured]).max() < 1e-3 * np.abs(change).max()
+        assert np.abs(change[~measured]).max() > 1e-3 * np.abs(np.fft.fftn(alone)).max()
 
 
 @pytest.mark.parametrize("train_names, expected", [
@@ -200,7 +216,7 @@ def test_denoise_star_trains_over_the_range_every_training_tomogram_measured(
     relion.denoise_star(project / STAR, project / "Denoise/job009", train_names=train_names,
                         wedge="star", budget=0, fit=False)
     assert received == [(len(train_names or "ab"), expected)]
-    assert len(model.calls) == 2  # every tomogram restored
+    assert model.calls == [(SHAPE, TS_01), (SHAPE, TS_02)]  # each restored with its range
 
 
 def test_ranges_without_common_directions_are_refused(project, monkeypatch):
@@ -252,10 +268,14 @@ def test_denoise_star_with_wedge_fine_tunes_over_the_read_range(project, monkeyp
     monkeypatch.chdir(project)
     # a tiny network from scratch (the wedge model's own network would take minutes)
     assert cli.main(["denoise", "--star", STAR, "--wedge", "star", "--output", "Denoise/job009",
-                     "--save-model", "Denoise/job009/model", "--init", "none", *TINY]) == 0
-    config = json.loads((project / "Denoise/job009/model/config.json").read_text())
-    config = config.get("config", config)
-    assert config["train_objective"] == "wedge"
-    assert config["train_tilt_range"] == [-30.0, 30.0] and config["train_tilt_axis"] == "Y"
+                     "--save-model", "Denoise/job009/model", "--init", "none",
+                     "--patch-shape", "16", *TINY]) == 0
+    saved = project / "Denoise/job009/model"
+    config = json.loads((saved / "denoiser/config.json").read_text())["config"]
+    assert config["train_objective"] == "n2n" and config["unet_n_first"] == 4
+    description = json.loads((saved / "restoration.json").read_text())
+    assert description["wedge"] == {"min_angle": -30.0, "max_angle": 30.0, "tilt_axis": "Y"}
+    assert json.loads((saved / "restorer/config.json").read_text())["config"][
+        "wedge_binning"] == description["binning"]
     for name in ("TS_01", "TS_02"):
         assert io.read(project / f"Denoise/job009/tomograms/rec_{name}.mrc").shape == SHAPE

@@ -42,6 +42,7 @@ _INT_BOUNDS = {
     "diffusion_kernel_size": (3, 7),
     "diffusion_n_rbf": (3, 255),
     "seed": (0, 2**32 - 1),
+    "wedge_binning": (1, 8),
 }
 _LOSSES = ("mse", "mae", "fsc")
 _SCHEDULES = ("plateau", "cosine")
@@ -49,7 +50,7 @@ _PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 #: Training objectives (:mod:`cryocare.training.objectives`; the registry checks the name).
 _OBJECTIVES = ("n2n", "supervised", "wedge", "blindspot")
 #: Keys that are not part of a network's architecture: training settings and bookkeeping.
-_NOT_ARCHITECTURE = ("seed", "backend")
+_NOT_ARCHITECTURE = ("seed", "backend", "wedge_binning")
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,11 @@ class CareConfig:
     train_tilt_axis : str
         ``"Y"`` or ``"X"``: the axis the specimen was tilted about (``"wedge"`` and
         ``"blindspot"`` only).
+    wedge_binning : int
+        For a network that restores the missing wedge at a coarser scale
+        (:mod:`cryocare.isotropic`): the factor the data are binned by
+        before it sees them (it was trained on data binned so); 1 (default)
+        for every other network.
     backend : str or None
         Keras backend the model must be trained on (``"tensorflow"``,
         ``"torch"`` or ``"jax"``); None (default) takes the one Keras runs on.
@@ -197,6 +203,7 @@ class CareConfig:
     train_objective: str = "n2n"
     train_tilt_range: tuple[float, float] | None = None
     train_tilt_axis: str = "Y"
+    wedge_binning: int = 1
     backend: str | None = None
     seed: int = 0
 

@@ -49,11 +49,13 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
-__all__ = ["ModelSource", "for_wedge", "inspect_model", "load_model", "PRETRAINED",
-           "PRETRAINED_WEDGE"]
+__all__ = ["ModelSource", "for_wedge", "inspect_model", "load_model", "with_wedge",
+           "PRETRAINED", "PRETRAINED_WEDGE", "RESTORER"]
 
 #: The spec that names the shipped general model.
 PRETRAINED = "pretrained"
+#: ``ModelSource.kind`` of a saved two-scale wedge restoration (denoiser and restorer).
+RESTORER = "cryocare-wedge"
 
 
 @dataclass(frozen=True)
@@ -66,8 +68,9 @@ class ModelSource:
         What the user gave.
     path : Path
         The model folder or archive.
-    kind : {"cryocare", "cryoCARE-0.3.0", "pretrained"}
-        Its format.
+    kind : {"cryocare", "cryoCARE-0.3.0", "pretrained", "cryocare-wedge"}
+        Its format (``"cryocare-wedge"``: a saved
+        :class:`cryocare.isotropic.WedgeRestorer`, denoiser and restorer).
     n_dim : int
         2 or 3: what the model restores.
     config : dict
@@ -157,6 +160,17 @@ def _inspect_archive(spec: str, path: Path) -> ModelSource:
     return ModelSource(spec, path, "cryoCARE-0.3.0", _n_dim(path, config), config)
 
 
+def _inspect_restorer(spec: str, path: Path) -> ModelSource:
+    """A saved :class:`cryocare.isotropic.WedgeRestorer`: its denoiser's config, its binning."""
+    from .isotropic import read_description
+
+    description = read_description(path)
+    denoiser = _inspect_folder(spec, path / "denoiser", "cryocare")
+    _inspect_folder(spec, path / "restorer", "cryocare")
+    config = {**denoiser.config, "wedge_binning": description.get("binning", 1)}
+    return ModelSource(spec, path, RESTORER, 3, config)
+
+
 def inspect_model(spec: str | os.PathLike) -> ModelSource:
     """Find and check a model without loading it (no Keras import).
 
@@ -180,6 +194,10 @@ def inspect_model(spec: str | os.PathLike) -> ModelSource:
         return _inspect_folder(text, _pretrained_path(text), PRETRAINED)
     path = Path(text)
     if path.is_dir():
+        from .isotropic import is_restorer_folder
+
+        if is_restorer_folder(path):
+            return _inspect_restorer(text, path)
         return _inspect_folder(text, path, "cryocare")
     if path.is_file():
         return _inspect_archive(text, path)
@@ -188,7 +206,7 @@ def inspect_model(spec: str | os.PathLike) -> ModelSource:
 
 
 def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best",
-               wedge: Any = None) -> CAREModel:
+               wedge: Any = None) -> Any:
     """Load a model in any format (see the module docstring) on any Keras backend.
 
     Parameters
@@ -200,27 +218,67 @@ def load_model(spec: str | os.PathLike | ModelSource, *, weights: str = "best",
         the last epoch.
     wedge : str, path, (min, max), Wedge or None
         The tilt range of the data to restore (``"-60,60"`` or a ``.tlt``
-        file, :func:`cryocare.wedge.parse_wedge`): ``"pretrained"`` then
-        loads the shipped wedge-restoring model (``"pretrained:wedge"``),
-        and the log warns when the range lies outside the ±40° to ±70° it
-        was trained on, or when a given model was not trained to restore
-        the wedge. The network itself needs no tilt range: it sees the
-        wedge in the data.
+        file, :func:`cryocare.wedge.parse_wedge`): restore the missing wedge
+        too. The result is a :class:`cryocare.isotropic.WedgeRestorer`:
+        ``"pretrained"`` denoises with the shipped general model and
+        restores the wedge with the shipped restorer
+        (``"pretrained:wedge"``); a Noise2Noise model of your own (any
+        format) denoises, the shipped restorer restores the wedge; a
+        restorer (``wedge_binning`` > 1) restores the wedge of what the
+        general model denoised; a saved WedgeRestorer takes this range. The
+        log warns when the range lies outside the ±40° to ±70° the shipped
+        restorer was trained on. A model trained with the ``"wedge"``
+        objective at full resolution restores on its own (a CAREModel).
 
     Returns
     -------
-    CAREModel
+    CAREModel or WedgeRestorer
     """
     if wedge is not None:
         spec = for_wedge(spec, wedge)
     source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
+    if source.kind == RESTORER:
+        from .isotropic import WedgeRestorer
+
+        return WedgeRestorer.load(source.path, weights=weights, wedge=wedge)
     if source.kind == "cryoCARE-0.3.0":
         from .compat import load_archive
 
-        return load_archive(source.path, weights=weights)
+        model = load_archive(source.path, weights=weights)
+    else:
+        from .model import CAREModel
+
+        model = CAREModel.load(source.path, weights=weights)
+    return model if wedge is None else _with_restorer(model, wedge, weights=weights)
+
+
+def with_wedge(model: Any, wedge: Any, *, weights: str = "best") -> Any:
+    """A loaded ``model`` made to restore the missing wedge of data with the tilt range ``wedge``.
+
+    A :class:`cryocare.isotropic.WedgeRestorer` takes the range; a restorer
+    (``wedge_binning`` > 1) is paired with the shipped general model as its
+    denoiser; a Noise2Noise model with the shipped restorer
+    (``"pretrained:wedge"``); a model trained with the ``"wedge"``
+    objective at full resolution is returned as it is.
+    """
+    if hasattr(model, "with_wedge"):  # a WedgeRestorer
+        return model.with_wedge(wedge)
+    return _with_restorer(model, wedge, weights=weights)
+
+
+def _with_restorer(model: CAREModel, wedge: Any, *, weights: str) -> Any:
+    """``model`` as a wedge restoration: paired with the shipped general model or restorer."""
+    from .isotropic import WedgeRestorer
     from .model import CAREModel
 
-    return CAREModel.load(source.path, weights=weights)
+    if model.config.n_dim != 3:
+        raise InputError("wedge: the model restores 2-D images; the missing wedge is 3-D")
+    if model.config.wedge_binning > 1:  # a restorer: the general model denoises
+        return WedgeRestorer(CAREModel.load(inspect_model(PRETRAINED).path), model, wedge)
+    if model.config.train_objective in ("wedge", "supervised"):
+        return model  # restores the wedge at full resolution on its own
+    restorer = CAREModel.load(inspect_model(PRETRAINED_WEDGE).path, weights=weights)
+    return WedgeRestorer(model, restorer, wedge)
 
 
 #: The shipped wedge-restoring model, and the tilt range (degrees) of its training family.
@@ -230,8 +288,9 @@ _WEDGE_FAMILY = (40.0, 70.0)
 
 def for_wedge(spec: str | os.PathLike | ModelSource, wedge: Any) -> ModelSource:
     """The model to restore data with the tilt range ``wedge``: ``"pretrained"`` becomes
-    ``"pretrained:wedge"``; the log warns about a range outside its training family, or
-    a given model that was trained Noise2Noise (it denoises, the wedge stays).
+    ``"pretrained:wedge"`` (the log warns about a range outside its training family);
+    any other 3-D model is checked and kept (:func:`load_model` pairs a Noise2Noise one
+    with the shipped restorer).
 
     Examples
     --------
@@ -250,7 +309,10 @@ def for_wedge(spec: str | os.PathLike | ModelSource, wedge: Any) -> ModelSource:
                         wedge.max_angle, low, high)
         return inspect_model(PRETRAINED_WEDGE)
     source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
-    if source.config.get("train_objective") not in ("wedge", "supervised"):
-        log.warning("%s: trained Noise2Noise, it denoises but does not restore the missing "
-                    "wedge (train it with wedge=, or use 'pretrained')", text)
+    if source.n_dim != 3:
+        raise InputError(f"{text}: restores 2-D images; the missing wedge is 3-D")
+    if source.kind != RESTORER and source.config.get("train_objective") not in \
+            ("wedge", "supervised"):
+        log.info("%s denoises; the shipped restorer (%s) restores the missing wedge",
+                 text, PRETRAINED_WEDGE)
     return source

@@ -101,9 +101,14 @@ class Recipe:
     finetune_warmup : float
         Warm-up share of the run when fine-tuning.
     wedge_n_patches : int
-        Most training pairs with ``wedge=`` (missing-wedge restoration
-        samples cubes √3 times the patch, 5.4 times the voxels, so fewer);
-        a smaller ``n_patches`` wins.
+        Most training pairs when the wedge restorer is fine-tuned with the
+        ``"wedge"`` objective (it samples cubes √3 times the patch, 5.4
+        times the voxels, so fewer); a smaller ``n_patches`` wins.
+    wedge_share : float
+        With ``wedge=``: the share of the budget that fine-tunes the wedge
+        restorer self-supervised on the binned halves, after the denoiser
+        had the rest; 0 (default) keeps the shipped restorer as it is, which
+        measured better than fine-tuning it (docs/wedge.md).
     """
 
     config: CareConfig
@@ -113,6 +118,7 @@ class Recipe:
     finetune_learning_rate: float = 5e-4
     finetune_warmup: float = 0.05
     wedge_n_patches: int = 400
+    wedge_share: float = 0.0
 
     def replace(self, **changes: Any) -> Recipe:
         """Copy with some fields changed."""
@@ -457,7 +463,7 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                   fit: bool = True, progress: bool = False,
                   checkpoint_dir: str | os.PathLike | None = None,
                   resume: bool = False, callbacks: Sequence[Any] = (),
-                  wedge: Any = None) -> CAREModel:
+                  wedge: Any = None) -> Any:
     """Train a model on even/odd halves with ``recipe``, in at most ``budget`` seconds.
 
     The budget counts from this call: measuring the machine, sampling the
@@ -500,24 +506,43 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
     wedge : str, path, (min, max), Wedge or None
         The tilt range of the halves (``"-60,60"``, a ``.tlt`` file, see
         :func:`cryocare.wedge.parse_wedge`; the axis is ``tilt_axis``, "Y"
-        for "Z"): restore the missing wedge too. Trains with the
-        ``"wedge"`` objective (:mod:`cryocare.training.objectives`) on
-        :attr:`Recipe.wedge_n_patches` pairs, and ``init="pretrained"``
-        starts from the shipped wedge-restoring model (``pretrained:wedge``).
-        None (default): Noise2Noise denoising, as without it.
+        for "Z"): restore the missing wedge too (:mod:`cryocare.isotropic`).
+        The denoiser trains Noise2Noise exactly as without ``wedge`` (on
+        ``1 - recipe.wedge_share`` of the budget), the shipped restorer
+        (``pretrained:wedge``; or ``init``'s, when ``init`` is a saved
+        WedgeRestorer) restores the cone; with a ``wedge_share`` it is
+        fine-tuned with the self-supervised ``"wedge"`` objective
+        (:mod:`cryocare.training.objectives`) on the binned halves.
+        None (default): Noise2Noise denoising.
 
     Returns
     -------
-    CAREModel
+    CAREModel or WedgeRestorer
         The trained model (``model.denoise(even, odd, tta=recipe.tta)``
         predicts as the recipe says); its config records the budget and
-        the precision the run had.
+        the precision the run had. With ``wedge``, a
+        :class:`cryocare.isotropic.WedgeRestorer`.
     """
+    recipe = DEFAULT_RECIPE if recipe is None else recipe
+    if wedge is not None:
+        return _train_wedge_restoration(
+            even, odd, recipe=recipe, budget=budget, init=init, seed=seed, tilt_axis=tilt_axis,
+            fit=fit, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume,
+            callbacks=callbacks, wedge=wedge)
+    return _train(even, odd, recipe=recipe, budget=budget, init=init, seed=seed,
+                  tilt_axis=tilt_axis, fit=fit, progress=progress, checkpoint_dir=checkpoint_dir,
+                  resume=resume, callbacks=callbacks)
+
+
+def _train(even, odd, *, recipe: Recipe, budget: float | None, init: Any, seed: int,
+           tilt_axis: str, fit: bool, progress: bool, checkpoint_dir=None, resume: bool = False,
+           callbacks: Sequence[Any] = (), wedge: Any = None) -> CAREModel:
+    """One training run (:func:`train_on_pair` without ``wedge``; with ``wedge``, the
+    ``"wedge"`` objective, which fine-tunes a restorer)."""
     from . import training  # imports Keras
     from .training import objectives
     from .training.checkpoints import Checkpoints
 
-    recipe = DEFAULT_RECIPE if recipe is None else recipe
     clock = training.Budget.start(recipe.config.train_time_budget if budget is None else budget)
     evens, odds = _as_list(even), _as_list(odd)
     ndim = np.ndim(evens[0]) if evens else 0
@@ -550,6 +575,56 @@ def train_on_pair(even: np.ndarray | Sequence[np.ndarray], odd: np.ndarray | Seq
                          f"(measuring and sampling the pairs)")
     return training.train(pairs, config, budget=clock, init=start, progress=progress,
                           checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
+
+
+def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None, init: Any,
+                             seed: int, tilt_axis: str, fit: bool, progress: bool,
+                             checkpoint_dir, resume: bool, callbacks: Sequence[Any],
+                             wedge: Any):
+    """:func:`train_on_pair` with ``wedge``: the denoiser trained Noise2Noise as without it,
+    the restorer the shipped one (or ``init``'s), fine-tuned on the binned halves for
+    :attr:`Recipe.wedge_share` of the budget; a :class:`cryocare.isotropic.WedgeRestorer`."""
+    import time
+
+    from .isotropic import WedgeRestorer
+    from .modelfiles import PRETRAINED_WEDGE, load_model
+    from .wedge import bin_volume, parse_wedge
+
+    evens, odds = _as_list(even), _as_list(odd)
+    if any(np.ndim(e) != 3 for e in evens):
+        raise InputError(f"wedge: restoring the missing wedge needs 3-D halves, got "
+                         f"{np.ndim(evens[0])}-D ones")
+    wedge = parse_wedge(wedge, tilt_axis=tilt_axis if tilt_axis in ("Y", "X") else "Y")
+    share = float(recipe.wedge_share)
+    if not 0 <= share < 1:
+        raise InputError(f"wedge_share: expected a share of the budget in [0, 1), got {share}")
+    started = time.perf_counter()
+    seconds = recipe.config.train_time_budget if budget is None else budget
+    denoiser_init, restorer = init, None
+    if isinstance(init, WedgeRestorer):
+        denoiser_init, restorer = init.denoiser, init.restorer
+    elif isinstance(init, (str, os.PathLike)) and init not in ("pretrained", "none"):
+        loaded = load_model(init)
+        if isinstance(loaded, WedgeRestorer):
+            denoiser_init, restorer = loaded.denoiser, loaded.restorer
+    denoiser = _train(evens, odds, recipe=recipe, budget=seconds * (1 - share), init=denoiser_init,
+                      seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress,
+                      checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
+    if restorer is None:
+        restorer = load_model(PRETRAINED_WEDGE)
+    left = seconds - (time.perf_counter() - started) if seconds else 0.0
+    if share > 0 and (not seconds or left > 10):
+        b = restorer.config.wedge_binning
+        binned = ([bin_volume(v, b) for v in evens], [bin_volume(v, b) for v in odds])
+        log.info("fine-tuning the wedge restorer on the halves binned by %d (%s)", b,
+                 f"{left:.0f} s" if seconds else "the recipe's steps")
+        restorer = _train(*binned, recipe=recipe.replace(
+            n_patches=min(recipe.n_patches, recipe.wedge_n_patches),
+            config=recipe.config.replace(**restorer.config.architecture(), wedge_binning=b)),
+            budget=max(left, 0.0),
+            init=restorer, seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress,
+            wedge=wedge)
+    return WedgeRestorer(denoiser, restorer, wedge)
 
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,

@@ -297,10 +297,12 @@ def _common_wedge(wedges: Mapping[str, Wedge]) -> Wedge:
 
 
 def _model_for(model: Any, wedges: Mapping[str, Wedge] | None):
-    """``model`` loaded (a spec: what :func:`cryocare.load_model` takes; with ``wedges``,
-    ``"pretrained"`` is the wedge-restoring model), and the log's warnings about it."""
-    from .modelfiles import PRETRAINED, ModelSource, for_wedge, load_model
+    """``model`` loaded (a spec: what :func:`cryocare.load_model` takes); with ``wedges``, made
+    to restore the missing wedge (:func:`cryocare.modelfiles.with_wedge`; ``"pretrained"``:
+    the general model and the shipped restorer), the log's warnings about the ranges given."""
+    from .modelfiles import PRETRAINED, ModelSource, for_wedge, load_model, with_wedge
 
+    first = next(iter(wedges.values())) if wedges else None
     if isinstance(model, (str, os.PathLike, ModelSource)):
         if wedges:
             spec = model.spec if isinstance(model, ModelSource) else os.fspath(model)
@@ -308,12 +310,8 @@ def _model_for(model: Any, wedges: Mapping[str, Wedge] | None):
             # each range checked against the pretrained model's family; another model once
             model = [for_wedge(model, w) for w in (ranges if spec == PRETRAINED
                                                     else ranges[:1])][0]
-        return load_model(model)
-    objective = getattr(getattr(model, "config", None), "train_objective", None)
-    if wedges and objective not in ("wedge", "supervised"):
-        log.warning("the model was trained Noise2Noise: it denoises but does not restore the "
-                    "missing wedge (train it with wedge=, or use 'pretrained')")
-    return model
+        return load_model(model, wedge=first)
+    return model if first is None else with_wedge(model, first)
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -523,6 +521,7 @@ def predict_star(star: str | os.PathLike, model: Any, output: str | os.PathLike,
     tilt_axis : {"Y", "X"}
         Axis of the tomograms the specimen was tilted about (RELION 5's: ``Y``).
     """
+    from .modelfiles import with_wedge
     from .predict import denoise_file
 
     options = PredictOptions.merged(options, **settings)
@@ -540,8 +539,9 @@ def predict_star(star: str | os.PathLike, model: Any, output: str | os.PathLike,
         model = _model_for(model, wedges)
     for tomogram in pending:
         target = targets[tomogram.name]
+        restoring = model if wedges is None else with_wedge(model, wedges[tomogram.name])
         # An incomplete output left by an earlier run is replaced.
-        denoise_file(model, tomogram.half1, tomogram.half2, target, options,
+        denoise_file(restoring, tomogram.half1, tomogram.half2, target, options,
                      overwrite=overwrite or target.exists())
         log.info("wrote %s", target)
     return write_denoised_star(star, output / "tomograms.star", targets, project=project,

@@ -227,3 +227,177 @@ def missing_mask(shape: tuple[int, int, int], wedge: Wedge, *, margin: float = 0
     with np.errstate(invalid="ignore"):
         outside = ((angle < low) | (angle > high)) & ((angle - 180 < low) | (angle - 180 > high))
     return outside & ~np.isnan(angle)
+
+
+def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
+    """The mean of every ``factor``³ block of a 3-D volume (float32; ``factor`` 1 returns a copy).
+
+    A shape that is no multiple of ``factor`` is first padded by repeating the
+    last plane, so no voxel is dropped; the result has ``ceil(n / factor)``
+    voxels along each axis.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bin_volume(np.arange(8.0).reshape(2, 2, 2), 2).tolist()
+    [[[3.5]]]
+    >>> bin_volume(np.ones((5, 6, 7)), 2).shape
+    (3, 3, 4)
+    """
+    array = np.asarray(volume, dtype=np.float32)
+    factor = int(factor)
+    if array.ndim != 3:
+        raise InputError(f"bin_volume: expected a 3-D volume, found shape {array.shape}")
+    if factor < 1:
+        raise InputError(f"bin_volume: expected a binning factor >= 1, found {factor}")
+    if factor == 1:
+        return array.copy()
+    pad = [(0, -n % factor) for n in array.shape]
+    if any(p for _, p in pad):
+        array = np.pad(array, pad, mode="edge")
+    z, y, x = (n // factor for n in array.shape)
+    return array.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _fine_spectrum(binned: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The spectrum (``rfftn`` layout) of ``binned`` placed on the grid ``factor`` times finer,
+    and the mask of the fine frequencies it covers.
+
+    Each binned frequency keeps its place in cycles per fine voxel; the half
+    block that :func:`bin_volume` moved each block's centre is shifted back
+    and the block mean's transfer (``sin(π f b) / (b sin(π f))`` along each
+    axis, at most 2×) divided out. The binned grid's Nyquist planes (even
+    sizes) have no sign on the fine grid and are left out.
+    """
+    m = binned.shape
+    fine = tuple(n * factor for n in m)
+    spectrum = np.fft.rfftn(binned.astype(np.float64))
+    freq = [np.fft.fftfreq(m[0]), np.fft.fftfreq(m[1]), np.fft.rfftfreq(m[2])]
+    for axis, f in enumerate(freq):
+        f_fine = f / factor
+        with np.errstate(invalid="ignore", divide="ignore"):
+            transfer = np.where(f_fine == 0, 1.0, np.sin(np.pi * f_fine * factor)
+                                / (factor * np.sin(np.pi * f_fine)))
+        # the block mean sits (factor - 1) / 2 fine voxels after the block's first voxel
+        term = np.exp(-2j * np.pi * f_fine * (factor - 1) / 2) / np.maximum(transfer, 0.5)
+        if m[axis] % 2 == 0:
+            term[m[axis] // 2] = 0  # the Nyquist plane
+        spectrum *= term.reshape([-1 if a == axis else 1 for a in range(3)])
+    index = [np.where(np.arange(n) < (n + 1) // 2, np.arange(n), np.arange(n) + f - n)
+             for n, f in zip(m[:2], fine[:2], strict=True)] + [np.arange(len(freq[2]))]
+    out = np.zeros(fine[:2] + (fine[2] // 2 + 1,), dtype=np.complex128)
+    covered = np.zeros(out.shape, dtype=bool)
+    out[np.ix_(*index)] = spectrum * factor**3
+    covered[np.ix_(*index)] = True
+    for axis in range(3):
+        if m[axis] % 2 == 0:
+            plane = [slice(None)] * 3
+            plane[axis] = index[axis][m[axis] // 2]
+            covered[tuple(plane)] = False
+    return out, covered
+
+
+def _check_binned(full_shape: tuple[int, ...], binned_shape: tuple[int, ...], factor: int,
+                  what: str) -> None:
+    expected = tuple(-(-n // factor) for n in full_shape)
+    if len(full_shape) != 3 or tuple(binned_shape) != expected:
+        raise InputError(f"{what}: expected a 3-D volume and its version binned by {factor} "
+                         f"(shape {expected}), found {tuple(full_shape)} and "
+                         f"{tuple(binned_shape)}")
+
+
+def unbin_volume(volume: np.ndarray, factor: int, shape: tuple[int, int, int]) -> np.ndarray:
+    """Undo :func:`bin_volume` as far as the binned grid allows: Fourier interpolation to ``shape``.
+
+    The binned spectrum is placed on the fine grid (``factor`` times the
+    binned shape, then cropped to ``shape``), shifted by the half block
+    that :func:`bin_volume` moved each block's centre, and divided by the
+    block mean's transfer; nothing at or above the binned Nyquist frequency
+    is made up.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.arange(64)
+    >>> wave = np.cos(2 * np.pi * x * 3 / 64)[None, None, :].repeat(8, 0).repeat(8, 1)
+    >>> back = unbin_volume(bin_volume(wave, 2), 2, wave.shape)
+    >>> bool(np.abs(back - wave).max() < 1e-3)
+    True
+    """
+    binned = np.asarray(volume, dtype=np.float32)
+    factor = int(factor)
+    shape = tuple(int(n) for n in shape)
+    if binned.ndim != 3 or len(shape) != 3 or \
+            any(-(-n // factor) != m for n, m in zip(shape, binned.shape, strict=True)):
+        raise InputError(f"unbin_volume: shape {shape} does not bin by {factor} to "
+                         f"{binned.shape}")
+    if factor == 1:
+        return binned.copy()
+    spectrum, _ = _fine_spectrum(binned, factor)
+    fine = tuple(m * factor for m in binned.shape)
+    result = np.fft.irfftn(spectrum, s=fine, axes=(0, 1, 2))
+    return result[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+
+
+def merge_cone(denoised: np.ndarray, restored: np.ndarray, wedge: Wedge,
+               binning: int = 1) -> np.ndarray:
+    """``denoised`` with its missing wedge taken from ``restored``, a restoration at ``binning``.
+
+    In Fourier space the result is ``denoised``'s spectrum except inside the
+    missing wedge (:func:`missing_mask`) below the Nyquist frequency of the
+    binned grid, where it is ``restored``'s, brought to the full grid as by
+    :func:`unbin_volume`. So the measured directions are the denoiser's
+    alone, whatever the restoring network did to them, and so is the cone
+    above what the binned grid holds (and on the Nyquist planes, whose side
+    of an asymmetric wedge is undefined). A shape that is no multiple of
+    ``binning`` is padded (edge values) for the transform and cropped back.
+
+    Parameters
+    ----------
+    denoised : ndarray
+        3-D volume at full resolution (a denoiser's output).
+    restored : ndarray
+        3-D volume on the binned grid (``ceil(n / binning)`` voxels per axis).
+    wedge : Wedge
+        Tilt range and axis of the data.
+    binning : int
+        Factor between the two grids.
+
+    Returns
+    -------
+    ndarray of float32, the shape of ``denoised``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> denoised, restored = rng.normal(size=(16, 32, 32)), rng.normal(size=(8, 16, 16))
+    >>> merged = merge_cone(denoised, restored, Wedge(-60, 60), 2)
+    >>> measured = measured_mask(merged.shape, Wedge(-60, 60))
+    >>> change = np.fft.fftn(merged - denoised)
+    >>> bool(np.abs(change[measured]).max() < 1e-3 * np.abs(change).max())
+    True
+    """
+    full = np.asarray(denoised, dtype=np.float32)
+    coarse = np.asarray(restored, dtype=np.float32)
+    binning = int(binning)
+    _check_binned(full.shape, coarse.shape, binning, "merge_cone")
+    fine = tuple(m * binning for m in coarse.shape)
+    pad = [(0, f - n) for n, f in zip(full.shape, fine, strict=True)]
+    padded = np.pad(full, pad, mode="edge") if any(p for _, p in pad) else full
+    spectrum = np.fft.rfftn(padded.astype(np.float64))
+    if binning == 1:
+        upsampled, covered = np.fft.rfftn(coarse.astype(np.float64)), None
+    else:
+        upsampled, covered = _fine_spectrum(coarse, binning)
+    cone = missing_mask(fine, wedge)[..., : spectrum.shape[-1]]
+    if covered is not None:
+        cone &= covered
+    for axis, n in enumerate(fine):  # a Nyquist plane's sign, so its wedge side, is undefined
+        if n % 2 == 0:
+            plane = [slice(None)] * 3
+            plane[axis] = n // 2
+            cone[tuple(plane)] = False
+    spectrum[cone] = upsampled[cone]
+    result = np.fft.irfftn(spectrum, s=fine, axes=(0, 1, 2))
+    return result[: full.shape[0], : full.shape[1], : full.shape[2]].astype(np.float32)

@@ -241,13 +241,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
     options = predict_options(args)
     if args.scheduler is not None:
+        if args.wedge is not None:
+            raise InputError("--scheduler with --wedge: restoring the missing wedge merges the "
+                             "whole tomogram in Fourier space, which chunks cannot; leave out "
+                             "--scheduler")
         return _predict_on_cluster(args, source, jobs, options)
     load_backend(device=args.device)
     from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
     from ..heldout import report_entry, write_report
     from ..modelfiles import load_model
 
-    model = load_model(source)
+    model = load_model(source, wedge=_wedge_of(args))
     reports, check = [], args.wedge is None  # the halves are no reference for the wedge
     for even, odd, target in jobs:
         path, assessment = checked_denoise_file(model, even, odd, target, options,
@@ -258,6 +262,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.report is not None:
         write_report(args.report, {"tomograms": reports}, overwrite=args.overwrite)
     return 0
+
+
+def _wedge_of(args: argparse.Namespace):
+    """``--wedge`` as a Wedge about ``--tilt-axis`` (Y for Z, or where there is none)."""
+    if args.wedge is None:
+        return None
+    from ..wedge import parse_wedge
+
+    axis = getattr(args, "tilt_axis", "Y")
+    return parse_wedge(args.wedge, tilt_axis=axis if axis in ("Y", "X") else "Y")
 
 
 def _wedge_source(model, wedge):
@@ -298,7 +312,7 @@ def predict_single(args: argparse.Namespace, model) -> int:
     from ..modelfiles import load_model
     from ..single import denoise_tomogram_file
 
-    network = load_model(source)
+    network = load_model(source, wedge=_wedge_of(args))
     for path, target in jobs:
         print(denoise_tomogram_file(network, path, target, options, overwrite=args.overwrite))
     return 0

@@ -1,0 +1,236 @@
+"""Two-scale restoration of the missing wedge: a denoiser for what was measured, a coarse
+network for the cone that was not.
+
+A :class:`WedgeRestorer` couples two CARE models:
+
+* the **denoiser** (a Noise2Noise model, e.g. the shipped general model or
+  one fine-tuned on the user's halves) restores the tomogram at full
+  resolution; it cleans the measured directions and leaves the missing
+  wedge empty;
+* the **restorer** (``pretrained:wedge``: trained supervised on simulated
+  tomograms against their wedge-free truth) sees the halves binned by its
+  config's ``wedge_binning`` (2 for the shipped one), where a patch holds
+  8 times the volume and the network's field of view reaches across whole
+  membranes and particles: what the cone holds is inferred from their
+  shape in the measured directions.
+
+The two are merged in Fourier space (:func:`cryocare.wedge.merge_cone`):
+the denoiser's output everywhere except inside the missing wedge below the
+binned grid's Nyquist frequency, where the restorer's content goes in. The
+measured directions are therefore exactly the denoiser's — restoring the
+wedge changes nothing that was measured — and the restorer costs an eighth
+of the denoiser's voxels.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cryocare.config import CareConfig
+>>> from cryocare.model import CAREModel
+>>> from cryocare.wedge import Wedge
+>>> tiny = CareConfig(unet_n_depth=1, unet_n_first=2)
+>>> restorer = WedgeRestorer(CAREModel(tiny, None), CAREModel(tiny.replace(wedge_binning=2), None),
+...                          Wedge(-60, 60))
+>>> rng = np.random.default_rng(0)
+>>> even, odd = rng.normal(size=(2, 16, 32, 32)).astype(np.float32)
+>>> restorer.denoise(even, odd).shape
+(16, 32, 32)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import PredictOptions
+from .errors import InputError, OutputExistsError
+from .wedge import Wedge, bin_volume, merge_cone, parse_wedge
+
+__all__ = ["WedgeRestorer", "RESTORATION_FORMAT", "is_restorer_folder"]
+
+log = logging.getLogger(__name__)
+
+#: ``format`` of the ``restoration.json`` that marks a saved WedgeRestorer folder.
+RESTORATION_FORMAT = "cryocare-wedge-restorer"
+_DESCRIPTION = "restoration.json"
+_PARTS = ("denoiser", "restorer")
+
+
+def is_restorer_folder(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder written by :meth:`WedgeRestorer.save`."""
+    return (Path(path) / _DESCRIPTION).is_file()
+
+
+class WedgeRestorer:
+    """Denoise at full resolution, restore the missing wedge at a coarser one, merge.
+
+    Parameters
+    ----------
+    denoiser : CAREModel
+        A 3-D model that denoises (Noise2Noise); its output fills every
+        measured direction.
+    restorer : CAREModel
+        A 3-D model that restores the missing wedge on data binned by its
+        ``config.wedge_binning``.
+    wedge : Wedge, str or (float, float)
+        Tilt range and axis of the data (:func:`cryocare.wedge.parse_wedge`).
+
+    Attributes
+    ----------
+    binning : int
+        The restorer's binning.
+    """
+
+    def __init__(self, denoiser: Any, restorer: Any, wedge: Any) -> None:
+        for name, model in (("denoiser", denoiser), ("restorer", restorer)):
+            if model.config.n_dim != 3:
+                raise InputError(f"{name}: restoring the missing wedge needs a 3-D model, got "
+                                 f"a {model.config.n_dim}-D one")
+        self.denoiser = denoiser
+        self.restorer = restorer
+        self.wedge = parse_wedge(wedge)
+        self.binning = int(restorer.config.wedge_binning)
+
+    def __repr__(self) -> str:
+        return (f"WedgeRestorer(wedge={self.wedge.min_angle:g}..{self.wedge.max_angle:g} about "
+                f"{self.wedge.tilt_axis}, binning={self.binning})")
+
+    def with_wedge(self, wedge: Any) -> WedgeRestorer:
+        """The same networks for data with another tilt range (nothing is copied)."""
+        return WedgeRestorer(self.denoiser, self.restorer, wedge)
+
+    @property
+    def config(self):
+        """The denoiser's config (what restores the measured directions at full resolution)."""
+        return self.denoiser.config
+
+    @property
+    def normalization(self):
+        return self.denoiser.normalization
+
+    # ----------------------------------------------------------------- prediction
+    def predict(self, image: np.ndarray, options: PredictOptions | None = None, *,
+                out: Any = None, **settings: Any) -> np.ndarray | None:
+        """Restore one tomogram: :meth:`CAREModel.predict` with the wedge restored.
+
+        ``options`` and ``settings`` go to both networks; ``out`` is an
+        array or a :class:`cryocare.io.SlabWriter` (the merge needs the
+        whole volume in memory first: about three times its size).
+        """
+        return self._restore([image], options, settings, out)
+
+    def denoise(self, even: np.ndarray, odd: np.ndarray, options: PredictOptions | None = None,
+                *, out: Any = None, **settings: Any) -> np.ndarray | None:
+        """Restore both halves and return their average, the wedge restored.
+
+        ``options``, ``out`` and ``settings`` as for :meth:`predict`.
+        """
+        return self._restore([even, odd], options, settings, out)
+
+    def _restore(self, images: list[np.ndarray], options: PredictOptions | None,
+                 settings: dict[str, Any], out: Any) -> np.ndarray | None:
+        options = PredictOptions.merged(options, **settings)
+        shape = np.shape(images[0])
+        if len(shape) != 3:
+            raise InputError(f"restoring the missing wedge needs 3-D tomograms, got shape "
+                             f"{shape}")
+        if any(np.shape(image) != shape for image in images):
+            raise InputError(f"even and odd halves differ in shape: {np.shape(images[0])} "
+                             f"and {np.shape(images[1])}")
+        if min(shape) < 2 * self.binning:
+            raise InputError(f"tomogram of shape {shape}: too small to bin by {self.binning}")
+        full = self._run(self.denoiser, images, options)
+        binned = [bin_volume(image, self.binning) for image in images]
+        coarse = self._run(self.restorer, binned, options.replace(progress=False))
+        log.info("missing wedge %g..%g° about %s: restored at binning %d and merged",
+                 self.wedge.min_angle, self.wedge.max_angle, self.wedge.tilt_axis, self.binning)
+        result = merge_cone(full, coarse, self.wedge, self.binning)
+        return _deliver(result, out)
+
+    @staticmethod
+    def _run(model: Any, images: list[np.ndarray], options: PredictOptions) -> np.ndarray:
+        if len(images) == 2:
+            return model.denoise(images[0], images[1], options)
+        return model.predict(images[0], options)
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write ``directory/denoiser``, ``directory/restorer`` and ``restoration.json``
+        (the tilt range and binning), atomically: built aside, then renamed into place."""
+        directory = Path(directory)
+        if directory.exists() and not overwrite:
+            raise OutputExistsError(f"{directory}: exists already (pass overwrite=True to "
+                                    f"replace it)")
+        if not directory.parent.is_dir():
+            raise InputError(f"{directory.parent}: folder for the model does not exist")
+        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            for name in _PARTS:
+                getattr(self, name).save(staging / name)
+            description = {"format": RESTORATION_FORMAT, "format_version": 1,
+                           "wedge": self.wedge.to_dict(), "binning": self.binning}
+            (staging / _DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                directory.rename(old)
+                staging.rename(directory)
+                shutil.rmtree(old)
+            else:
+                staging.rename(directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        log.info("saved the wedge restoration (denoiser and restorer) to %s", directory)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, weights: str = "best",
+             wedge: Any = None) -> WedgeRestorer:
+        """Load a folder written by :meth:`save`; ``wedge`` replaces the saved tilt range."""
+        from .model import CAREModel
+
+        directory = Path(directory)
+        description = read_description(directory)
+        parts = [CAREModel.load(directory / name, weights=weights) for name in _PARTS]
+        saved = Wedge.from_dict(description["wedge"])
+        return cls(*parts, saved if wedge is None else parse_wedge(wedge))
+
+
+def read_description(directory: Path) -> dict[str, Any]:
+    """The checked ``restoration.json`` of a saved WedgeRestorer folder."""
+    path = directory / _DESCRIPTION
+    try:
+        description = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path}: unreadable description of a wedge restoration ({error})") \
+            from None
+    if not isinstance(description, dict) or description.get("format") != RESTORATION_FORMAT:
+        raise InputError(f"{path}: expected \"format\": \"{RESTORATION_FORMAT}\"")
+    if not isinstance(description.get("wedge"), dict):
+        raise InputError(f"{path}: expected the tilt range under \"wedge\"")
+    missing = [name for name in _PARTS if not (directory / name / "config.json").is_file()]
+    if missing:
+        raise InputError(f"{directory}: incomplete wedge restoration ({', '.join(missing)} "
+                         f"model folder missing)")
+    return description
+
+
+def _deliver(result: np.ndarray, out: Any) -> np.ndarray | None:
+    """``result`` returned, copied into the array ``out``, or written to a slab writer."""
+    if out is None:
+        return result
+    if isinstance(out, np.ndarray):
+        if out.shape != result.shape:
+            raise InputError(f"out: expected shape {result.shape}, got {out.shape}")
+        out[...] = result
+        return out
+    step = max(1, (64 << 20) // max(1, result[0].nbytes))
+    for start in range(0, len(result), step):
+        out.write(result[start:start + step])
+    return None
