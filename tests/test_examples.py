@@ -18,6 +18,14 @@ def test_walkthrough_runs_and_writes_its_outputs(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "CARE: PSNR" in result.stdout
     out = tmp_path / "walkthrough_output"
-    for name in ("even.mrc", "odd.mrc", "clean.mrc", "denoised.mrc", "walkthrough.png"):
+    for name in ("even.mrc", "odd.mrc", "clean.mrc", "denoised.mrc", "walkthrough.png",
+                 "restored.mrc", "walkthrough_wedge.png"):
         assert (out / name).is_file(), name
+    # the restorer raises CARE's in-cone correlation with the wedge-free truth
+    cone = {}
+    for line in result.stdout.splitlines():
+        if ": in-cone r " in line:
+            name, rest = line.split(": in-cone r ")
+            cone[name.strip()] = float(rest.split(",")[0])
+    assert cone["CARE + restorer"] > cone["CARE"] + 0.1, cone
     assert (out / "model" / "config.json").is_file()

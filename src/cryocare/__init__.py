@@ -65,6 +65,7 @@ _LAZY = {
     "denoise_tomogram": ("single", "denoise_tomogram"),
     "segment_otsu": ("segment", "segment_otsu"),
     "nad": ("filters", "nad"),
+    "WedgeRestorer": ("isotropic", "WedgeRestorer"),
 }
 
 __all__ = ["__version__", "CryocareError", "InputError", *_LAZY]

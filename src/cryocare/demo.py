@@ -7,9 +7,9 @@ denoise``, fitted to the machine), denoises, segments by Otsu thresholding, writ
 files and a PNG of orthoslices, and returns the scores. ``cryocare demo``
 prints them.
 
-Beside it, the shipped wedge-restoring model restores the same halves
-zero-shot (``load_model("pretrained", wedge=...)`` with the simulation's tilt
-range; no training), and both results are scored against the wedge-free
+Beside it, the shipped restorer fills the missing wedge of CARE's result
+zero-shot (:meth:`cryocare.isotropic.WedgeRestorer.fill_cone`, with the
+simulation's tilt range; no training), and both results are scored against the wedge-free
 truth: the in-cone correlation (:func:`cryocare.metrics.wedge_correlation`)
 and the ``Z``/``X`` resolution ratio
 (:func:`cryocare.metrics.directional_resolution`). The figure shows both, and
@@ -145,8 +145,9 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
         against the Otsu segmentation of the noiseless tomogram) and
         ``dice_mask`` (against the simulator's object mask) for ``raw`` (the
         even/odd average), ``median`` (3×3×3), ``NAD`` (iterations tuned on
-        the halves, in ``settings``), ``CARE`` and ``CARE wedge`` (the
-        shipped wedge-restoring model, zero-shot); for the last two also
+        the halves, in ``settings``), ``CARE`` and ``CARE wedge`` (CARE's
+        result, its missing wedge filled by the shipped restorer zero-shot,
+        :mod:`cryocare.isotropic`); for the last two also
         ``cone_r`` and ``z_ratio`` against the wedge-free truth
         (:func:`wedge_scores`).
     """
@@ -190,13 +191,13 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
                              tta_seconds=budget / 4 if budget else None)
     lap("predict")
 
-    # The missing wedge: the shipped wedge-restoring model, zero-shot (no training, no TTA),
-    # with the simulation's own tilt range; both results scored against the wedge-free truth.
-    from .modelfiles import load_model
+    # The missing wedge: CARE's result with its cone filled by the shipped restorer, zero-shot
+    # (on the halves binned by 2, no TTA; cryocare.isotropic), with the simulation's own tilt
+    # range; both results scored against the wedge-free truth.
+    from .modelfiles import with_wedge
 
     wedge = Wedge(float(data.angles.min()), float(data.angles.max()), data.tilt_axis)
-    restored = load_model("pretrained", wedge=wedge).denoise(data.even, data.odd,
-                                                              progress=progress)
+    restored = with_wedge(model, wedge).fill_cone(denoised, data.even, data.odd)
     cone = {name: wedge_scores(data.isotropic, volume, wedge)
             for name, volume in (("CARE", denoised), ("CARE wedge", restored))}
     lap("wedge")
@@ -223,14 +224,14 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
                                         label="CARE denoised (mean of even and odd)")
     result.files["restored"] = io.write(output / "restored.mrc", restored,
                                         voxel_size=data.voxel_size, overwrite=overwrite,
-                                        label="pretrained:wedge zero-shot (mean of halves)")
+                                        label="CARE + pretrained:wedge restorer (zero-shot)")
     result.files["segmentation"] = io.write(output / "segmentation.mrc",
                                             segmentation.astype(np.float32),
                                             voxel_size=data.voxel_size, overwrite=overwrite,
                                             label="Otsu segmentation of CARE output")
     result.files["figure"] = orthoslice_figure(
         {"raw (even+odd)/2": raw, "median 3x3x3": filtered, "NAD": diffused, "CARE": denoised,
-         "CARE wedge (zero-shot)": restored, "noiseless": data.clean,
+         "CARE wedge (restorer zero-shot)": restored, "noiseless": data.clean,
          "no wedge (truth)": data.isotropic},
         output / "demo.png", masks={"Otsu on CARE": segmentation},
         title=f"cryocare demo: simulated tomogram {'x'.join(map(str, shape))}, tilts "

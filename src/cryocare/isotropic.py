@@ -146,12 +146,44 @@ class WedgeRestorer:
         if min(shape) < 2 * self.binning:
             raise InputError(f"tomogram of shape {shape}: too small to bin by {self.binning}")
         full = self._run(self.denoiser, images, options)
+        return _deliver(self._fill(full, images, options), out)
+
+    def fill_cone(self, denoised: np.ndarray, even: np.ndarray, odd: np.ndarray | None = None,
+                  options: PredictOptions | None = None, **settings: Any) -> np.ndarray:
+        """Fill the missing wedge of a tomogram denoised already (by this denoiser or any).
+
+        ``denoised`` keeps every measured direction; the restorer sees the
+        halves ``even`` and ``odd`` (or one tomogram, ``even`` alone) binned
+        and its cone goes in (:func:`cryocare.wedge.merge_cone`). What
+        :meth:`denoise` does after its denoiser ran.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cryocare.config import CareConfig
+        >>> from cryocare.model import CAREModel
+        >>> tiny = CareConfig(unet_n_depth=1, unet_n_first=2)
+        >>> restorer = WedgeRestorer(CAREModel(tiny, None),
+        ...                          CAREModel(tiny.replace(wedge_binning=2), None), "-60,60")
+        >>> even, odd = np.random.default_rng(1).normal(size=(2, 16, 32, 32)).astype(np.float32)
+        >>> denoised = restorer.denoiser.denoise(even, odd)
+        >>> np.allclose(restorer.fill_cone(denoised, even, odd), restorer.denoise(even, odd))
+        True
+        """
+        images = [even] if odd is None else [even, odd]
+        if any(np.shape(image) != np.shape(denoised) for image in images):
+            raise InputError(f"denoised and the halves differ in shape: {np.shape(denoised)} "
+                             f"and {', '.join(str(np.shape(i)) for i in images)}")
+        return self._fill(np.asarray(denoised, np.float32), images,
+                          PredictOptions.merged(options, **settings))
+
+    def _fill(self, full: np.ndarray, images: list[np.ndarray],
+              options: PredictOptions) -> np.ndarray:
         binned = [bin_volume(image, self.binning) for image in images]
         coarse = self._run(self.restorer, binned, options.replace(progress=False))
         log.info("missing wedge %g..%g° about %s: restored at binning %d and merged",
                  self.wedge.min_angle, self.wedge.max_angle, self.wedge.tilt_axis, self.binning)
-        result = merge_cone(full, coarse, self.wedge, self.binning)
-        return _deliver(result, out)
+        return merge_cone(full, coarse, self.wedge, self.binning)
 
     @staticmethod
     def _run(model: Any, images: list[np.ndarray], options: PredictOptions) -> np.ndarray:

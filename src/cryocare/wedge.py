@@ -259,9 +259,11 @@ def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
     return array.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5), dtype=np.float32)
 
 
-def _fine_spectrum(binned: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
-    """The spectrum (``rfftn`` layout) of ``binned`` placed on the grid ``factor`` times finer,
-    and the mask of the fine frequencies it covers.
+def _coarse_spectrum(binned: np.ndarray, factor: int
+                     ) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """The spectrum (``rfftn`` layout) of ``binned`` as it lies on the grid ``factor`` times
+    finer: values, where they go (one index array per axis of the fine ``rfftn``) and
+    which of them hold anything.
 
     Each binned frequency keeps its place in cycles per fine voxel; the half
     block that :func:`bin_volume` moved each block's centre is shifted back
@@ -269,10 +271,13 @@ def _fine_spectrum(binned: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndar
     axis, at most 2×) divided out. The binned grid's Nyquist planes (even
     sizes) have no sign on the fine grid and are left out.
     """
+    from scipy import fft
+
     m = binned.shape
     fine = tuple(n * factor for n in m)
-    spectrum = np.fft.rfftn(binned.astype(np.float64))
+    spectrum = fft.rfftn(binned.astype(np.float32), workers=-1)
     freq = [np.fft.fftfreq(m[0]), np.fft.fftfreq(m[1]), np.fft.rfftfreq(m[2])]
+    valid = np.ones(spectrum.shape, dtype=bool)
     for axis, f in enumerate(freq):
         f_fine = f / factor
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -280,21 +285,15 @@ def _fine_spectrum(binned: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndar
                                 / (factor * np.sin(np.pi * f_fine)))
         # the block mean sits (factor - 1) / 2 fine voxels after the block's first voxel
         term = np.exp(-2j * np.pi * f_fine * (factor - 1) / 2) / np.maximum(transfer, 0.5)
+        term *= factor  # the fine grid has factor times the samples along this axis
+        shape = [-1 if a == axis else 1 for a in range(3)]
         if m[axis] % 2 == 0:
             term[m[axis] // 2] = 0  # the Nyquist plane
-        spectrum *= term.reshape([-1 if a == axis else 1 for a in range(3)])
-    index = [np.where(np.arange(n) < (n + 1) // 2, np.arange(n), np.arange(n) + f - n)
-             for n, f in zip(m[:2], fine[:2], strict=True)] + [np.arange(len(freq[2]))]
-    out = np.zeros(fine[:2] + (fine[2] // 2 + 1,), dtype=np.complex128)
-    covered = np.zeros(out.shape, dtype=bool)
-    out[np.ix_(*index)] = spectrum * factor**3
-    covered[np.ix_(*index)] = True
-    for axis in range(3):
-        if m[axis] % 2 == 0:
-            plane = [slice(None)] * 3
-            plane[axis] = index[axis][m[axis] // 2]
-            covered[tuple(plane)] = False
-    return out, covered
+            valid &= (np.arange(len(f)) != m[axis] // 2).reshape(shape)
+        spectrum *= term.astype(np.complex64).reshape(shape)
+    index = tuple(np.where(np.arange(n) < (n + 1) // 2, np.arange(n), np.arange(n) + f - n)
+                  for n, f in zip(m[:2], fine[:2], strict=True)) + (np.arange(len(freq[2])),)
+    return spectrum, index, valid
 
 
 def _check_binned(full_shape: tuple[int, ...], binned_shape: tuple[int, ...], factor: int,
@@ -333,10 +332,14 @@ def unbin_volume(volume: np.ndarray, factor: int, shape: tuple[int, int, int]) -
                          f"{binned.shape}")
     if factor == 1:
         return binned.copy()
-    spectrum, _ = _fine_spectrum(binned, factor)
+    from scipy import fft
+
+    values, index, _ = _coarse_spectrum(binned, factor)
     fine = tuple(m * factor for m in binned.shape)
-    result = np.fft.irfftn(spectrum, s=fine, axes=(0, 1, 2))
-    return result[: shape[0], : shape[1], : shape[2]].astype(np.float32)
+    spectrum = np.zeros(fine[:2] + (fine[2] // 2 + 1,), dtype=np.complex64)
+    spectrum[np.ix_(*index)] = values
+    result = fft.irfftn(spectrum, s=fine, axes=(0, 1, 2), workers=-1)
+    return np.ascontiguousarray(result[: shape[0], : shape[1], : shape[2]], dtype=np.float32)
 
 
 def merge_cone(denoised: np.ndarray, restored: np.ndarray, wedge: Wedge,
@@ -378,6 +381,8 @@ def merge_cone(denoised: np.ndarray, restored: np.ndarray, wedge: Wedge,
     >>> bool(np.abs(change[measured]).max() < 1e-3 * np.abs(change).max())
     True
     """
+    from scipy import fft
+
     full = np.asarray(denoised, dtype=np.float32)
     coarse = np.asarray(restored, dtype=np.float32)
     binning = int(binning)
@@ -385,19 +390,16 @@ def merge_cone(denoised: np.ndarray, restored: np.ndarray, wedge: Wedge,
     fine = tuple(m * binning for m in coarse.shape)
     pad = [(0, f - n) for n, f in zip(full.shape, fine, strict=True)]
     padded = np.pad(full, pad, mode="edge") if any(p for _, p in pad) else full
-    spectrum = np.fft.rfftn(padded.astype(np.float64))
-    if binning == 1:
-        upsampled, covered = np.fft.rfftn(coarse.astype(np.float64)), None
-    else:
-        upsampled, covered = _fine_spectrum(coarse, binning)
-    cone = missing_mask(fine, wedge)[..., : spectrum.shape[-1]]
-    if covered is not None:
-        cone &= covered
-    for axis, n in enumerate(fine):  # a Nyquist plane's sign, so its wedge side, is undefined
-        if n % 2 == 0:
-            plane = [slice(None)] * 3
-            plane[axis] = n // 2
-            cone[tuple(plane)] = False
-    spectrum[cone] = upsampled[cone]
-    result = np.fft.irfftn(spectrum, s=fine, axes=(0, 1, 2))
-    return result[: full.shape[0], : full.shape[1], : full.shape[2]].astype(np.float32)
+    spectrum = fft.rfftn(padded, workers=-1)
+    del padded
+    values, index, valid = _coarse_spectrum(coarse, binning)
+    # The binned grid's frequencies are the fine grid's below its Nyquist frequency, in the
+    # same directions: the cone is the binned grid's own (which never holds the fine Nyquist
+    # planes, whose side of an asymmetric wedge is undefined).
+    cone = missing_mask(coarse.shape, wedge)[..., : values.shape[-1]] & valid
+    region = np.ix_(*index)
+    spectrum[region] = np.where(cone, values, spectrum[region])
+    result = fft.irfftn(spectrum, s=fine, axes=(0, 1, 2), workers=-1)
+    del spectrum
+    return np.ascontiguousarray(result[: full.shape[0], : full.shape[1], : full.shape[2]],
+                                dtype=np.float32)
