@@ -261,8 +261,8 @@ def test_shipped_restorer_fills_the_cone_better_than_the_n2n_model():
     assert np.abs(change[measured]).max() < 1e-3 * np.abs(change).max()
     cone_n2n = wedge_correlation(data.isotropic, n2n, "-60,60").missing
     cone_wedge = wedge_correlation(data.isotropic, restored, "-60,60").missing
-    # measured: CONE_WEDGE against CONE_N2N
-    assert cone_wedge > cone_n2n + 0.15, (cone_n2n, cone_wedge)
+    # measured: 0.706 against 0.358 (the full-resolution wedge model before: 0.443)
+    assert cone_wedge > cone_n2n + 0.2, (cone_n2n, cone_wedge)
 
 
 def test_cli_predict_with_a_wedge_restores_it(tmp_path, caplog):
