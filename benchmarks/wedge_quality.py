@@ -12,9 +12,13 @@ list of methods on each:
   its iterations tuned on the two halves (:func:`cryocare.filters.tune`);
 * ``n2n`` — the shipped Noise2Noise model zero-shot,
   ``cryocare.load_model("pretrained").denoise(even, odd)``;
+* ``wedge`` — the two-scale wedge restoration zero-shot,
+  ``cryocare.load_model("pretrained", wedge=...).denoise(even, odd)`` (the
+  general model denoises, the shipped restorer fills the cone);
 * ``model:PATH`` (or ``model:NAME``) — any other model folder, archive or
-  shipped name, zero-shot the same way (``--model-wedge`` also passes the
-  tilt range as ``wedge=`` to its ``denoise``, for wedge-restoring models).
+  shipped name, zero-shot the same way (``--model-wedge`` loads it with the
+  tilt range, ``load_model(PATH, wedge=...)``: a Noise2Noise model is then
+  paired with the shipped restorer).
 
 Scores (:mod:`cryocare.metrics`): against the wedged truth ``clean``, PSNR
 after the affine fit; against the wedge-free truth ``isotropic``, PSNR after
@@ -117,15 +121,15 @@ def restore(method: str, data, wedge: Wedge, *, model_wedge: bool) -> np.ndarray
         params = tune("nad", even, odd, target="average").params
         log.info("nad: %s", params)
         return apply_filter(average, "nad", **params)
-    if method == "n2n" or method.startswith("model:"):
+    if method in ("n2n", "wedge") or method.startswith("model:"):
         import cryocare
 
-        spec = "pretrained" if method == "n2n" else method.split(":", 1)[1]
-        model = cryocare.load_model(spec)
-        options = {"wedge": wedge} if model_wedge and method != "n2n" else {}
-        return np.asarray(model.denoise(even, odd, **options), dtype=np.float32)
-    raise SystemExit(f"unknown method {method!r}: expected clean, raw, gaussian, nad, n2n "
-                     "or model:PATH")
+        spec = "pretrained" if method in ("n2n", "wedge") else method.split(":", 1)[1]
+        restoring = method == "wedge" or (model_wedge and method != "n2n")
+        model = cryocare.load_model(spec, wedge=wedge if restoring else None)
+        return np.asarray(model.denoise(even, odd), dtype=np.float32)
+    raise SystemExit(f"unknown method {method!r}: expected clean, raw, gaussian, nad, n2n, "
+                     "wedge or model:PATH")
 
 
 def figure(name: str, volumes: dict[str, np.ndarray], path: Path) -> None:

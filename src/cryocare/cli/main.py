@@ -128,10 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "'pretrained' (the shipped general model, normalising per tomogram)")
     p.add_argument("--wedge", metavar="MIN,MAX|FILE|star",
                    help="tilt range of the data in degrees (e.g. --wedge=-60,60) or an IMOD "
-                        ".tlt/.rawtlt file: restore the missing wedge too; with --model "
-                        "pretrained the shipped wedge-restoring model; with --star, 'star' "
-                        "reads each tomogram's own range from its tilt-series STAR file "
-                        "(default: denoise only)")
+                        ".tlt/.rawtlt file: restore the missing wedge too (the model denoises, "
+                        "the shipped restorer fills the cone on the halves binned by 2); with "
+                        "--star, 'star' reads each tomogram's own range from its tilt-series "
+                        "STAR file (default: denoise only)")
     p.add_argument("tomograms", nargs="*", metavar="TOMO",
                    help="tomograms without halves (MRC or TIFF files, folders or globs), "
                         "denoised zero-shot; or give --even and --odd")
@@ -167,10 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: not kept)")
     p.add_argument("--wedge", metavar="MIN,MAX|FILE|star",
                    help="tilt range of the halves in degrees (e.g. --wedge=-60,60) or an IMOD "
-                        ".tlt/.rawtlt file: restore the missing wedge too, fine-tuning the "
-                        "shipped wedge-restoring model self-supervised; with --star, 'star' "
-                        "reads each tomogram's own range from its tilt-series STAR file "
-                        "(default: denoise only)")
+                        ".tlt/.rawtlt file: restore the missing wedge too (the model is "
+                        "fine-tuned as without it, the shipped restorer fills the cone; "
+                        "--save-model keeps both); with --star, 'star' reads each tomogram's "
+                        "own range from its tilt-series STAR file (default: denoise only)")
     add_star_options(p, train=True)
     add_sampling_options(p, recipe_defaults=True)
     add_training_options(p)
