@@ -41,15 +41,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .config import PredictOptions
-from .errors import InputError, OutputExistsError
+from .errors import InputError
 from .wedge import Wedge, bin_volume, merge_cone, parse_wedge
 
 __all__ = ["WedgeRestorer", "RESTORATION_FORMAT", "is_restorer_folder"]
@@ -195,29 +193,15 @@ class WedgeRestorer:
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write ``directory/denoiser``, ``directory/restorer`` and ``restoration.json``
         (the tilt range and binning), atomically: built aside, then renamed into place."""
+        from .model import staged_folder
+
         directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise OutputExistsError(f"{directory}: exists already (pass overwrite=True to "
-                                    f"replace it)")
-        if not directory.parent.is_dir():
-            raise InputError(f"{directory.parent}: folder for the model does not exist")
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with staged_folder(directory, overwrite=overwrite) as staging:
             for name in _PARTS:
                 getattr(self, name).save(staging / name)
             description = {"format": RESTORATION_FORMAT, "format_version": 1,
                            "wedge": self.wedge.to_dict(), "binning": self.binning}
             (staging / _DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                directory.rename(old)
-                staging.rename(directory)
-                shutil.rmtree(old)
-            else:
-                staging.rename(directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         log.info("saved the wedge restoration (denoiser and restorer) to %s", directory)
         return directory
 

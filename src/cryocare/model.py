@@ -30,13 +30,14 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,7 @@ from .modelformat import FORMAT, FORMAT_VERSION
 from .modelformat import WEIGHTS as _WEIGHTS
 from .normalize import Normalization
 
-__all__ = ["CAREModel", "DEFAULT_TILE", "plot_history", "read_versioned_json"]
+__all__ = ["CAREModel", "DEFAULT_TILE", "plot_history", "read_versioned_json", "staged_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,38 @@ def plot_history(history: dict[str, Sequence[float]], path: str | os.PathLike) -
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def staged_folder(directory: Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """A folder built aside (the block writes into the path it yields) and renamed to
+    ``directory`` when the block succeeds: a reader never sees half a folder, and a
+    failure leaves ``directory`` as it was.
+
+    Raises
+    ------
+    OutputExistsError
+        ``directory`` exists and not ``overwrite``.
+    InputError
+        Its parent folder does not exist.
+    """
+    if directory.exists() and not overwrite:
+        raise OutputExistsError(f"{directory}: exists already (pass overwrite=True to replace it)")
+    if not directory.parent.is_dir():
+        raise InputError(f"{directory.parent}: folder for the model does not exist")
+    staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        yield staging
+        if directory.exists():
+            old = directory.with_name(f".{directory.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            directory.rename(old)
+            staging.rename(directory)
+            shutil.rmtree(old)
+        else:
+            staging.rename(directory)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class CAREModel:
@@ -264,14 +297,7 @@ class CAREModel:
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the model folder atomically (built aside, then renamed into place)."""
         directory = Path(directory)
-        if directory.exists() and not overwrite:
-            raise OutputExistsError(
-                f"{directory}: exists already (pass overwrite=True to replace it)"
-            )
-        if not directory.parent.is_dir():
-            raise InputError(f"{directory.parent}: folder for the model does not exist")
-        staging = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with staged_folder(directory, overwrite=overwrite) as staging:
             meta = {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
@@ -291,16 +317,6 @@ class CAREModel:
                 self.keras_model.set_weights(self.last_weights)
                 self.keras_model.save_weights(staging / _WEIGHTS_LAST)
                 self.keras_model.set_weights(best)
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                directory.rename(old)
-                staging.rename(directory)
-                shutil.rmtree(old)
-            else:
-                staging.rename(directory)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         log.info("saved model to %s", directory)
         return directory
 
