@@ -175,3 +175,20 @@ def test_cli_refuses_a_wedge_on_a_cluster(tmp_path):
                  "--odd", str(tmp_path / "odd.mrc"), "--output", str(tmp_path / "out.mrc"),
                  "--wedge=-60,60", "--scheduler", "local"]) == 2
     assert not (tmp_path / "out.mrc").exists()
+
+
+def test_cli_restores_the_wedge_of_a_tomogram_without_halves(tmp_path):
+    import cryocare
+    from cryocare import io
+    from cryocare.cli.main import main
+    from cryocare.simulate import simulate_tomogram
+
+    data = simulate_tomogram((32, 64, 64), seed=10_104, tilt_range=(-60, 60))
+    io.write(tmp_path / "tomo.mrc", data.even)
+    assert main(["predict", "--model", "pretrained", "--wedge=-60,60", str(tmp_path / "tomo.mrc"),
+                 "--output", str(tmp_path / "out.mrc"), "-q"]) == 0
+    expected = cryocare.load_model("pretrained", wedge="-60,60").predict(data.even)
+    restored = io.read(tmp_path / "out.mrc")
+    np.testing.assert_allclose(restored, expected, atol=1e-4 * np.abs(expected).max())
+    alone = cryocare.load_model("pretrained").predict(data.even)
+    assert not np.allclose(restored, alone, atol=1e-3 * np.abs(alone).max())
