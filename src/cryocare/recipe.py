@@ -577,13 +577,19 @@ def _train(even, odd, *, recipe: Recipe, budget: float | None, init: Any, seed: 
                           checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
 
 
+#: Fewest seconds worth fine-tuning the wedge restorer for (sampling its pairs takes some).
+_RESTORER_MIN_SECONDS = 30
+
+
 def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None, init: Any,
                              seed: int, tilt_axis: str, fit: bool, progress: bool,
                              checkpoint_dir, resume: bool, callbacks: Sequence[Any],
                              wedge: Any):
     """:func:`train_on_pair` with ``wedge``: the denoiser trained Noise2Noise as without it,
     the restorer the shipped one (or ``init``'s), fine-tuned on the binned halves for
-    :attr:`Recipe.wedge_share` of the budget; a :class:`cryocare.isotropic.WedgeRestorer`."""
+    :attr:`Recipe.wedge_share` of the budget (its network as it is, not fitted to the
+    machine; not at all when fewer than 30 s are left); a
+    :class:`cryocare.isotropic.WedgeRestorer`."""
     import time
 
     from .isotropic import WedgeRestorer
@@ -613,7 +619,10 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
     if restorer is None:
         restorer = load_model(PRETRAINED_WEDGE)
     left = seconds - (time.perf_counter() - started) if seconds else 0.0
-    if share > 0 and (not seconds or left > 10):
+    if share > 0 and seconds and left < _RESTORER_MIN_SECONDS:
+        log.warning("the wedge restorer is not fine-tuned: %.0f s of the budget are left, "
+                    "fewer than %d", left, _RESTORER_MIN_SECONDS)
+    elif share > 0:
         b = restorer.config.wedge_binning
         binned = ([bin_volume(v, b) for v in evens], [bin_volume(v, b) for v in odds])
         log.info("fine-tuning the wedge restorer on the halves binned by %d (%s)", b,
@@ -622,7 +631,7 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
             n_patches=min(recipe.n_patches, recipe.wedge_n_patches),
             config=recipe.config.replace(**restorer.config.architecture(), wedge_binning=b)),
             budget=max(left, 0.0),
-            init=restorer, seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress,
+            init=restorer, seed=seed, tilt_axis=tilt_axis, fit=False, progress=progress,
             wedge=wedge)
     return WedgeRestorer(denoiser, restorer, wedge)
 
