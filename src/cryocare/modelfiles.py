@@ -12,8 +12,10 @@ each format:
 * ``"pretrained"`` (or ``"pretrained:NAME"``): a general model shipped with
   the package (:mod:`cryocare.pretrained`). A folder that happens to be
   called ``pretrained`` is reached as ``./pretrained``. With ``wedge=``
-  (the tilt range of the data), ``"pretrained"`` is the shipped
-  wedge-restoring model, ``"pretrained:wedge"``.
+  (the tilt range of the data), :func:`load_model` pairs the model with
+  the shipped restorer ``"pretrained:wedge"`` (:mod:`cryocare.isotropic`);
+* a saved :class:`cryocare.isotropic.WedgeRestorer` (``restoration.json``
+  beside ``denoiser/`` and ``restorer/``).
 
 :func:`inspect_model` checks that a model is there and complete, and reads
 what the command line must know before anything heavy happens (the
@@ -281,7 +283,7 @@ def _with_restorer(model: CAREModel, wedge: Any, *, weights: str) -> Any:
     return WedgeRestorer(model, restorer, wedge)
 
 
-#: The shipped wedge-restoring model, and the tilt range (degrees) of its training family.
+#: The shipped wedge restorer, and the tilt range (degrees) of its training family.
 PRETRAINED_WEDGE = "pretrained:wedge"
 _WEDGE_FAMILY = (40.0, 70.0)
 
@@ -304,7 +306,7 @@ def for_wedge(spec: str | os.PathLike | ModelSource, wedge: Any) -> ModelSource:
     if text == PRETRAINED:
         low, high = _WEDGE_FAMILY
         if not (low <= -wedge.min_angle <= high and low <= wedge.max_angle <= high):
-            log.warning("tilt range %g..%g: the pretrained wedge model was trained on ranges "
+            log.warning("tilt range %g..%g: the pretrained wedge restorer was trained on ranges "
                         "from ±%g° to ±%g°; expect less outside them", wedge.min_angle,
                         wedge.max_angle, low, high)
         return inspect_model(PRETRAINED_WEDGE)

@@ -513,11 +513,11 @@ def predict_star(star: str | os.PathLike, model: Any, output: str | os.PathLike,
     wedge : "star", str, path, (min, max), Wedge or None
         Restore the missing wedge too: the tilt range of every tomogram
         (:func:`tomogram_wedges`; ``"star"``: each tomogram's own, from its
-        tilt-series STAR file), checked first and logged. ``"pretrained"``
-        then loads the wedge-restoring model (``"pretrained:wedge"``) and the
-        log warns about a range outside its training family; a given model
-        that was trained Noise2Noise is warned about. The network itself
-        needs no range: it sees the wedge in the data.
+        tilt-series STAR file), checked first and logged. The model denoises
+        and the shipped restorer (``"pretrained:wedge"``) fills each
+        tomogram's cone with its own range
+        (:func:`cryocare.modelfiles.with_wedge`); the log warns about a range
+        outside the restorer's training family.
     tilt_axis : {"Y", "X"}
         Axis of the tomograms the specimen was tilted about (RELION 5's: ``Y``).
     """

@@ -224,7 +224,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "without halves and --output (or --star, or --config with a cryoCARE "
                          "predict config)")
     source = inspect_model(args.model)
-    if args.wedge is not None:  # 'pretrained' is then the wedge-restoring model
+    if args.wedge is not None:  # checks the range; load_model pairs it with the restorer
         source = _wedge_source(source, args.wedge)
     jobs = prediction_jobs(args.even, args.odd, args.output)
     infos = [check_pair(even, odd) for even, odd, _ in jobs]

@@ -143,7 +143,7 @@ def predict_star(args: argparse.Namespace) -> int:
     if not _outputs(args):
         return _finished(args)
     load_backend(device=args.device)
-    # loaded there ('pretrained' with --wedge: the wedge-restoring model)
+    # loaded there (with --wedge: paired with the shipped restorer)
     print(predict(args.star, source, args.output, predict_options(args),
                   project=args.project, overwrite=args.overwrite, wedge=wedges))
     return 0
