@@ -24,12 +24,12 @@ def test_the_demo_writes_its_files_and_scores_every_method(tmp_path):
     assert 1 <= result.settings["NAD"]["iterations"] <= 60  # tuned on the halves
     # The shipped model, fine-tuned for 20 steps, is already far above the raw average.
     assert result.scores["CARE"]["psnr"] > result.scores["raw"]["psnr"] + 3
-    # The wedge scores, for the two networks only; the wedge model zero-shot puts more of
-    # the truth into the missing cone than Noise2Noise (docs/wedge.md: about twice as much;
-    # at this size and seed measured 0.39 against 0.30, so 0.05 leaves room for the backend).
+    # The wedge scores, for the two networks only; the restorer fills the cone of CARE's
+    # result with far more of the truth than Noise2Noise put there (at this size and seed
+    # measured 0.612 against 0.298, Z/X 3.8 against 7.7; 0.2 leaves room for the backend).
     assert {k for k, v in result.scores.items() if "cone_r" in v} == {"CARE", "CARE wedge"}
-    assert result.scores["CARE wedge"]["cone_r"] > result.scores["CARE"]["cone_r"] + 0.05
-    assert all(result.scores[k]["z_ratio"] >= 1 for k in ("CARE", "CARE wedge"))
+    assert result.scores["CARE wedge"]["cone_r"] > result.scores["CARE"]["cone_r"] + 0.2
+    assert 1 <= result.scores["CARE wedge"]["z_ratio"] < result.scores["CARE"]["z_ratio"]
     assert "wedge" in result.timings
     with pytest.raises(OutputExistsError, match="from an earlier run"):
         run_demo(tmp_path / "demo", shape=(32, 64, 64), recipe=TINY, budget=0, seed=3)
