@@ -32,9 +32,11 @@ test: $(STAMP) $(REF_STAMP) qt-libs
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -q
 	KERAS_BACKEND=torch $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
 	    tests/test_training.py tests/test_nets.py tests/test_backends.py tests/test_diffusion.py \
-	    tests/test_runtime.py tests/test_streaming.py tests/test_wedge_training.py
+	    tests/test_runtime.py tests/test_streaming.py tests/test_wedge_training.py \
+	    tests/test_isotropic.py
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -p no:cacheprovider -m backend \
-	    tests/test_nets.py tests/test_backends.py tests/test_streaming.py tests/test_wedge_training.py
+	    tests/test_nets.py tests/test_backends.py tests/test_streaming.py tests/test_wedge_training.py \
+	    tests/test_isotropic.py
 
 # The napari plugin's tests (tests/test_napari.py): Qt on its offscreen platform needs these
 # system libraries, and napari's OpenGL canvas a virtual X display with Mesa. Installed with

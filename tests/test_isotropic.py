@@ -73,6 +73,7 @@ def test_merge_keeps_the_measured_directions_and_takes_the_cone_from_the_restora
 
 
 # ------------------------------------------------------------------ WedgeRestorer
+@pytest.mark.backend
 def test_restorer_is_the_denoiser_in_the_measured_directions():
     """Restoring the wedge changes nothing the tilt series measured."""
     restorer = _tiny_restorer()
