@@ -193,3 +193,27 @@ def test_cli_restores_the_wedge_of_a_tomogram_without_halves(tmp_path):
     np.testing.assert_allclose(restored, expected, atol=1e-4 * np.abs(expected).max())
     alone = cryocare.load_model("pretrained").predict(data.even)
     assert not np.allclose(restored, alone, atol=1e-3 * np.abs(alone).max())
+
+
+def test_a_saved_restoration_predicts_unchecked_and_starts_training_from_its_denoiser(tmp_path):
+    """``--model`` a saved restoration restores the wedge with its range (no held-out check:
+    the halves lack the cone); as ``init`` it hands training its denoiser."""
+    from cryocare import io
+    from cryocare.cli.main import main
+    from cryocare.training.finetune import load_init
+
+    restorer = _tiny_restorer()
+    folder = restorer.save(tmp_path / "restoration")
+    rng = np.random.default_rng(12)
+    even, odd = rng.normal(size=(2, 16, 32, 32)).astype(np.float32)
+    io.write(tmp_path / "even.mrc", even)
+    io.write(tmp_path / "odd.mrc", odd)
+    assert main(["predict", "--model", str(folder), "--even", str(tmp_path / "even.mrc"),
+                 "--odd", str(tmp_path / "odd.mrc"), "--output", str(tmp_path / "out.mrc"),
+                 "--report", str(tmp_path / "report.json"), "-q"]) == 0
+    np.testing.assert_allclose(io.read(tmp_path / "out.mrc"), restorer.denoise(even, odd),
+                               atol=1e-5)
+    report = (tmp_path / "report.json").read_text()
+    assert "the missing wedge is restored" in report
+    assert load_init(folder).config == restorer.denoiser.config
+    assert load_init(restorer) is restorer.denoiser

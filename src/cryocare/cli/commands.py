@@ -188,7 +188,7 @@ def _run_cryocare_config(args: argparse.Namespace, kind: str) -> int:
 
 #: Why a report has no held-out estimate (cryocare.heldout), by whether it was checked.
 _NO_CHECK = {True: "no measurable signal in the halves",
-             False: "--wedge: the model restores the missing wedge, which the halves lack"}
+             False: "the missing wedge is restored, which the halves lack"}
 
 
 def _check_wedge_star(args: argparse.Namespace) -> None:
@@ -249,10 +249,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     load_backend(device=args.device)
     from ..heldout import denoise_file as checked_denoise_file  # model, or a better filter
     from ..heldout import report_entry, write_report
-    from ..modelfiles import load_model
+    from ..modelfiles import RESTORER, load_model
 
     model = load_model(source, wedge=_wedge_of(args))
-    reports, check = [], args.wedge is None  # the halves are no reference for the wedge
+    # the halves are no reference for what a wedge restoration (or a saved one) fills in
+    reports, check = [], args.wedge is None and source.kind != RESTORER
     for even, odd, target in jobs:
         path, assessment = checked_denoise_file(model, even, odd, target, options,
                                                 overwrite=args.overwrite, check=check,

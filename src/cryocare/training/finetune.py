@@ -55,14 +55,20 @@ def load_init(init: Any) -> CAREModel | None:
         return None
     if isinstance(init, CAREModel):
         return init
+    if hasattr(init, "denoiser"):  # a wedge restoration: training starts from its denoiser
+        return init.denoiser
     if isinstance(init, str | os.PathLike):
         from ..modelfiles import load_model  # every format: folder, cryoCARE archive, pretrained
 
         try:
-            return load_model(init)
+            loaded = load_model(init)
         except InputError as error:
             hint = "; train from scratch with init='none'" if init == "pretrained" else ""
             raise InputError(f"init {str(init)!r}: {error}{hint}") from None
+        if hasattr(loaded, "denoiser"):
+            log.info("init %r is a wedge restoration: training starts from its denoiser", init)
+            return loaded.denoiser
+        return loaded
     raise InputError(f"init: expected None, 'none', 'pretrained', a model folder or a "
                      f"CAREModel, got {init!r}")
 
