@@ -129,7 +129,7 @@ def test_cli_second_run_loads_no_model_and_trains_nothing(project, monkeypatch, 
 
     loaded = []
 
-    def load_model(source):
+    def load_model(source, wedge=None):
         loaded.append(source)
         return CountingModel()
 

@@ -108,10 +108,6 @@ class WedgeRestorer:
         """The denoiser's config (what restores the measured directions at full resolution)."""
         return self.denoiser.config
 
-    @property
-    def normalization(self):
-        return self.denoiser.normalization
-
     # ----------------------------------------------------------------- prediction
     def predict(self, image: np.ndarray, options: PredictOptions | None = None, *,
                 out: Any = None, **settings: Any) -> np.ndarray | None:
@@ -135,14 +131,9 @@ class WedgeRestorer:
                  settings: dict[str, Any], out: Any) -> np.ndarray | None:
         options = PredictOptions.merged(options, **settings)
         shape = np.shape(images[0])
-        if len(shape) != 3:
-            raise InputError(f"restoring the missing wedge needs 3-D tomograms, got shape "
-                             f"{shape}")
-        if any(np.shape(image) != shape for image in images):
-            raise InputError(f"even and odd halves differ in shape: {np.shape(images[0])} "
-                             f"and {np.shape(images[1])}")
         if min(shape) < 2 * self.binning:
             raise InputError(f"tomogram of shape {shape}: too small to bin by {self.binning}")
+        # the denoiser checks the halves (3-D, of one shape) before anything else runs
         full = self._run(self.denoiser, images, options)
         return _deliver(self._fill(full, images, options), out)
 
@@ -238,7 +229,8 @@ def read_description(directory: Path) -> dict[str, Any]:
 
 
 def _deliver(result: np.ndarray, out: Any) -> np.ndarray | None:
-    """``result`` returned, copied into the array ``out``, or written to a slab writer."""
+    """``result`` returned, copied into the array ``out``, or written to a slab writer
+    (which takes it whole and keeps its statistics in chunks)."""
     if out is None:
         return result
     if isinstance(out, np.ndarray):
@@ -246,7 +238,5 @@ def _deliver(result: np.ndarray, out: Any) -> np.ndarray | None:
             raise InputError(f"out: expected shape {result.shape}, got {out.shape}")
         out[...] = result
         return out
-    step = max(1, (64 << 20) // max(1, result[0].nbytes))
-    for start in range(0, len(result), step):
-        out.write(result[start:start + step])
+    out.write(result)
     return None

@@ -271,16 +271,16 @@ def with_wedge(model: Any, wedge: Any, *, weights: str = "best") -> Any:
 def _with_restorer(model: CAREModel, wedge: Any, *, weights: str) -> Any:
     """``model`` as a wedge restoration: paired with the shipped general model or restorer."""
     from .isotropic import WedgeRestorer
-    from .model import CAREModel
 
     if model.config.n_dim != 3:
         raise InputError("wedge: the model restores 2-D images; the missing wedge is 3-D")
     if model.config.wedge_binning > 1:  # a restorer: the general model denoises
-        return WedgeRestorer(CAREModel.load(inspect_model(PRETRAINED).path), model, wedge)
+        return WedgeRestorer(load_model(PRETRAINED), model, wedge)
     if model.config.train_objective in ("wedge", "supervised"):
         return model  # restores the wedge at full resolution on its own
-    restorer = CAREModel.load(inspect_model(PRETRAINED_WEDGE).path, weights=weights)
-    return WedgeRestorer(model, restorer, wedge)
+    log.info("the model denoises; the shipped restorer (%s) restores the missing wedge",
+             PRETRAINED_WEDGE)
+    return WedgeRestorer(model, load_model(PRETRAINED_WEDGE, weights=weights), wedge)
 
 
 #: The shipped wedge restorer, and the tilt range (degrees) of its training family.
@@ -313,8 +313,4 @@ def for_wedge(spec: str | os.PathLike | ModelSource, wedge: Any) -> ModelSource:
     source = spec if isinstance(spec, ModelSource) else inspect_model(spec)
     if source.n_dim != 3:
         raise InputError(f"{text}: restores 2-D images; the missing wedge is 3-D")
-    if source.kind != RESTORER and source.config.get("train_objective") not in \
-            ("wedge", "supervised"):
-        log.info("%s denoises; the shipped restorer (%s) restores the missing wedge",
-                 text, PRETRAINED_WEDGE)
     return source

@@ -594,6 +594,7 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
 
     from .isotropic import WedgeRestorer
     from .modelfiles import PRETRAINED_WEDGE, load_model
+    from .training.finetune import load_start
     from .wedge import bin_volume, parse_wedge
 
     evens, odds = _as_list(even), _as_list(odd)
@@ -606,13 +607,12 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
         raise InputError(f"wedge_share: expected a share of the budget in [0, 1), got {share}")
     started = time.perf_counter()
     seconds = recipe.config.train_time_budget if budget is None else budget
+    # A saved restoration (or one given) brings its restorer; any other start goes on as
+    # given, so that training names it as before ("pretrained" it loads itself).
     denoiser_init, restorer = init, None
-    if isinstance(init, WedgeRestorer):
-        denoiser_init, restorer = init.denoiser, init.restorer
-    elif isinstance(init, (str, os.PathLike)) and init not in ("pretrained", "none"):
-        loaded = load_model(init)
-        if isinstance(loaded, WedgeRestorer):
-            denoiser_init, restorer = loaded.denoiser, loaded.restorer
+    start = init if isinstance(init, str) and init == "pretrained" else load_start(init)
+    if isinstance(start, WedgeRestorer):
+        denoiser_init, restorer = start.denoiser, start.restorer
     denoiser = _train(evens, odds, recipe=recipe, budget=seconds * (1 - share), init=denoiser_init,
                       seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress,
                       checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)

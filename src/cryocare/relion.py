@@ -310,7 +310,7 @@ def _model_for(model: Any, wedges: Mapping[str, Wedge] | None):
             # each range checked against the pretrained model's family; another model once
             model = [for_wedge(model, w) for w in (ranges if spec == PRETRAINED
                                                     else ranges[:1])][0]
-        return load_model(model) if first is None else load_model(model, wedge=first)
+        return load_model(model, wedge=first)
     return model if first is None else with_wedge(model, first)
 
 

@@ -252,11 +252,16 @@ def bin_volume(volume: np.ndarray, factor: int) -> np.ndarray:
         raise InputError(f"bin_volume: expected a binning factor >= 1, found {factor}")
     if factor == 1:
         return array.copy()
-    pad = [(0, -n % factor) for n in array.shape]
-    if any(p for _, p in pad):
-        array = np.pad(array, pad, mode="edge")
+    array = _pad_to_multiple(array, factor)
     z, y, x = (n // factor for n in array.shape)
     return array.reshape(z, factor, y, factor, x, factor).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _pad_to_multiple(array: np.ndarray, factor: int) -> np.ndarray:
+    """``array`` padded at the end of each axis, by repeating its last plane, to a multiple
+    of ``factor`` (itself when it is one already)."""
+    pad = [(0, -n % factor) for n in array.shape]
+    return np.pad(array, pad, mode="edge") if any(p for _, p in pad) else array
 
 
 def _coarse_spectrum(binned: np.ndarray, factor: int
@@ -300,9 +305,9 @@ def _check_binned(full_shape: tuple[int, ...], binned_shape: tuple[int, ...], fa
                   what: str) -> None:
     expected = tuple(-(-n // factor) for n in full_shape)
     if len(full_shape) != 3 or tuple(binned_shape) != expected:
-        raise InputError(f"{what}: expected a 3-D volume and its version binned by {factor} "
-                         f"(shape {expected}), found {tuple(full_shape)} and "
-                         f"{tuple(binned_shape)}")
+        raise InputError(f"{what}: shape {tuple(full_shape)} does not bin by {factor} to "
+                         f"{tuple(binned_shape)} (expected a 3-D volume and its version binned "
+                         f"by {factor}, of shape {expected})")
 
 
 def unbin_volume(volume: np.ndarray, factor: int, shape: tuple[int, int, int]) -> np.ndarray:
@@ -326,10 +331,7 @@ def unbin_volume(volume: np.ndarray, factor: int, shape: tuple[int, int, int]) -
     binned = np.asarray(volume, dtype=np.float32)
     factor = int(factor)
     shape = tuple(int(n) for n in shape)
-    if binned.ndim != 3 or len(shape) != 3 or \
-            any(-(-n // factor) != m for n, m in zip(shape, binned.shape, strict=True)):
-        raise InputError(f"unbin_volume: shape {shape} does not bin by {factor} to "
-                         f"{binned.shape}")
+    _check_binned(shape, binned.shape, factor, "unbin_volume")
     if factor == 1:
         return binned.copy()
     from scipy import fft
@@ -387,9 +389,8 @@ def merge_cone(denoised: np.ndarray, restored: np.ndarray, wedge: Wedge,
     coarse = np.asarray(restored, dtype=np.float32)
     binning = int(binning)
     _check_binned(full.shape, coarse.shape, binning, "merge_cone")
-    fine = tuple(m * binning for m in coarse.shape)
-    pad = [(0, f - n) for n, f in zip(full.shape, fine, strict=True)]
-    padded = np.pad(full, pad, mode="edge") if any(p for _, p in pad) else full
+    padded = _pad_to_multiple(full, binning)  # the fine grid: the binned one times binning
+    fine = padded.shape
     spectrum = fft.rfftn(padded, workers=-1)
     del padded
     values, index, valid = _coarse_spectrum(coarse, binning)

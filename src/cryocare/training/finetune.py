@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 INIT_CHOICES = ("none", "pretrained")
 
 
-def load_init(init: Any) -> CAREModel | None:
-    """The model training starts from (None: random weights).
+def load_start(init: Any) -> Any:
+    """What ``init`` names, loaded: a CAREModel, a saved wedge restoration whole
+    (:class:`cryocare.isotropic.WedgeRestorer`), or None for random weights.
 
     Raises
     ------
@@ -53,24 +54,35 @@ def load_init(init: Any) -> CAREModel | None:
     """
     if init is None or (isinstance(init, str) and init == "none"):
         return None
-    if isinstance(init, CAREModel):
+    if isinstance(init, CAREModel) or hasattr(init, "denoiser"):
         return init
-    if hasattr(init, "denoiser"):  # a wedge restoration: training starts from its denoiser
-        return init.denoiser
     if isinstance(init, str | os.PathLike):
         from ..modelfiles import load_model  # every format: folder, cryoCARE archive, pretrained
 
         try:
-            loaded = load_model(init)
+            return load_model(init)
         except InputError as error:
             hint = "; train from scratch with init='none'" if init == "pretrained" else ""
             raise InputError(f"init {str(init)!r}: {error}{hint}") from None
-        if hasattr(loaded, "denoiser"):
-            log.info("init %r is a wedge restoration: training starts from its denoiser", init)
-            return loaded.denoiser
-        return loaded
     raise InputError(f"init: expected None, 'none', 'pretrained', a model folder or a "
                      f"CAREModel, got {init!r}")
+
+
+def load_init(init: Any) -> CAREModel | None:
+    """The model training starts from (None: random weights); of a wedge restoration, its
+    denoiser.
+
+    Raises
+    ------
+    InputError
+        As :func:`load_start`.
+    """
+    start = load_start(init)
+    if hasattr(start, "denoiser"):
+        log.info("init %s is a wedge restoration: training starts from its denoiser",
+                 describe(init))
+        return start.denoiser
+    return start
 
 
 def describe(init: Any) -> str:
