@@ -93,6 +93,35 @@ def test_restorer_is_the_denoiser_in_the_measured_directions():
         WedgeRestorer(CAREModel(TINY.replace(n_dim=2), None), restorer.restorer, WEDGE)
 
 
+@pytest.mark.backend
+def test_the_restorer_averages_its_prediction_over_the_flips_of_the_binned_halves():
+    """What goes into the cone is the mean of the restorer's predictions on each flip of
+    the binned halves' mean."""
+    import itertools
+
+    restorer = _tiny_restorer()
+    even, odd = np.random.default_rng(11).normal(size=(2, 16, 32, 24)).astype(np.float32)
+    denoised = restorer.denoiser.denoise(even, odd)
+    binned = (bin_volume(even, 2) + bin_volume(odd, 2)) / 2  # the restorer sees their mean
+    predictions = []
+    for axes in itertools.chain.from_iterable(itertools.combinations(range(3), n)
+                                              for n in range(4)):
+        flipped = np.ascontiguousarray(np.flip(binned, axes))
+        predictions.append(np.flip(restorer.restorer.predict(flipped), axes))
+    expected = merge_cone(denoised, np.mean(predictions, axis=0), WEDGE, 2)
+    restored = restorer.fill_cone(denoised, even, odd)
+    assert restorer.flips == 8
+    np.testing.assert_allclose(restored, expected, atol=1e-5 * np.abs(expected).max())
+    once = WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE, flips=1)
+    np.testing.assert_allclose(once.fill_cone(denoised, even, odd),
+                               merge_cone(denoised, predictions[0], WEDGE, 2),
+                               atol=1e-5 * np.abs(expected).max())
+    assert not np.allclose(once.fill_cone(denoised, even, odd), restored)
+    assert restorer.with_wedge("-45,45").flips == 8 and once.with_wedge("-45,45").flips == 1
+    with pytest.raises(InputError, match="flips"):
+        WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE, flips=3)
+
+
 def test_restorer_saves_loads_and_takes_another_range(tmp_path):
     from cryocare.errors import OutputExistsError
     from cryocare.modelfiles import RESTORER, inspect_model, load_model
@@ -109,7 +138,9 @@ def test_restorer_saves_loads_and_takes_another_range(tmp_path):
     assert isinstance(loaded, WedgeRestorer) and loaded.wedge == WEDGE
     np.testing.assert_allclose(loaded.predict(even), restorer.predict(even), atol=1e-5)
     other = load_model(folder, wedge="-40,45")
-    assert other.wedge == Wedge(-40.0, 45.0) and other.binning == 2
+    assert other.wedge == Wedge(-40.0, 45.0) and other.binning == 2 and other.flips == 8
+    fewer = WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE, flips=2)
+    assert load_model(fewer.save(tmp_path / "fewer")).flips == 2
     (folder / "restorer" / "config.json").unlink()
     with pytest.raises(InputError, match="restorer"):
         inspect_model(folder)
