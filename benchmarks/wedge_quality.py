@@ -26,9 +26,10 @@ low-pass to 0.15 cycles/voxel and the affine fit, the apodised Fourier
 correlation inside the missing cone and in the measured directions
 (0.04–0.15 cycles/voxel, 5° clear of the wedge's edge), and the resolution
 against the truth in 30° cones around Z and X (voxels) with their ratio, at
-FSC 0.5 (the criterion that matches 0.143 between half maps) and at 0.143. Prints a Markdown table and writes ``wedge_quality.json``,
-``wedge_quality.md`` and, per dataset, ``wedge_quality_<dataset>.png``
-(central XY and XZ slices of every method and of both truths) into ``--out``
+FSC 0.5 (the criterion that matches 0.143 between half maps) and at 0.143.
+Prints a Markdown table and writes ``wedge_quality.json``,
+``wedge_quality.md`` and, per dataset, ``wedge_quality_<dataset>.png`` (central
+XY and XZ slices of every method and of both truths) into ``--out``
 (never over an earlier result unless ``--overwrite``).
 
 Usage::
