@@ -54,7 +54,8 @@ _COLUMNS = {
     "psnr_isotropic": ("PSNR vs isotropic [dB]", "{:.2f}"),
     "cone_r": ("in-cone r", "{:.3f}"),
     "measured_r": ("measured r", "{:.3f}"),
-    "z_ratio": ("Z/X resolution ↓", "{:.2f}"),
+    "z_ratio": ("Z/X res. FSC 0.5 ↓", "{:.2f}"),
+    "z_ratio_0.143": ("Z/X res. FSC 0.143 ↓", "{:.2f}"),
     "seconds": ("time [s]", "{:.1f}"),
 }
 
