@@ -159,7 +159,7 @@ def test_a_noise2noise_model_with_a_wedge_gets_the_shipped_restorer(tmp_path):
         with_wedge(CAREModel(TINY.replace(n_dim=2), None), "-60,60")
 
 
-def test_train_on_pair_with_a_wedge_denoises_as_without_it():
+def test_train_on_pair_with_a_wedge_denoises_as_without_it(tmp_path):
     """The denoiser of ``wedge=`` is the Noise2Noise model that training without it gives."""
     from cryocare.recipe import DEFAULT_RECIPE, train_on_pair
 
@@ -178,6 +178,13 @@ def test_train_on_pair_with_a_wedge_denoises_as_without_it():
     assert restoring.wedge == Wedge(-50.0, 55.0)
     assert restoring.denoiser.config.train_objective == "n2n"
     np.testing.assert_allclose(restoring.denoiser.denoise(even, odd), plain.denoise(even, odd),
+                               atol=1e-5)
+    # so does a start from a model folder (loaded once, before the denoiser trains)
+    folder = str(plain.save(tmp_path / "start"))
+    again = train_on_pair(even, odd, recipe=recipe, budget=0, init=folder, seed=2)
+    from_folder = train_on_pair(even, odd, recipe=recipe, budget=0, init=folder, seed=2,
+                                wedge="-50,55")
+    np.testing.assert_allclose(from_folder.denoiser.denoise(even, odd), again.denoise(even, odd),
                                atol=1e-5)
     # with a share of the budget, the restorer (the network of its own) is fine-tuned
     # with the wedge objective

@@ -607,12 +607,14 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
         raise InputError(f"wedge_share: expected a share of the budget in [0, 1), got {share}")
     started = time.perf_counter()
     seconds = recipe.config.train_time_budget if budget is None else budget
-    # A saved restoration (or one given) brings its restorer; any other start goes on as
-    # given, so that training names it as before ("pretrained" it loads itself).
+    # A saved restoration (or one given) brings its restorer; any other start is loaded
+    # once, here ("pretrained" training loads itself, to name it as before).
     denoiser_init, restorer = init, None
     start = init if isinstance(init, str) and init == "pretrained" else load_start(init)
     if isinstance(start, WedgeRestorer):
         denoiser_init, restorer = start.denoiser, start.restorer
+    elif start is not None:
+        denoiser_init = start
     denoiser = _train(evens, odds, recipe=recipe, budget=seconds * (1 - share), init=denoiser_init,
                       seed=seed, tilt_axis=tilt_axis, fit=fit, progress=progress,
                       checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
