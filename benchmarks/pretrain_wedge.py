@@ -26,12 +26,24 @@ Regenerates ``src/cryocare/pretrained/wedge`` from seeds:
    ``wedge_binning`` in its config and a ``provenance.json`` (settings,
    seeds, steps, time, machine).
 
+With ``--refine`` it regenerates ``src/cryocare/pretrained/wedge-refiner``
+instead: the **refiner**, which restores the cone above the binned grid's
+Nyquist frequency. For each simulated tomogram (seeds 300 000 + i, settings
+seed 5) the shipped restorer restores the mean of the halves binned by 2
+(one pass); its cone goes into the full-resolution mean
+(:func:`cryocare.wedge.merge_cone`), and the network learns, supervised on
+32³ patches at full resolution, the wedge-free truth from that (input and
+truth normalised by the input's statistics, as prediction with per-image
+normalisation does).
+
 Its scores on held-out seeds are written by ``benchmarks/wedge_restore.py``.
 
 Usage::
 
     python benchmarks/pretrain_wedge.py                       # the shipped model
     python benchmarks/pretrain_wedge.py --tiny --output /tmp/m  # seconds: the CI check
+    python benchmarks/pretrain_wedge.py --refine                # the shipped refiner
+    python benchmarks/pretrain_wedge.py --refine --tiny --output /tmp/r
 """
 
 from __future__ import annotations
@@ -55,14 +67,17 @@ from cryocare.normalize import Normalization, compute_normalization  # noqa: E40
 from cryocare.pairs import PairSet, sample_pairs  # noqa: E402
 from cryocare.recipe import DEFAULT_RECIPE  # noqa: E402
 from cryocare.simulate import random_settings, simulate_tomogram  # noqa: E402
-from cryocare.wedge import bin_volume  # noqa: E402
+from cryocare.wedge import Wedge, bin_volume, merge_cone  # noqa: E402
 
 log = logging.getLogger("pretrain_wedge")
 
 SHIPPED = ROOT / "src" / "cryocare" / "pretrained" / "wedge"
+SHIPPED_REFINER = ROOT / "src" / "cryocare" / "pretrained" / "wedge-refiner"
 #: Tomogram ``i`` of the training set is simulated with seed ``TOMOGRAM_SEED + i``
 #: (the general model used 100 000 + i with settings seed 0).
 TOMOGRAM_SEED = 200_000
+#: The refiner's tomograms (apart from the restorer's, whose outputs it learns from).
+REFINER_TOMOGRAM_SEED = 300_000
 PATCH = 32
 
 
@@ -96,6 +111,45 @@ def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_option
         log.info("tomogram %d/%d %s, %.1f Å, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
                  "x".join(map(str, settings["shape"])), settings["voxel_size"],
                  settings["tilt_range"], settings["tilt_axis"], time.perf_counter() - start)
+    pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
+                    normalization=Normalization(0.0, 1.0), patch_shape=(patch,) * 3,
+                    tilt_axis="Y", normalize="per_dataset")
+    return pairs, drawn
+
+
+def refiner_input(even: np.ndarray, odd: np.ndarray, wedge: Wedge, restorer,
+                  binning: int) -> np.ndarray:
+    """What the refiner sees: the halves' mean with its missing wedge, below the binned
+    Nyquist frequency, restored by ``restorer`` (one pass, no flips)."""
+    mean = (even + odd) / np.float32(2)
+    coarse = restorer.predict(bin_volume(mean, binning), progress=False)
+    return merge_cone(mean, coarse, wedge, binning)
+
+
+def simulate_refiner_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
+                           restorer, val_fraction: float = 0.05,
+                           first_seed: int = REFINER_TOMOGRAM_SEED, patch: int = PATCH
+                           ) -> tuple[PairSet, list[dict]]:
+    """Pairs (the refiner's input, wedge-free truth) at full resolution, tomogram by tomogram."""
+    rng = np.random.default_rng(seed)
+    binning = int(restorer.config.wedge_binning)
+    parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
+    drawn = []
+    start = time.perf_counter()
+    for i in range(n_tomograms):
+        settings = random_settings(rng, **settings_options)
+        tomo = simulate_tomogram(**settings, seed=first_seed + i)
+        wedge = Wedge(*settings["tilt_range"], tilt_axis=settings["tilt_axis"])
+        source = refiner_input(tomo.even, tomo.odd, wedge, restorer, binning)
+        pairs = sample_pairs([source], [tomo.isotropic], patch_shape=patch, n_patches=patches,
+                             val_fraction=val_fraction, tilt_axis=settings["tilt_axis"],
+                             normalization=compute_normalization([source]), seed=seed + i)
+        for key, values in parts.items():
+            values.append(getattr(pairs, key))
+        drawn.append({"seed": first_seed + i, **settings})
+        log.info("tomogram %d/%d %s, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
+                 "x".join(map(str, settings["shape"])), settings["tilt_range"],
+                 settings["tilt_axis"], time.perf_counter() - start)
     pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
                     normalization=Normalization(0.0, 1.0), patch_shape=(patch,) * 3,
                     tilt_axis="Y", normalize="per_dataset")
@@ -143,9 +197,19 @@ def main(argv=None) -> int:
                              "binning; default 64,128)")
     parser.add_argument("--lateral", default=None,
                         help="Y and X range, LOW,HIGH voxels (default 128,256)")
-    parser.add_argument("--tomogram-seed", type=int, default=TOMOGRAM_SEED,
-                        help="seed of the first simulated tomogram")
+    parser.add_argument("--tomogram-seed", type=int, default=None,
+                        help=f"seed of the first simulated tomogram (default {TOMOGRAM_SEED}; "
+                             f"--refine: {REFINER_TOMOGRAM_SEED})")
+    parser.add_argument("--refine", action="store_true",
+                        help="train the refiner (the cone above the binned Nyquist frequency) "
+                             "on what the shipped restorer gives, at full resolution")
+    parser.add_argument("--restorer", default=str(SHIPPED),
+                        help="with --refine: the restorer whose output the refiner learns from")
     args = parser.parse_args(argv)
+    if args.refine:
+        return main_refiner(args)
+    if args.tomogram_seed is None:
+        args.tomogram_seed = TOMOGRAM_SEED
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -205,6 +269,65 @@ def main(argv=None) -> int:
     }
     output = save(model, args.output, provenance)
     log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, output)
+    return 0
+
+
+def main_refiner(args) -> int:
+    """``--refine``: the refiner, from the general weights, for ``--budget`` (default 15 min)."""
+    import keras
+
+    from cryocare.modelfiles import load_model
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    seed = 5 if args.seed == 1 else args.seed  # the refiner's settings seed
+    first = REFINER_TOMOGRAM_SEED if args.tomogram_seed is None else args.tomogram_seed
+    n_tomograms = args.n_tomograms or (3 if args.tiny else 80)
+    patches = args.patches or (12 if args.tiny else 48)
+    budget = args.budget or (5.0 if args.tiny else 15 * 60.0)
+    options = ({"depth": (32, 32), "lateral": (64, 64)} if args.tiny else
+               {"depth": (64, 128), "lateral": (128, 256)})
+    output = SHIPPED_REFINER if args.output == SHIPPED else args.output
+    restorer = load_model(args.restorer)
+    started = time.perf_counter()
+    pairs, drawn = simulate_refiner_pairs(n_tomograms, seed=seed, patches=patches,
+                                          settings_options=options, restorer=restorer,
+                                          first_seed=first, patch=16 if args.tiny else PATCH)
+    simulated = time.perf_counter() - started
+    started = time.perf_counter()
+    model, config, info = train(pairs, budget=budget, seed=seed,
+                                steps_per_epoch=5 if args.tiny else args.steps_per_epoch,
+                                tiny=args.tiny, learning_rate=args.learning_rate, init=args.init)
+    trained = time.perf_counter() - started
+    history = model.history
+    provenance = {
+        "format": "cryocare-pretraining", "format_version": 1,
+        "command": "python benchmarks/pretrain_wedge.py " + " ".join(sys.argv[1:]),
+        "training": {
+            "objective": "supervised: the halves' mean with its cone restored below 0.25 "
+                         "cycles/voxel by the restorer (binned by 2, one pass) -> wedge-free "
+                         "truth, full resolution, MSE",
+            "restorer": str(args.restorer), "init": args.init, "tomograms": n_tomograms,
+            "tomogram_seeds": [first, first + n_tomograms - 1], "settings_seed": seed,
+            "settings_options": options, "pairs_train": int(len(pairs.x_train)),
+            "pairs_val": int(len(pairs.x_val)), "patch_shape": list(pairs.patch_shape),
+            "normalize": "each tomogram by the statistics of the refiner's input",
+            "augmentation": "random flips of each axis, random Y/X swap",
+            "budget_seconds": budget, "train_seconds": round(trained, 1),
+            "simulate_seconds": round(simulated, 1), "steps": info["steps"],
+            "epochs": len(history.get("loss", [])), "entry": info["entry"],
+            "precision": model.config.train_precision,
+            "best_val_loss": min(history.get("val_loss", [float("nan")])),
+            "batch_size": config.train_batch_size,
+            "learning_rate": config.train_learning_rate, "schedule": config.train_schedule,
+        },
+        "machine": machine(),
+        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(),
+                     "numpy": np.__version__},
+        "settings": drawn,
+    }
+    saved = save(model, output, provenance)
+    log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, saved)
     return 0
 
 

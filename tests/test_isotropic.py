@@ -122,6 +122,40 @@ def test_the_restorer_averages_its_prediction_over_the_flips_of_the_binned_halve
         WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE, flips=3)
 
 
+@pytest.mark.backend
+def test_a_refiner_fills_the_cone_above_the_binned_nyquist_frequency():
+    """Below the binned Nyquist frequency the cone stays the restorer's, above it the
+    refiner's (which sees the halves' mean with the restorer's cone in it); the measured
+    directions stay the denoiser's."""
+    plain = _tiny_restorer()
+    plain = WedgeRestorer(plain.denoiser, plain.restorer, WEDGE, flips=1)
+    refiner = CAREModel(TINY.replace(seed=5), None)
+    refined = WedgeRestorer(plain.denoiser, plain.restorer, WEDGE, flips=1, refiner=refiner)
+    even, odd = np.random.default_rng(12).normal(size=(2, 16, 32, 24)).astype(np.float32)
+    denoised = plain.denoiser.denoise(even, odd)
+    mean = (even + odd) / 2
+    coarse = plain.restorer.predict(bin_volume(mean, 2))
+    fine = refiner.predict(merge_cone(mean, coarse, WEDGE, 2))
+    expected = merge_cone(merge_cone(denoised, fine, WEDGE), coarse, WEDGE, 2)
+    restored = refined.denoise(even, odd)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(restored, expected, atol=1e-5 * scale)
+    change = np.fft.fftn(restored - plain.denoise(even, odd))
+    k = np.sqrt(sum(g**2 for g in np.meshgrid(*(np.fft.fftfreq(n) for n in even.shape),
+                                              indexing="ij")))
+    cone = missing_mask(even.shape, WEDGE)
+    below = np.abs(np.fft.fftfreq(even.shape[0]))[:, None, None] < 0.24
+    below = below & (np.abs(np.fft.fftfreq(even.shape[1]))[None, :, None] < 0.24) & (
+        np.abs(np.fft.fftfreq(even.shape[2]))[None, None, :] < 0.24)
+    spectrum = np.abs(np.fft.fftn(restored)).max()
+    assert np.abs(change[~cone]).max() < 1e-4 * spectrum  # measured: the denoiser's
+    assert np.abs(change[cone & below]).max() < 1e-4 * spectrum  # the restorer's, as before
+    assert np.abs(change[cone & (k > 0.3)]).max() > 1e-3 * spectrum  # the refiner's
+    assert "refiner=True" in repr(refined) and refined.with_wedge("-45,45").refiner is refiner
+    single = refined.predict(even)
+    assert single.shape == even.shape and np.isfinite(single).all()
+
+
 def test_restorer_saves_loads_and_takes_another_range(tmp_path):
     from cryocare.errors import OutputExistsError
     from cryocare.modelfiles import RESTORER, inspect_model, load_model
@@ -141,6 +175,15 @@ def test_restorer_saves_loads_and_takes_another_range(tmp_path):
     assert other.wedge == Wedge(-40.0, 45.0) and other.binning == 2 and other.flips == 8
     fewer = WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE, flips=2)
     assert load_model(fewer.save(tmp_path / "fewer")).flips == 2
+    assert load_model(tmp_path / "fewer").refiner is None
+    refined = WedgeRestorer(restorer.denoiser, restorer.restorer, WEDGE,
+                            refiner=CAREModel(TINY.replace(seed=5), None))
+    again = load_model(refined.save(tmp_path / "refined"))
+    assert again.refiner is not None
+    np.testing.assert_allclose(again.predict(even), refined.predict(even), atol=1e-5)
+    (tmp_path / "refined" / "refiner" / "config.json").unlink()
+    with pytest.raises(InputError, match="refiner"):
+        inspect_model(tmp_path / "refined")
     (folder / "restorer" / "config.json").unlink()
     with pytest.raises(InputError, match="restorer"):
         inspect_model(folder)
@@ -153,6 +196,10 @@ def test_a_noise2noise_model_with_a_wedge_gets_the_shipped_restorer(tmp_path):
     paired = load_model(folder, wedge="-60,60")
     assert isinstance(paired, WedgeRestorer)
     assert paired.restorer.config.wedge_binning == paired.binning
+    assert paired.refiner is not None  # the shipped restorer comes with the shipped refiner
+    assert load_model("pretrained", wedge="-60,60").refiner is not None
+    own = CAREModel(TINY.replace(wedge_binning=2), None).save(tmp_path / "own_restorer")
+    assert load_model(own, wedge="-60,60").refiner is None  # it learnt another's output
     assert paired.denoiser.config.unet_n_first == 2
     assert with_wedge(paired, "-45,45").wedge == Wedge(-45.0, 45.0)
     with pytest.raises(InputError, match="2-D"):

@@ -15,9 +15,15 @@ A :class:`WedgeRestorer` couples two CARE models:
   membranes and particles: what the cone holds is inferred from their
   shape in the measured directions.
 
-The two are merged in Fourier space (:func:`cryocare.wedge.merge_cone`):
-the denoiser's output everywhere except inside the missing wedge below the
-binned grid's Nyquist frequency, where the restorer's content goes in. The
+* the **refiner** (optional; ``pretrained:wedge-refiner`` with the shipped
+  restorer) sees the full-resolution mean of the halves with its cone
+  filled by the restorer and restores the cone above the binned grid's
+  Nyquist frequency, which the restorer cannot reach.
+
+The three are merged in Fourier space (:func:`cryocare.wedge.merge_cone`):
+the denoiser's output everywhere except inside the missing wedge, where the
+restorer's content goes in below the binned grid's Nyquist frequency and
+the refiner's above it (without a refiner the denoiser's stays there). The
 measured directions are therefore exactly the denoiser's — restoring the
 wedge changes nothing that was measured. The restorer sees an eighth of the
 denoiser's voxels, so it averages its prediction over all 8 flips of the
@@ -62,6 +68,7 @@ log = logging.getLogger(__name__)
 RESTORATION_FORMAT = "cryocare-wedge-restorer"
 _DESCRIPTION = "restoration.json"
 _PARTS = ("denoiser", "restorer")
+_REFINER = "refiner"
 
 
 def is_restorer_folder(path: str | os.PathLike) -> bool:
@@ -86,6 +93,12 @@ class WedgeRestorer:
         Flips of the binned halves whose restorations the restorer averages
         (test-time augmentation; flips keep the wedge where it is). The
         denoiser's own follow the prediction options (``tta``).
+    refiner : CAREModel, optional
+        A 3-D model that restores, at full resolution, the wedge-free
+        tomogram from the halves' mean with its cone filled by the
+        restorer; its cone above the binned Nyquist frequency goes in
+        (one pass, no flips). None: that part of the cone stays the
+        denoiser's.
 
     Attributes
     ----------
@@ -93,27 +106,31 @@ class WedgeRestorer:
         The restorer's binning.
     """
 
-    def __init__(self, denoiser: Any, restorer: Any, wedge: Any, *, flips: int = 8) -> None:
+    def __init__(self, denoiser: Any, restorer: Any, wedge: Any, *, flips: int = 8,
+                 refiner: Any = None) -> None:
         if isinstance(flips, bool) or flips not in (1, 2, 4, 8):
             raise InputError(f"flips: expected 1, 2, 4 or 8 flips of the binned halves, "
                              f"got {flips!r}")
-        for name, model in (("denoiser", denoiser), ("restorer", restorer)):
-            if model.config.n_dim != 3:
+        for name, model in (("denoiser", denoiser), ("restorer", restorer), ("refiner", refiner)):
+            if model is not None and model.config.n_dim != 3:
                 raise InputError(f"{name}: restoring the missing wedge needs a 3-D model, got "
                                  f"a {model.config.n_dim}-D one")
         self.denoiser = denoiser
         self.restorer = restorer
         self.wedge = parse_wedge(wedge)
+        self.refiner = refiner
         self.binning = int(restorer.config.wedge_binning)
         self.flips = int(flips)
 
     def __repr__(self) -> str:
         return (f"WedgeRestorer(wedge={self.wedge.min_angle:g}..{self.wedge.max_angle:g} about "
-                f"{self.wedge.tilt_axis}, binning={self.binning}, flips={self.flips})")
+                f"{self.wedge.tilt_axis}, binning={self.binning}, flips={self.flips}, "
+                f"refiner={self.refiner is not None})")
 
     def with_wedge(self, wedge: Any) -> WedgeRestorer:
         """The same networks for data with another tilt range (nothing is copied)."""
-        return WedgeRestorer(self.denoiser, self.restorer, wedge, flips=self.flips)
+        return WedgeRestorer(self.denoiser, self.restorer, wedge, flips=self.flips,
+                             refiner=self.refiner)
 
     @property
     def config(self):
@@ -188,9 +205,21 @@ class WedgeRestorer:
         binned /= np.float32(len(images))
         coarse = self.restorer.predict(
             binned, options.replace(progress=False, tta=self.flips, tta_seconds=None))
-        log.info("missing wedge %g..%g° about %s: restored at binning %d (%d flips) and merged",
+        del binned
+        if self.refiner is not None:  # the cone above the binned Nyquist frequency
+            mean = np.asarray(images[0], np.float32)
+            if len(images) == 2:
+                mean = (mean + np.asarray(images[1], np.float32)) * np.float32(0.5)
+            source = merge_cone(mean, coarse, self.wedge, self.binning)
+            del mean
+            fine = self.refiner.predict(source, options.replace(progress=False, tta=False,
+                                                                tta_seconds=None))
+            del source
+            full = merge_cone(full, fine, self.wedge)
+            del fine
+        log.info("missing wedge %g..%g° about %s: restored at binning %d (%d flips)%s and merged",
                  self.wedge.min_angle, self.wedge.max_angle, self.wedge.tilt_axis, self.binning,
-                 self.flips)
+                 self.flips, ", refined above its Nyquist frequency" if self.refiner else "")
         return merge_cone(full, coarse, self.wedge, self.binning)
 
     @staticmethod
@@ -201,17 +230,18 @@ class WedgeRestorer:
 
     # ---------------------------------------------------------------- persistence
     def save(self, directory: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Write ``directory/denoiser``, ``directory/restorer`` and ``restoration.json``
-        (the tilt range and binning), atomically: built aside, then renamed into place."""
+        """Write ``directory/denoiser``, ``directory/restorer`` (and ``directory/refiner``)
+        and ``restoration.json`` (the tilt range, binning, flips), atomically: built aside,
+        then renamed into place."""
         from .model import staged_folder
 
         directory = Path(directory)
         with staged_folder(directory, overwrite=overwrite) as staging:
-            for name in _PARTS:
+            for name in _PARTS + ((_REFINER,) if self.refiner is not None else ()):
                 getattr(self, name).save(staging / name)
             description = {"format": RESTORATION_FORMAT, "format_version": 1,
                            "wedge": self.wedge.to_dict(), "binning": self.binning,
-                           "flips": self.flips}
+                           "flips": self.flips, "refiner": self.refiner is not None}
             (staging / _DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
         log.info("saved the wedge restoration (denoiser and restorer) to %s", directory)
         return directory
@@ -225,9 +255,11 @@ class WedgeRestorer:
         directory = Path(directory)
         description = read_description(directory)
         parts = [CAREModel.load(directory / name, weights=weights) for name in _PARTS]
+        refiner = (CAREModel.load(directory / _REFINER, weights=weights)
+                   if description.get("refiner") else None)
         saved = Wedge.from_dict(description["wedge"])
         return cls(*parts, saved if wedge is None else parse_wedge(wedge),
-                   flips=description.get("flips", 8))
+                   flips=description.get("flips", 8), refiner=refiner)
 
 
 def read_description(directory: Path) -> dict[str, Any]:
@@ -242,7 +274,8 @@ def read_description(directory: Path) -> dict[str, Any]:
         raise InputError(f"{path}: expected \"format\": \"{RESTORATION_FORMAT}\"")
     if not isinstance(description.get("wedge"), dict):
         raise InputError(f"{path}: expected the tilt range under \"wedge\"")
-    missing = [name for name in _PARTS if not (directory / name / "config.json").is_file()]
+    parts = _PARTS + ((_REFINER,) if description.get("refiner") else ())
+    missing = [name for name in parts if not (directory / name / "config.json").is_file()]
     if missing:
         raise InputError(f"{directory}: incomplete wedge restoration ({', '.join(missing)} "
                          f"model folder missing)")

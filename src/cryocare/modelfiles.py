@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import CAREModel
 
 __all__ = ["ModelSource", "for_wedge", "inspect_model", "load_model", "with_wedge",
-           "PRETRAINED", "PRETRAINED_WEDGE", "RESTORER"]
+           "refiner_for", "PRETRAINED", "PRETRAINED_REFINER", "PRETRAINED_WEDGE", "RESTORER"]
 
 #: The spec that names the shipped general model.
 PRETRAINED = "pretrained"
@@ -275,16 +275,30 @@ def _with_restorer(model: CAREModel, wedge: Any, *, weights: str) -> Any:
     if model.config.n_dim != 3:
         raise InputError("wedge: the model restores 2-D images; the missing wedge is 3-D")
     if model.config.wedge_binning > 1:  # a restorer: the general model denoises
-        return WedgeRestorer(load_model(PRETRAINED), model, wedge)
+        return WedgeRestorer(load_model(PRETRAINED), model, wedge,
+                             refiner=refiner_for(model, weights=weights))
     if model.config.train_objective in ("wedge", "supervised"):
         return model  # restores the wedge at full resolution on its own
     log.info("the model denoises; the shipped restorer (%s) restores the missing wedge",
              PRETRAINED_WEDGE)
-    return WedgeRestorer(model, load_model(PRETRAINED_WEDGE, weights=weights), wedge)
+    restorer = load_model(PRETRAINED_WEDGE, weights=weights)
+    return WedgeRestorer(model, restorer, wedge, refiner=refiner_for(restorer, weights=weights))
 
 
-#: The shipped wedge restorer, and the tilt range (degrees) of its training family.
+def refiner_for(restorer: CAREModel, *, weights: str = "best") -> CAREModel | None:
+    """The shipped refiner (``"pretrained:wedge-refiner"``) for the shipped restorer (it
+    learnt from that restorer's output, and from a fine-tuned one's still fits); None for
+    any other restorer."""
+    source = getattr(restorer, "source", None)
+    shipped = _pretrained_path(PRETRAINED_WEDGE)
+    if source is None or Path(source).resolve() != shipped.resolve():
+        return None
+    return load_model(PRETRAINED_REFINER, weights=weights)
+
+
+#: The shipped wedge restorer and refiner, and the tilt range (degrees) of their family.
 PRETRAINED_WEDGE = "pretrained:wedge"
+PRETRAINED_REFINER = "pretrained:wedge-refiner"
 _WEDGE_FAMILY = (40.0, 70.0)
 
 

@@ -593,7 +593,7 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
     import time
 
     from .isotropic import WedgeRestorer
-    from .modelfiles import PRETRAINED_WEDGE, load_model
+    from .modelfiles import PRETRAINED_WEDGE, load_model, refiner_for
     from .training.finetune import load_start
     from .wedge import bin_volume, parse_wedge
 
@@ -609,10 +609,10 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
     seconds = recipe.config.train_time_budget if budget is None else budget
     # A saved restoration (or one given) brings its restorer; any other start is loaded
     # once, here ("pretrained" training loads itself, to name it as before).
-    denoiser_init, restorer = init, None
+    denoiser_init, restorer, refiner = init, None, None
     start = init if isinstance(init, str) and init == "pretrained" else load_start(init)
     if isinstance(start, WedgeRestorer):
-        denoiser_init, restorer = start.denoiser, start.restorer
+        denoiser_init, restorer, refiner = start.denoiser, start.restorer, start.refiner
     elif start is not None:
         denoiser_init = start
     denoiser = _train(evens, odds, recipe=recipe, budget=seconds * (1 - share), init=denoiser_init,
@@ -620,6 +620,7 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
                       checkpoint_dir=checkpoint_dir, resume=resume, callbacks=callbacks)
     if restorer is None:
         restorer = load_model(PRETRAINED_WEDGE)
+        refiner = refiner_for(restorer)  # kept if the restorer is fine-tuned below
     left = seconds - (time.perf_counter() - started) if seconds else 0.0
     if share > 0 and seconds and left < _RESTORER_MIN_SECONDS:
         log.warning("the wedge restorer is not fine-tuned: %.0f s of the budget are left, "
@@ -635,7 +636,7 @@ def _train_wedge_restoration(even, odd, *, recipe: Recipe, budget: float | None,
             budget=max(left, 0.0),
             init=restorer, seed=seed, tilt_axis=tilt_axis, fit=False, progress=progress,
             wedge=wedge)
-    return WedgeRestorer(denoiser, restorer, wedge)
+    return WedgeRestorer(denoiser, restorer, wedge, refiner=refiner)
 
 
 def denoise(even: np.ndarray, odd: np.ndarray, *, recipe: Recipe | None = None,

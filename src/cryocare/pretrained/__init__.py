@@ -13,7 +13,9 @@ halves, and can denoise zero-shot with per-image normalisation::
 ``"wedge"`` is the same network trained to restore the missing wedge as
 well (supervised on the simulator's wedge-free truth, from the general
 weights; ``benchmarks/pretrain_wedge.py``): what ``load_model("pretrained",
-wedge=...)`` and ``wedge=`` fine-tuning start from.
+wedge=...)`` and ``wedge=`` fine-tuning start from. ``"wedge-refiner"``
+restores the cone above what the binned restorer reaches, at full
+resolution (``benchmarks/pretrain_wedge.py --refine``).
 
 Importing this module is cheap: Keras is imported by :func:`load` only.
 
@@ -21,7 +23,7 @@ Examples
 --------
 >>> from cryocare import pretrained
 >>> pretrained.names()
-('general', 'wedge')
+('general', 'wedge', 'wedge-refiner')
 >>> (pretrained.model_path() / "config.json").is_file()
 True
 """
