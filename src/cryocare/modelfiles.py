@@ -15,7 +15,7 @@ each format:
   (the tilt range of the data), :func:`load_model` pairs the model with
   the shipped restorer ``"pretrained:wedge"`` (:mod:`cryocare.isotropic`);
 * a saved :class:`cryocare.isotropic.WedgeRestorer` (``restoration.json``
-  beside ``denoiser/`` and ``restorer/``).
+  beside ``denoiser/``, ``restorer/`` and, with the shipped restorer, ``refiner/``).
 
 :func:`inspect_model` checks that a model is there and complete, and reads
 what the command line must know before anything heavy happens (the

@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wedge", metavar="MIN,MAX|FILE|star",
                    help="tilt range of the halves in degrees (e.g. --wedge=-60,60) or an IMOD "
                         ".tlt/.rawtlt file: restore the missing wedge too (the model is "
-                        "fine-tuned as without it, the shipped restorer fills the cone; "
-                        "--save-model keeps both); with --star, 'star' reads each tomogram's "
+                        "fine-tuned as without it, the shipped restorer and refiner fill the "
+                        "cone; --save-model keeps all); with --star, 'star' reads each tomogram's "
                         "own range from its tilt-series STAR file (default: denoise only)")
     add_star_options(p, train=True)
     add_sampling_options(p, recipe_defaults=True)
