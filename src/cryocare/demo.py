@@ -7,8 +7,8 @@ denoise``, fitted to the machine), denoises, segments by Otsu thresholding, writ
 files and a PNG of orthoslices, and returns the scores. ``cryocare demo``
 prints them.
 
-Beside it, the shipped restorer fills the missing wedge of CARE's result
-zero-shot (:meth:`cryocare.isotropic.WedgeRestorer.fill_cone`, with the
+Beside it, the shipped restorer and refiner fill the missing wedge of CARE's
+result zero-shot (:meth:`cryocare.isotropic.WedgeRestorer.fill_cone`, with the
 simulation's tilt range; no training), and both results are scored against the wedge-free
 truth: the in-cone correlation (:func:`cryocare.metrics.wedge_correlation`)
 and the ``Z``/``X`` resolution ratio
@@ -146,7 +146,7 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
         ``dice_mask`` (against the simulator's object mask) for ``raw`` (the
         even/odd average), ``median`` (3×3×3), ``NAD`` (iterations tuned on
         the halves, in ``settings``), ``CARE`` and ``CARE wedge`` (CARE's
-        result, its missing wedge filled by the shipped restorer zero-shot,
+        result, its missing wedge filled by the shipped restorer and refiner zero-shot,
         :mod:`cryocare.isotropic`); for the last two also
         ``cone_r`` and ``z_ratio`` against the wedge-free truth
         (:func:`wedge_scores`).
@@ -191,8 +191,8 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
                              tta_seconds=budget / 4 if budget else None)
     lap("predict")
 
-    # The missing wedge: CARE's result with its cone filled by the shipped restorer, zero-shot
-    # (on the halves binned by 2, no TTA; cryocare.isotropic), with the simulation's own tilt
+    # The missing wedge: CARE's result with its cone filled by the shipped restorer (on the
+    # halves' mean binned by 2) and refiner, zero-shot (cryocare.isotropic), with its own tilt
     # range; both results scored against the wedge-free truth.
     from .modelfiles import with_wedge
 
@@ -224,7 +224,7 @@ def run_demo(output: str | os.PathLike, *, shape: tuple[int, int, int] = DEMO_SH
                                         label="CARE denoised (mean of even and odd)")
     result.files["restored"] = io.write(output / "restored.mrc", restored,
                                         voxel_size=data.voxel_size, overwrite=overwrite,
-                                        label="CARE + pretrained:wedge restorer (zero-shot)")
+                                        label="CARE + wedge restorer and refiner (zero-shot)")
     result.files["segmentation"] = io.write(output / "segmentation.mrc",
                                             segmentation.astype(np.float32),
                                             voxel_size=data.voxel_size, overwrite=overwrite,
