@@ -450,7 +450,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
           "simulator's object mask; in-cone r (Fourier correlation inside the missing wedge) "
           "and Z/X (resolution along the beam over that across the tilt axis, FSC 0.5; a "
           "lower bound when Z is the box's depth) against the wedge-free truth. CARE wedge: "
-          "CARE's result, its missing wedge filled by the shipped restorer (zero-shot)")
+          "CARE's result, its missing wedge filled by the shipped restorer and refiner (zero-shot)")
     for name, settings in result.settings.items():
         print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in settings.items())
               + " (tuned on the even and odd halves)")
