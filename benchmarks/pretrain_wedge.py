@@ -83,34 +83,49 @@ PATCH = 32
 
 def simulate_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
                    val_fraction: float = 0.05, binning: int = 1,
-                   first_seed: int = TOMOGRAM_SEED, patch: int = PATCH
+                   first_seed: int = TOMOGRAM_SEED, patch: int = PATCH, restorer=None
                    ) -> tuple[PairSet, list[dict]]:
-    """Simulate the tomograms one by one; pairs (noisy half, wedge-free truth) from each.
+    """Simulate the tomograms one by one; pairs (input, wedge-free truth) from each.
 
-    With ``binning`` > 1 the halves and the truth are first binned by that factor
-    (:func:`cryocare.wedge.bin_volume`), as the two-scale restoration does before the
-    wedge network sees the data.
+    The restorer's pairs (``restorer`` None): a noisy half and the truth, both
+    binned by ``binning`` first (:func:`cryocare.wedge.bin_volume`) as the
+    two-scale restoration bins before its restorer sees the data, normalised
+    by the binned halves' statistics. The refiner's (``restorer`` given): at
+    full resolution, :func:`refiner_input` and the truth, normalised by the
+    input's statistics.
     """
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
     drawn = []
     start = time.perf_counter()
+
+    def sample(sources, truth, norm, n, sample_seed, tilt_axis):
+        pairs = sample_pairs(sources, [truth], patch_shape=patch, n_patches=n,
+                             val_fraction=val_fraction, tilt_axis=tilt_axis,
+                             normalization=norm, seed=sample_seed)
+        for key, values in parts.items():
+            values.append(getattr(pairs, key))
+
     for i in range(n_tomograms):
         settings = random_settings(rng, **settings_options)
         tomo = simulate_tomogram(**settings, seed=first_seed + i)
-        even, odd, truth = (bin_volume(v, binning) for v in (tomo.even, tomo.odd, tomo.isotropic))
-        norm = compute_normalization([even, odd])  # what prediction sees: the noisy data
-        for j, half in enumerate((even, odd)):
-            pairs = sample_pairs([half], [truth], patch_shape=patch,
-                                 n_patches=max(2, patches // 2), val_fraction=val_fraction,
-                                 tilt_axis=settings["tilt_axis"], normalization=norm,
-                                 seed=seed + 2 * i + j)
-            for key, values in parts.items():
-                values.append(getattr(pairs, key))
+        axis = settings["tilt_axis"]
+        if restorer is None:
+            even, odd, truth = (bin_volume(v, binning)
+                                for v in (tomo.even, tomo.odd, tomo.isotropic))
+            norm = compute_normalization([even, odd])  # what prediction sees: the noisy data
+            for j, half in enumerate((even, odd)):
+                sample([half], truth, norm, max(2, patches // 2), seed + 2 * i + j, axis)
+        else:
+            wedge = Wedge(*settings["tilt_range"], tilt_axis=axis)
+            source = refiner_input(tomo.even, tomo.odd, wedge, restorer,
+                                   int(restorer.config.wedge_binning))
+            sample([source], tomo.isotropic, compute_normalization([source]), patches, seed + i,
+                   axis)
         drawn.append({"seed": first_seed + i, **settings})
         log.info("tomogram %d/%d %s, %.1f Å, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
                  "x".join(map(str, settings["shape"])), settings["voxel_size"],
-                 settings["tilt_range"], settings["tilt_axis"], time.perf_counter() - start)
+                 settings["tilt_range"], axis, time.perf_counter() - start)
     pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
                     normalization=Normalization(0.0, 1.0), patch_shape=(patch,) * 3,
                     tilt_axis="Y", normalize="per_dataset")
@@ -124,36 +139,6 @@ def refiner_input(even: np.ndarray, odd: np.ndarray, wedge: Wedge, restorer,
     mean = (even + odd) / np.float32(2)
     coarse = restorer.predict(bin_volume(mean, binning), progress=False)
     return merge_cone(mean, coarse, wedge, binning)
-
-
-def simulate_refiner_pairs(n_tomograms: int, *, seed: int, patches: int, settings_options: dict,
-                           restorer, val_fraction: float = 0.05,
-                           first_seed: int = REFINER_TOMOGRAM_SEED, patch: int = PATCH
-                           ) -> tuple[PairSet, list[dict]]:
-    """Pairs (the refiner's input, wedge-free truth) at full resolution, tomogram by tomogram."""
-    rng = np.random.default_rng(seed)
-    binning = int(restorer.config.wedge_binning)
-    parts: dict[str, list[np.ndarray]] = {"x_train": [], "y_train": [], "x_val": [], "y_val": []}
-    drawn = []
-    start = time.perf_counter()
-    for i in range(n_tomograms):
-        settings = random_settings(rng, **settings_options)
-        tomo = simulate_tomogram(**settings, seed=first_seed + i)
-        wedge = Wedge(*settings["tilt_range"], tilt_axis=settings["tilt_axis"])
-        source = refiner_input(tomo.even, tomo.odd, wedge, restorer, binning)
-        pairs = sample_pairs([source], [tomo.isotropic], patch_shape=patch, n_patches=patches,
-                             val_fraction=val_fraction, tilt_axis=settings["tilt_axis"],
-                             normalization=compute_normalization([source]), seed=seed + i)
-        for key, values in parts.items():
-            values.append(getattr(pairs, key))
-        drawn.append({"seed": first_seed + i, **settings})
-        log.info("tomogram %d/%d %s, tilts %s about %s (%.0f s)", i + 1, n_tomograms,
-                 "x".join(map(str, settings["shape"])), settings["tilt_range"],
-                 settings["tilt_axis"], time.perf_counter() - start)
-    pairs = PairSet(**{k: np.concatenate(v) for k, v in parts.items()},
-                    normalization=Normalization(0.0, 1.0), patch_shape=(patch,) * 3,
-                    tilt_axis="Y", normalize="per_dataset")
-    return pairs, drawn
 
 
 def train(pairs: PairSet, *, budget: float, seed: int, steps_per_epoch: int, tiny: bool,
@@ -237,36 +222,13 @@ def main(argv=None) -> int:
                                 learning_rate=args.learning_rate, init=args.init,
                                 binning=args.binning)
     trained = time.perf_counter() - started
-    history = model.history
-    import keras
-
-    provenance = {
-        "format": "cryocare-pretraining", "format_version": 1,
-        "command": "python benchmarks/pretrain_wedge.py " + " ".join(argv or sys.argv[1:]),
-        "training": {
-            "objective": "supervised: noisy wedged half -> wedge-free truth (isotropic), MSE",
-            "init": args.init,
-            "tomograms": n_tomograms, "tomogram_seeds": [args.tomogram_seed,
-                                                         args.tomogram_seed + n_tomograms - 1],
-            "binning": args.binning,
-            "settings_seed": args.seed, "settings_options": options,
-            "pairs_train": int(len(pairs.x_train)), "pairs_val": int(len(pairs.x_val)),
-            "patch_shape": list(pairs.patch_shape),
-            "normalize": "each tomogram by the statistics of its two noisy halves",
-            "augmentation": "random flips of each axis, random Y/X swap",
-            "budget_seconds": budget, "train_seconds": round(trained, 1),
-            "simulate_seconds": round(simulated, 1), "steps": info["steps"],
-            "epochs": len(history.get("loss", [])), "entry": info["entry"],
-            "precision": model.config.train_precision,
-            "best_val_loss": min(history.get("val_loss", [float("nan")])),
-            "batch_size": config.train_batch_size,
-            "learning_rate": config.train_learning_rate, "schedule": config.train_schedule,
-        },
-        "machine": machine(),
-        "versions": {"keras": keras.__version__, "backend": keras.backend.backend(),
-                     "numpy": np.__version__},
-        "settings": drawn,
-    }
+    provenance = _provenance(
+        model, config, info, pairs, drawn,
+        objective="supervised: noisy wedged half -> wedge-free truth (isotropic), MSE",
+        normalize="each tomogram by the statistics of its two noisy halves",
+        details={"init": args.init, "binning": args.binning}, tomograms=n_tomograms,
+        first_seed=args.tomogram_seed, seed=args.seed, options=options, budget=budget,
+        trained=trained, simulated=simulated, argv=argv)
     output = save(model, args.output, provenance)
     log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, output)
     return 0
@@ -274,7 +236,6 @@ def main(argv=None) -> int:
 
 def main_refiner(args) -> int:
     """``--refine``: the refiner, from the general weights, for ``--budget`` (default 15 min)."""
-    import keras
 
     from cryocare.modelfiles import load_model
 
@@ -290,28 +251,45 @@ def main_refiner(args) -> int:
     output = SHIPPED_REFINER if args.output == SHIPPED else args.output
     restorer = load_model(args.restorer)
     started = time.perf_counter()
-    pairs, drawn = simulate_refiner_pairs(n_tomograms, seed=seed, patches=patches,
-                                          settings_options=options, restorer=restorer,
-                                          first_seed=first, patch=16 if args.tiny else PATCH)
+    pairs, drawn = simulate_pairs(n_tomograms, seed=seed, patches=patches,
+                                  settings_options=options, restorer=restorer,
+                                  first_seed=first, patch=16 if args.tiny else PATCH)
     simulated = time.perf_counter() - started
     started = time.perf_counter()
     model, config, info = train(pairs, budget=budget, seed=seed,
                                 steps_per_epoch=5 if args.tiny else args.steps_per_epoch,
                                 tiny=args.tiny, learning_rate=args.learning_rate, init=args.init)
     trained = time.perf_counter() - started
+    provenance = _provenance(
+        model, config, info, pairs, drawn,
+        objective="supervised: the halves' mean with its cone restored below 0.25 "
+                  "cycles/voxel by the restorer (binned by 2, one pass) -> wedge-free truth, "
+                  "full resolution, MSE",
+        normalize="each tomogram by the statistics of the refiner's input",
+        details={"restorer": str(args.restorer), "init": args.init}, tomograms=n_tomograms,
+        first_seed=first, seed=seed, options=options, budget=budget, trained=trained,
+        simulated=simulated)
+    saved = save(model, output, provenance)
+    log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, saved)
+    return 0
+
+
+def _provenance(model, config, info, pairs, drawn, *, objective: str, normalize: str,
+                details: dict, tomograms: int, first_seed: int, seed: int, options: dict,
+                budget: float, trained: float, simulated: float, argv=None) -> dict:
+    """``provenance.json`` of a pretraining run: command, data, training, machine."""
+    import keras
+
     history = model.history
-    provenance = {
+    return {
         "format": "cryocare-pretraining", "format_version": 1,
-        "command": "python benchmarks/pretrain_wedge.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/pretrain_wedge.py " + " ".join(argv or sys.argv[1:]),
         "training": {
-            "objective": "supervised: the halves' mean with its cone restored below 0.25 "
-                         "cycles/voxel by the restorer (binned by 2, one pass) -> wedge-free "
-                         "truth, full resolution, MSE",
-            "restorer": str(args.restorer), "init": args.init, "tomograms": n_tomograms,
-            "tomogram_seeds": [first, first + n_tomograms - 1], "settings_seed": seed,
-            "settings_options": options, "pairs_train": int(len(pairs.x_train)),
-            "pairs_val": int(len(pairs.x_val)), "patch_shape": list(pairs.patch_shape),
-            "normalize": "each tomogram by the statistics of the refiner's input",
+            "objective": objective, **details, "tomograms": tomograms,
+            "tomogram_seeds": [first_seed, first_seed + tomograms - 1],
+            "settings_seed": seed, "settings_options": options,
+            "pairs_train": int(len(pairs.x_train)), "pairs_val": int(len(pairs.x_val)),
+            "patch_shape": list(pairs.patch_shape), "normalize": normalize,
             "augmentation": "random flips of each axis, random Y/X swap",
             "budget_seconds": budget, "train_seconds": round(trained, 1),
             "simulate_seconds": round(simulated, 1), "steps": info["steps"],
@@ -326,9 +304,6 @@ def main_refiner(args) -> int:
                      "numpy": np.__version__},
         "settings": drawn,
     }
-    saved = save(model, output, provenance)
-    log.info("trained %d steps in %.0f s; saved %s", info["steps"], trained, saved)
-    return 0
 
 
 if __name__ == "__main__":
