@@ -145,7 +145,8 @@ class WedgeRestorer:
 
         ``options`` and ``settings`` go to both networks; ``out`` is an
         array or a :class:`cryocare.io.SlabWriter` (the merge needs the
-        whole volume in memory first: about three times its size).
+        whole volume in memory first: about five times its size with a
+        refiner, two and a half without).
         """
         return self._restore([image], options, settings, out)
 
