@@ -102,7 +102,8 @@ print("figure:", out / "walkthrough.png")
 # beam axis was never measured: objects are stretched along Z. The simulator
 # also gives the wedge-free truth (`data.isotropic`). `load_model("pretrained",
 # wedge="-60,60")` pairs the general model (the denoiser) with the shipped
-# restorer, which sees the halves binned by 2 and fills the cone;
+# restorer, which sees the halves binned by 2 and fills the cone, and the
+# shipped refiner, which restores its finer part at full resolution;
 # `fill_cone` fills the cone of a result you already have — here CARE's —
 # and keeps every measured direction as it was.
 
