@@ -100,8 +100,9 @@ def test_time_budget_stops_cleanly_keeps_the_best_and_resumes(pairs, tmp_path):
     epochs = len(model.history["val_loss"])
     assert 1 <= epochs < 100_000
     # One step and one validation of a tiny network beyond the budget, not the 100 000
-    # epochs asked for (generous margin: start-up and compilation on a loaded machine).
-    assert took < config.train_time_budget + 30
+    # epochs asked for (hours); generous margin for start-up and compilation on a loaded
+    # machine (39 s were seen with two other TensorFlow jobs on two cores).
+    assert took < config.train_time_budget + 60
     state = json.loads((tmp_path / "ck" / "checkpoint.json").read_text())["state"]
     assert state["out_of_time"] and state["elapsed"] >= config.train_time_budget
     # Under cosine the rate ran down to (nearly) zero by the end of the budget.
