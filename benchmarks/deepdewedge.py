@@ -69,7 +69,14 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from pretrain import machine  # noqa: E402
-from wedge_quality import COLUMNS, DATASETS, _finite_or_none, _write, score  # noqa: E402
+from wedge_quality import (  # noqa: E402
+    COLUMNS,
+    DATASETS,
+    _finite_or_none,
+    _write,
+    figure,
+    score,
+)
 
 from cryocare.simulate import simulate_tomogram  # noqa: E402
 from cryocare.wedge import Wedge  # noqa: E402
@@ -156,30 +163,6 @@ refine_tomogram:
   num_workers: 0
   output_dir: "{work / 'refined'}"
 """
-
-
-def figure(title: str, volumes: dict[str, np.ndarray], path: Path) -> None:
-    """Central XY and XZ slices, each volume in its own 1-99 % grey range (as wedge_quality)."""
-    from matplotlib.figure import Figure
-
-    nz, ny, nx = next(iter(volumes.values())).shape
-    fig = Figure(figsize=(2.6 * len(volumes), 2.6 * (ny + nz) / nx + 0.8),
-                 layout="constrained")
-    axes = fig.subplots(2, len(volumes), squeeze=False, height_ratios=[ny, nz])
-    for column, (name, volume) in enumerate(volumes.items()):
-        low, high = np.percentile(volume, [1, 99])
-        for row, image in enumerate((volume[nz // 2], volume[:, ny // 2, :])):
-            axes[row, column].imshow(image, cmap="gray", vmin=low, vmax=high,
-                                     interpolation="nearest")
-            axes[row, column].set_xticks([])
-            axes[row, column].set_yticks([])
-        axes[0, column].set_title(name, fontsize=9)
-    axes[0, 0].set_ylabel("XY (central Z)")
-    axes[1, 0].set_ylabel("XZ (central Y)")
-    fig.suptitle(title, fontsize=10)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    os.replace(tmp, path)
 
 
 def run_step(step: str, extra: list[str], args, config: Path, log_path: Path) -> float:
@@ -341,9 +324,9 @@ def main(argv=None) -> int:
             "deepdewedge": score(ddw, data, wedge)}
     for method, scores in rows.items():
         log.info("%s: %s", method, ", ".join(f"{k} {v:.4g}" for k, v in scores.items()))
-    figure(f"{DATASET} (±60°, tilt axis Y): DeepDeWedge, {fitted} epochs on one CPU core",
-           {"raw (even/odd average)": average, "DeepDeWedge": ddw,
-            "isotropic truth": data.isotropic}, paths["png"])
+    figure(DATASET, {"raw (even/odd average)": average, "DeepDeWedge": ddw,
+                     "isotropic truth": data.isotropic}, paths["png"],
+           title=f"{DATASET} (±60°, tilt axis Y): DeepDeWedge, {fitted} epochs on one CPU core")
 
     fit_losses = losses(logdir)
     n_fit = len(os.listdir(args.work / "project" / "subtomos" / "fitting_subtomos" / "subtomo0"))

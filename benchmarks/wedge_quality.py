@@ -101,7 +101,7 @@ def score(restored: np.ndarray, data, wedge: Wedge) -> dict[str, float]:
     # stricter one); 0.143 is the threshold the issue names.
     resolution = directional_resolution(restored, data.isotropic, threshold=0.5)
     across = resolution.x if wedge.tilt_axis == "Y" else resolution.y
-    lenient = directional_resolution(restored, data.isotropic, threshold=0.143)
+    lenient = resolution.at(0.143)
     across_143 = lenient.x if wedge.tilt_axis == "Y" else lenient.y
     return {
         "psnr_wedged": psnr_affine(data.clean, restored),
@@ -142,8 +142,10 @@ def restore(method: str, data, wedge: Wedge, *, model_wedge: bool) -> np.ndarray
                      "wedge or model:PATH")
 
 
-def figure(name: str, volumes: dict[str, np.ndarray], path: Path) -> None:
-    """Central XY and XZ slices of every volume, each in its own 1-99 % grey range."""
+def figure(name: str, volumes: dict[str, np.ndarray], path: Path, *,
+           title: str | None = None) -> None:
+    """Central XY and XZ slices of every volume, each in its own 1-99 % grey range
+    (``title`` replaces the default one)."""
     from matplotlib.figure import Figure
 
     first = next(iter(volumes.values()))
@@ -161,7 +163,8 @@ def figure(name: str, volumes: dict[str, np.ndarray], path: Path) -> None:
         axes[0, column].set_title(title, fontsize=9)
     axes[0, 0].set_ylabel("XY (central Z)")
     axes[1, 0].set_ylabel("XZ (central Y)")
-    fig.suptitle(f"{name}: restored volumes and truths (the missing wedge shows in XZ)")
+    fig.suptitle(title or f"{name}: restored volumes and truths (the missing wedge shows in "
+                 "XZ)")
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=72)
     os.replace(tmp, path)

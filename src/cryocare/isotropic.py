@@ -200,20 +200,18 @@ class WedgeRestorer:
 
     def _fill(self, full: np.ndarray, images: list[np.ndarray],
               options: PredictOptions) -> np.ndarray:
-        # the restorer sees the halves' mean: less noise than either, and one prediction
-        binned = bin_volume(images[0], self.binning)
-        for image in images[1:]:
-            binned += bin_volume(image, self.binning)
-        binned /= np.float32(len(images))
-        coarse = self.restorer.predict(
-            binned, options.replace(progress=False, tta=self.flips, tta_seconds=None))
-        del binned
-        if self.refiner is not None:  # the cone above the binned Nyquist frequency
-            mean = np.asarray(images[0], np.float32)
-            if len(images) == 2:
-                mean = (mean + np.asarray(images[1], np.float32)) * np.float32(0.5)
-            source = merge_cone(mean, coarse, self.wedge, self.binning)
-            del mean
+        # the restorer (and the refiner) see the halves' mean: less noise than either, and
+        # one prediction
+        mean = np.asarray(images[0], np.float32)
+        if len(images) == 2:
+            mean = (mean + np.asarray(images[1], np.float32)) * np.float32(0.5)
+        coarse = self.restorer.predict(bin_volume(mean, self.binning), options.replace(
+            progress=False, tta=self.flips, tta_seconds=None))
+        # the refiner's input: the mean with the restorer's cone in it
+        source = None if self.refiner is None else merge_cone(mean, coarse, self.wedge,
+                                                              self.binning)
+        del mean
+        if source is not None:  # the cone above the binned Nyquist frequency
             fine = self.refiner.predict(source, options.replace(progress=False, tta=False,
                                                                 tta_seconds=None))
             del source
@@ -239,13 +237,14 @@ class WedgeRestorer:
 
         directory = Path(directory)
         with staged_folder(directory, overwrite=overwrite) as staging:
-            for name in _PARTS + ((_REFINER,) if self.refiner is not None else ()):
+            parts = _parts(self.refiner is not None)
+            for name in parts:
                 getattr(self, name).save(staging / name)
             description = {"format": RESTORATION_FORMAT, "format_version": 1,
                            "wedge": self.wedge.to_dict(), "binning": self.binning,
                            "flips": self.flips, "refiner": self.refiner is not None}
             (staging / _DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
-        log.info("saved the wedge restoration (denoiser and restorer) to %s", directory)
+        log.info("saved the wedge restoration (%s) to %s", ", ".join(parts), directory)
         return directory
 
     @classmethod
@@ -276,12 +275,17 @@ def read_description(directory: Path) -> dict[str, Any]:
         raise InputError(f"{path}: expected \"format\": \"{RESTORATION_FORMAT}\"")
     if not isinstance(description.get("wedge"), dict):
         raise InputError(f"{path}: expected the tilt range under \"wedge\"")
-    parts = _PARTS + ((_REFINER,) if description.get("refiner") else ())
-    missing = [name for name in parts if not (directory / name / "config.json").is_file()]
+    missing = [name for name in _parts(bool(description.get("refiner")))
+               if not (directory / name / "config.json").is_file()]
     if missing:
         raise InputError(f"{directory}: incomplete wedge restoration ({', '.join(missing)} "
                          f"model folder missing)")
     return description
+
+
+def _parts(refined: bool) -> tuple[str, ...]:
+    """The model folders of a saved restoration (the refiner's only when it has one)."""
+    return _PARTS + ((_REFINER,) if refined else ())
 
 
 def _deliver(result: np.ndarray, out: Any) -> np.ndarray | None:

@@ -1170,6 +1170,22 @@ class DirectionalResolution:
         (about 1 for an isotropic map, large for a map with a missing wedge about ``Y``)."""
         return self.z / self.x
 
+    def at(self, threshold: float) -> DirectionalResolution:
+        """The same curves read at another FSC threshold (no transform computed again).
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> volume = rng.normal(size=(16, 16, 16))
+        >>> directional_resolution(volume, volume, threshold=0.5).at(0.143).x
+        2.0
+        """
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not (
+            -1 < threshold < 1
+        ):
+            raise InputError(f"threshold: expected a number in (-1, 1), found {threshold!r}")
+        values = {name: curve.resolution(float(threshold)) for name, curve in self.curves.items()}
+        return DirectionalResolution(**values, curves=self.curves, threshold=float(threshold))
+
 
 def _check_volumes(a: npt.ArrayLike, b: npt.ArrayLike, names: tuple[str, str]
                    ) -> tuple[np.ndarray, np.ndarray]:
